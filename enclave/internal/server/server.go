@@ -1,0 +1,379 @@
+// Package server answers the parent-to-enclave API (proto
+// nitrosigner.enclave.v1) inside the enclave.
+//
+// Every request comes from the untrusted parent and is validated here before
+// any work. Status codes are chosen in one place, [toStatus]; client-visible
+// messages name the offending field and never carry key material, while the
+// wrapped internal error goes only to the enclave's own log.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// Limits on request fields. Requests beyond them are refused before any
+// cryptographic work.
+const (
+	MaxBatch       = 256
+	MaxPageSize    = 1000
+	DefaultPage    = 100
+	MaxLabels      = 16
+	MaxLabelLen    = 128
+	MaxNonce       = 512
+	MaxMessageSize = sign.MaxMessageSize
+	maxKeyIDLen    = 128
+)
+
+// Keyring is the part of the keyring the server uses.
+type Keyring interface {
+	Create(ctx context.Context, alg signerv1.Algorithm, labels map[string]string) (keyring.Key, error)
+	Get(ctx context.Context, id string) (keyring.Key, error)
+	List(ctx context.Context, after string, limit int) ([]keyring.Key, error)
+	Use(ctx context.Context, id string, fn func(s sign.Scheme, priv []byte) error) (signerv1.Algorithm, error)
+}
+
+// Attester produces NSM attestation documents. Nil arguments are omitted
+// from the document.
+type Attester interface {
+	Attest(ctx context.Context, nonce, userData, publicKey []byte) ([]byte, error)
+}
+
+// Config configures a [Server].
+type Config struct {
+	// Keyring holds the keys. Required.
+	Keyring Keyring
+	// Attester makes attestation documents. Required.
+	Attester Attester
+	// Identity is bound into every attestation document's user_data. Required.
+	Identity *signerv1.EnclaveIdentity
+	// KMSPublicKey is the DER SubjectPublicKeyInfo of the enclave's RSA key,
+	// placed in every attestation document's public_key. Required.
+	KMSPublicKey []byte
+	// Version is reported by Ping.
+	Version string
+	// Logger receives operator logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server handles enclave API calls. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	userData []byte
+	log      *slog.Logger
+}
+
+// New checks cfg and returns a server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Keyring == nil:
+		return nil, errors.New("server: Keyring is required")
+	case cfg.Attester == nil:
+		return nil, errors.New("server: Attester is required")
+	case cfg.Identity == nil:
+		return nil, errors.New("server: Identity is required")
+	case len(cfg.KMSPublicKey) == 0:
+		return nil, errors.New("server: KMSPublicKey is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ud, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("server: encode identity: %w", err)
+	}
+	return &Server{cfg: cfg, userData: ud, log: cfg.Logger}, nil
+}
+
+var marshal = proto.MarshalOptions{}
+
+// Handle decodes one request for method, runs it and appends the encoded
+// response to resp. Its signature matches the link's handler. Errors are gRPC
+// status errors.
+func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+	var out proto.Message
+	var err error
+	switch enclavev1.Method(method) {
+	case enclavev1.Method_METHOD_PING:
+		out = &enclavev1.PingResponse{Version: s.cfg.Version}
+	case enclavev1.Method_METHOD_SIGN:
+		in := new(enclavev1.SignRequest)
+		if err = unmarshal(req, in); err == nil {
+			var r *signerv1.SignResponse
+			r, err = s.sign(ctx, in.GetRequest())
+			out = &enclavev1.SignResponse{Response: r}
+		}
+	case enclavev1.Method_METHOD_SIGN_BATCH:
+		in := new(enclavev1.SignBatchRequest)
+		if err = unmarshal(req, in); err == nil {
+			var r *signerv1.SignBatchResponse
+			r, err = s.signBatch(ctx, in.GetRequest())
+			out = &enclavev1.SignBatchResponse{Response: r}
+		}
+	case enclavev1.Method_METHOD_CREATE_KEY:
+		in := new(enclavev1.CreateKeyRequest)
+		if err = unmarshal(req, in); err == nil {
+			var k *signerv1.Key
+			k, err = s.createKey(ctx, in.GetRequest())
+			out = &enclavev1.CreateKeyResponse{Key: k}
+		}
+	case enclavev1.Method_METHOD_GET_KEY:
+		in := new(enclavev1.GetKeyRequest)
+		if err = unmarshal(req, in); err == nil {
+			var k *signerv1.Key
+			k, err = s.getKey(ctx, in.GetKeyId())
+			out = &enclavev1.GetKeyResponse{Key: k}
+		}
+	case enclavev1.Method_METHOD_LIST_KEYS:
+		in := new(enclavev1.ListKeysRequest)
+		if err = unmarshal(req, in); err == nil {
+			var r *signerv1.ListKeysResponse
+			r, err = s.listKeys(ctx, in.GetRequest())
+			out = &enclavev1.ListKeysResponse{Response: r}
+		}
+	case enclavev1.Method_METHOD_GET_ATTESTATION:
+		in := new(enclavev1.GetAttestationRequest)
+		if err = unmarshal(req, in); err == nil {
+			var r *signerv1.GetAttestationResponse
+			r, err = s.attest(ctx, in.GetNonce())
+			out = &enclavev1.GetAttestationResponse{Response: r}
+		}
+	default:
+		return nil, status.Errorf(codes.Unimplemented, "unknown method %d", method)
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, enclavev1.Method(method), err)
+	}
+	return marshal.MarshalAppend(resp, out)
+}
+
+func unmarshal(b []byte, m proto.Message) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return status.Errorf(codes.InvalidArgument, "malformed request: %v", err)
+	}
+	return nil
+}
+
+// invalid returns an InvalidArgument error whose message starts with the
+// field's name.
+func invalid(field, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, field+": "+format, args...)
+}
+
+// toStatus picks the status code for err. Status errors pass unchanged;
+// sentinels map to codes; anything else is logged and becomes Internal
+// without its text.
+func (s *Server) toStatus(ctx context.Context, m enclavev1.Method, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, keyring.ErrNotFound):
+		return status.Error(codes.NotFound, "key not found")
+	case errors.Is(err, keyring.ErrDisabled):
+		return status.Error(codes.FailedPrecondition, "key is disabled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded in enclave")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	}
+	s.log.ErrorContext(ctx, "request failed", "method", m.String(), "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+func validKeyID(id string) error {
+	switch {
+	case id == "":
+		return invalid("key_id", "required")
+	case len(id) > maxKeyIDLen:
+		return invalid("key_id", "longer than %d bytes", maxKeyIDLen)
+	}
+	return nil
+}
+
+func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
+	if err := validKeyID(r.GetKeyId()); err != nil {
+		return nil, err
+	}
+	var sig []byte
+	var fn func(sc sign.Scheme, priv []byte) error
+	switch p := r.GetPayload().(type) {
+	case *signerv1.SignRequest_Digest:
+		if len(p.Digest) != sign.DigestSize {
+			return nil, invalid("digest", "must be %d bytes, got %d", sign.DigestSize, len(p.Digest))
+		}
+		fn = func(sc sign.Scheme, priv []byte) (err error) {
+			sig, err = sc.SignDigest(priv, p.Digest)
+			if errors.Is(err, sign.ErrUnsupported) {
+				return invalid("digest", "%s keys do not sign digests; send the message field", sc.Name())
+			}
+			return err
+		}
+	case *signerv1.SignRequest_Message:
+		switch {
+		case len(p.Message) == 0:
+			return nil, invalid("message", "must not be empty")
+		case len(p.Message) > MaxMessageSize:
+			return nil, invalid("message", "must be at most %d bytes, got %d", MaxMessageSize, len(p.Message))
+		}
+		fn = func(sc sign.Scheme, priv []byte) (err error) {
+			sig, err = sc.SignMessage(priv, p.Message)
+			if errors.Is(err, sign.ErrUnsupported) {
+				return invalid("message", "%s keys sign 32-byte digests; send the digest field", sc.Name())
+			}
+			return err
+		}
+	default:
+		return nil, invalid("payload", "one of digest or message is required")
+	}
+	alg, err := s.cfg.Keyring.Use(ctx, r.GetKeyId(), fn)
+	if err != nil {
+		return nil, err
+	}
+	return &signerv1.SignResponse{KeyId: r.GetKeyId(), Algorithm: alg, Signature: sig}, nil
+}
+
+func (s *Server) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {
+	n := len(r.GetRequests())
+	if n == 0 || n > MaxBatch {
+		return nil, invalid("requests", "must hold 1..%d items, got %d", MaxBatch, n)
+	}
+	results := make([]*signerv1.SignResult, n)
+	one := func(i int) {
+		resp, err := s.sign(ctx, r.GetRequests()[i])
+		if err != nil {
+			st, _ := status.FromError(s.toStatus(ctx, enclavev1.Method_METHOD_SIGN_BATCH, err))
+			results[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Error{
+				Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+			return
+		}
+		results[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Response{Response: resp}}
+	}
+	// Spread large batches over the cores; small ones are not worth a
+	// goroutine.
+	workers := min(runtime.GOMAXPROCS(0), n/4)
+	if workers <= 1 {
+		for i := range n {
+			one(i)
+		}
+	} else {
+		var next sync.Mutex
+		i := 0
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					next.Lock()
+					j := i
+					i++
+					next.Unlock()
+					if j >= n {
+						return
+					}
+					one(j)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return &signerv1.SignBatchResponse{Results: results}, nil
+}
+
+func (s *Server) createKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*signerv1.Key, error) {
+	if _, ok := sign.Lookup(r.GetAlgorithm()); !ok {
+		return nil, invalid("algorithm", "must be ALGORITHM_SECP256K1 or ALGORITHM_ED25519, got %v", r.GetAlgorithm())
+	}
+	if len(r.GetLabels()) > MaxLabels {
+		return nil, invalid("labels", "at most %d labels, got %d", MaxLabels, len(r.GetLabels()))
+	}
+	for k, v := range r.GetLabels() {
+		if k == "" || len(k) > MaxLabelLen || len(v) > MaxLabelLen {
+			return nil, invalid("labels", "keys must be 1..%d bytes and values at most %d bytes", MaxLabelLen, MaxLabelLen)
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, invalid("labels", "must be valid UTF-8")
+		}
+	}
+	k, err := s.cfg.Keyring.Create(ctx, r.GetAlgorithm(), r.GetLabels())
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key created", "key_id", k.ID, "algorithm", k.Algorithm.String())
+	return keyProto(k), nil
+}
+
+func (s *Server) getKey(ctx context.Context, id string) (*signerv1.Key, error) {
+	if err := validKeyID(id); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Keyring.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return keyProto(k), nil
+}
+
+func (s *Server) listKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*signerv1.ListKeysResponse, error) {
+	size := int(r.GetPageSize())
+	switch {
+	case size < 0 || size > MaxPageSize:
+		return nil, invalid("page_size", "must be 0..%d, got %d", MaxPageSize, size)
+	case size == 0:
+		size = DefaultPage
+	}
+	after := r.GetPageToken()
+	if after != "" && !keyring.ValidID(after) {
+		return nil, invalid("page_token", "malformed; pass the next_page_token of the previous page")
+	}
+	// Ask for one more than the page to know whether another page exists.
+	keys, err := s.cfg.Keyring.List(ctx, after, size+1)
+	if err != nil {
+		return nil, err
+	}
+	out := &signerv1.ListKeysResponse{}
+	if len(keys) > size {
+		keys = keys[:size]
+		out.NextPageToken = keys[size-1].ID
+	}
+	out.Keys = make([]*signerv1.Key, len(keys))
+	for i, k := range keys {
+		out.Keys[i] = keyProto(k)
+	}
+	return out, nil
+}
+
+func (s *Server) attest(ctx context.Context, nonce []byte) (*signerv1.GetAttestationResponse, error) {
+	if len(nonce) == 0 || len(nonce) > MaxNonce {
+		return nil, invalid("nonce", "must be 1..%d bytes, got %d", MaxNonce, len(nonce))
+	}
+	doc, err := s.cfg.Attester.Attest(ctx, nonce, s.userData, s.cfg.KMSPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	return &signerv1.GetAttestationResponse{Document: doc, Identity: s.cfg.Identity}, nil
+}
+
+func keyProto(k keyring.Key) *signerv1.Key {
+	return &signerv1.Key{
+		KeyId:           k.ID,
+		Algorithm:       k.Algorithm,
+		PublicKey:       k.PublicKey,
+		State:           k.State,
+		CreatedAtUnixMs: k.CreatedAt.UnixMilli(),
+		Labels:          k.Labels,
+	}
+}

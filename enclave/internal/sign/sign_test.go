@@ -203,7 +203,10 @@ func TestBadInput(t *testing.T) {
 		{"ed digest", func() error { _, err := ed.SignDigest(ePriv, make([]byte, 32)); return err }, sign.ErrUnsupported},
 		{"ed huge message", func() error { _, err := ed.SignMessage(ePriv, make([]byte, sign.MaxMessageSize+1)); return err }, sign.ErrInvalidPayload},
 		{"secp zero key", func() error { _, err := k1.SignDigest(make([]byte, 32), make([]byte, 32)); return err }, sign.ErrInvalidKey},
-		{"secp key over order", func() error { _, err := k1.PublicKey(unhexNoT("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")); return err }, sign.ErrInvalidKey},
+		{"secp key over order", func() error {
+			_, err := k1.PublicKey(unhexNoT("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"))
+			return err
+		}, sign.ErrInvalidKey},
 		{"secp short key", func() error { _, err := k1.PublicKey(make([]byte, 31)); return err }, sign.ErrInvalidKey},
 		{"ed short key", func() error { _, err := ed.SignMessage(make([]byte, 32), []byte("x")); return err }, sign.ErrInvalidKey},
 	}

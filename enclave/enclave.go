@@ -1,0 +1,152 @@
+// Package enclave is the composition root of the code that runs inside the
+// Nitro Enclave: it makes the enclave's boot-time keys, builds the keyring
+// and the request handler, and serves the parent-to-enclave link.
+//
+// The enclave trusts nothing the parent sends. Private keys exist only in
+// the keyring's memory. The choice between the real NSM and the simulator is
+// made by the caller (enclave/cmd/enclave), never here: Config.Attester is
+// whichever one it built.
+package enclave
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/server"
+	"github.com/nitrosigner/nitrosigner/internal/link"
+	"github.com/nitrosigner/nitrosigner/internal/transport"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// DefaultListen is where the enclave serves the parent in production.
+const DefaultListen = "vsock://any:5000"
+
+// Attester produces NSM attestation documents; nil arguments are omitted.
+// It is satisfied by the /dev/nsm adapter (enclave/internal/nsm) and by the
+// simulator (internal/nsmsim).
+type Attester interface {
+	Attest(ctx context.Context, nonce, userData, publicKey []byte) ([]byte, error)
+}
+
+// Config configures [Run].
+type Config struct {
+	// Listen is the transport address the parent connects to, e.g.
+	// "vsock://any:5000" or "unix:///run/enclave.sock". Default
+	// DefaultListen.
+	Listen string
+	// Attester makes attestation documents. Required. Documents carry the
+	// enclave's identity key (user_data) and RSA key (public_key).
+	Attester Attester
+	// Version is reported to the parent by Ping.
+	Version string
+	// MaxFrame bounds one link frame; zero means the link's default (4 MiB).
+	MaxFrame int
+	// Logger receives the enclave's logs. On AWS they reach an operator only
+	// in debug mode, so nothing an operator needs may exist only here.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// OnListen, if set, is called with the listener's address once the
+	// enclave accepts connections (used by tests and local tooling).
+	OnListen func(net.Addr)
+}
+
+// Validate applies defaults and checks required fields.
+func (c *Config) Validate() error {
+	if c.Attester == nil {
+		return errors.New("enclave: Attester is required")
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if _, err := transport.Parse(c.Listen); err != nil {
+		return fmt.Errorf("enclave: Listen: %w", err)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Identity is the set of keys an enclave makes at boot. The private halves
+// never leave the enclave.
+type identity struct {
+	signing ed25519.PrivateKey
+	kms     *rsa.PrivateKey
+	kmsSPKI []byte
+	proto   *signerv1.EnclaveIdentity
+}
+
+func newIdentity() (*identity, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	// KMS encrypts to this key (attestation public_key); it must be RSA-2048.
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("kms recipient key: %w", err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&rk.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("kms recipient key: %w", err)
+	}
+	sum := sha256.Sum256(spki)
+	return &identity{
+		signing: priv,
+		kms:     rk,
+		kmsSPKI: spki,
+		proto: &signerv1.EnclaveIdentity{
+			Version:            1,
+			IdentityPublicKey:  pub,
+			KmsPublicKeySha256: sum[:],
+		},
+	}, nil
+}
+
+// Run serves the parent on cfg.Listen until ctx is cancelled. It returns nil
+// after a clean shutdown; keys held in memory are zeroized on return.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	id, err := newIdentity()
+	if err != nil {
+		return err
+	}
+	kr := keyring.NewMemory(keyring.Config{})
+	defer kr.Close()
+
+	srv, err := server.New(server.Config{
+		Keyring:      kr,
+		Attester:     cfg.Attester,
+		Identity:     id.proto,
+		KMSPublicKey: id.kmsSPKI,
+		Version:      cfg.Version,
+		Logger:       cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := transport.Listen(ctx, cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("enclave: %w", err)
+	}
+	cfg.Logger.InfoContext(ctx, "enclave serving", "addr", cfg.Listen, "version", cfg.Version)
+	if cfg.OnListen != nil {
+		cfg.OnListen(l.Addr())
+	}
+	return link.Serve(ctx, l, link.ServerConfig{
+		Handler:  srv.Handle,
+		MaxFrame: cfg.MaxFrame,
+		Logger:   cfg.Logger,
+	})
+}

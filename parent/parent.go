@@ -1,0 +1,256 @@
+// Package parent is the composition root of the proxy that runs on the
+// parent EC2 instance: the client-facing gRPC server (TLS or mTLS, or
+// plaintext on loopback and unix sockets only), health and reflection, and
+// the link to the enclave.
+//
+// The parent is untrusted by design (DESIGN.md §1): it relays requests and
+// answers but never holds key material.
+package parent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/nitrosigner/nitrosigner/internal/link"
+	"github.com/nitrosigner/nitrosigner/internal/transport"
+	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// Defaults.
+const (
+	DefaultListen      = "tcp://127.0.0.1:50051"
+	DefaultCallTimeout = 10 * time.Second
+	// MaxRecvMsgSize bounds one client request; larger ones are refused
+	// with ResourceExhausted before any work.
+	MaxRecvMsgSize = 4 << 20
+	// linkMaxFrame leaves room for the largest request plus framing.
+	linkMaxFrame = MaxRecvMsgSize + 64<<10
+)
+
+// Config configures [Run].
+type Config struct {
+	// Listen is the client-facing gRPC address: tcp://HOST:PORT or
+	// unix:///path. Without TLS only loopback and unix addresses are
+	// allowed. Default DefaultListen.
+	Listen string
+	// Enclave is the enclave's link address, e.g. vsock://16:5000. Required.
+	Enclave string
+	// TLSCertFile and TLSKeyFile enable TLS (PEM files); both or neither.
+	TLSCertFile, TLSKeyFile string
+	// ClientCAFile, with TLS, requires and verifies client certificates
+	// issued by these CAs (mTLS).
+	ClientCAFile string
+	// CallTimeout bounds every call forwarded to the enclave. Default
+	// DefaultCallTimeout.
+	CallTimeout time.Duration
+	// HealthInterval is how often the enclave is pinged to drive the gRPC
+	// health status. Default 2 s.
+	HealthInterval time.Duration
+	// Logger receives operator logs. Default slog.Default().
+	Logger *slog.Logger
+	// OnListen, if set, is called with the client listener's address once
+	// the server accepts connections (used by tests).
+	OnListen func(net.Addr)
+}
+
+// Validate applies defaults and checks cfg.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Enclave == "" {
+		return errors.New("parent: Enclave address is required")
+	}
+	if _, err := transport.Parse(c.Enclave); err != nil {
+		return fmt.Errorf("parent: Enclave: %w", err)
+	}
+	addr, err := transport.Parse(c.Listen)
+	if err != nil {
+		return fmt.Errorf("parent: Listen: %w", err)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("parent: TLS needs both a certificate and a key file")
+	}
+	if c.ClientCAFile != "" && c.TLSCertFile == "" {
+		return errors.New("parent: client CA (mTLS) needs a TLS certificate and key")
+	}
+	if c.TLSCertFile == "" {
+		switch addr.Network {
+		case "unix":
+		case "tcp":
+			if !loopback(addr.HostPort) {
+				return fmt.Errorf("parent: refusing plaintext gRPC on non-loopback address %s; set a TLS certificate and key", c.Listen)
+			}
+		default:
+			return fmt.Errorf("parent: cannot serve clients on %s", c.Listen)
+		}
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if c.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("parent: load TLS key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("parent: read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("parent: no certificate in client CA file %s", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Run serves clients until ctx is cancelled, then stops gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger
+
+	dial, err := transport.Dialer(cfg.Enclave)
+	if err != nil {
+		return fmt.Errorf("parent: %w", err)
+	}
+	lc, err := link.NewClient(link.ClientConfig{
+		Dial:           func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
+		MaxFrame:       linkMaxFrame,
+		DefaultTimeout: cfg.CallTimeout,
+		Logger:         log.With("component", "link"),
+	})
+	if err != nil {
+		return fmt.Errorf("parent: %w", err)
+	}
+	defer lc.Close()
+	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout})
+
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log)),
+		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+	}
+	if tc != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	gs := grpc.NewServer(opts...)
+	signerv1.RegisterSignerServiceServer(gs, svc)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+
+	l, err := transport.Listen(ctx, cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("parent: %w", err)
+	}
+	log.InfoContext(ctx, "parent serving", "addr", cfg.Listen, "enclave", cfg.Enclave, "tls", tc != nil, "mtls", cfg.ClientCAFile != "")
+	if cfg.OnListen != nil {
+		cfg.OnListen(l.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := gs.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("parent: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(cfg.CallTimeout):
+			gs.Stop()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log)
+		return nil
+	})
+	return g.Wait()
+}
+
+// watchEnclave drives the gRPC health status (overall and per service) from
+// periodic pings of the enclave.
+func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, log *slog.Logger) {
+	var last healthpb.HealthCheckResponse_ServingStatus = -1
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err := svc.Ping(pctx)
+		cancel()
+		st := healthpb.HealthCheckResponse_SERVING
+		if err != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if st != last && ctx.Err() == nil {
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(signerv1.SignerService_ServiceDesc.ServiceName, st)
+			if err != nil {
+				log.WarnContext(ctx, "enclave not reachable", "err", err)
+			} else {
+				log.InfoContext(ctx, "enclave reachable")
+			}
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

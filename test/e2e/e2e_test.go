@@ -1,0 +1,330 @@
+// Package e2e runs the whole signing path in one process: the enclave
+// (enclave.Run with the NSM simulator) and the parent proxy (parent.Run),
+// joined by the link over a unix socket, driven by the generated gRPC client
+// over another unix socket. Signatures are checked with code independent of
+// the enclave's: Go's crypto/ed25519 and libsecp256k1 (via go-ethereum's cgo
+// binding) for public-key recovery.
+package e2e_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	gethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nitrosigner/nitrosigner/enclave"
+	"github.com/nitrosigner/nitrosigner/internal/attest"
+	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+	"github.com/nitrosigner/nitrosigner/parent"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// testLog sends slog output to t.Logf.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
+
+// sockDir returns a short directory for unix sockets (paths are limited to
+// about 108 bytes, which t.TempDir can exceed).
+func sockDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "ns")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+type stack struct {
+	client     signerv1.SignerServiceClient
+	conn       *grpc.ClientConn
+	sim        *nsmsim.Simulator
+	enclaveURL string
+	parentURL  string
+}
+
+// startEnclave runs enclave.Run until the test ends (or stop is called).
+func startEnclave(t *testing.T, url string, sim *nsmsim.Simulator) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	listening := make(chan struct{})
+	go func() {
+		done <- enclave.Run(ctx, enclave.Config{Listen: url, Attester: sim, Version: "e2e", Logger: testLog(t),
+			OnListen: func(net.Addr) { close(listening) }})
+	}()
+	select {
+	case <-listening:
+	case err := <-done:
+		t.Fatalf("enclave exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("enclave did not start")
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("enclave did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func startParent(t *testing.T, cfg parent.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	listening := make(chan struct{})
+	cfg.OnListen = func(_ net.Addr) { close(listening) }
+	cfg.HealthInterval = 100 * time.Millisecond
+	if cfg.Logger == nil {
+		cfg.Logger = testLog(t)
+	}
+	go func() { done <- parent.Run(ctx, cfg) }()
+	select {
+	case <-listening:
+	case err := <-done:
+		t.Fatalf("parent exited: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("parent did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("parent did not stop")
+		}
+	})
+}
+
+func dialParent(t *testing.T, url string) (*grpc.ClientConn, signerv1.SignerServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient(url, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn, signerv1.NewSignerServiceClient(conn)
+}
+
+func newSim(t *testing.T) *nsmsim.Simulator {
+	t.Helper()
+	sim, err := nsmsim.New(nsmsim.Config{Image: []byte("nitrosigner e2e enclave image"), DevicePath: filepath.Join(t.TempDir(), "no-nsm")})
+	require.NoError(t, err)
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	dir := sockDir(t)
+	s := &stack{
+		sim:        newSim(t),
+		enclaveURL: "unix://" + filepath.Join(dir, "enclave.sock"),
+		parentURL:  "unix://" + filepath.Join(dir, "parent.sock"),
+	}
+	startEnclave(t, s.enclaveURL, s.sim)
+	startParent(t, parent.Config{Listen: s.parentURL, Enclave: s.enclaveURL, CallTimeout: 5 * time.Second})
+	s.conn, s.client = dialParent(t, s.parentURL)
+	return s
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestEndToEnd(t *testing.T) {
+	s := startStack(t)
+	c := s.client
+
+	// secp256k1: create, sign a digest, recover the public key with libsecp256k1.
+	k1, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1})
+	require.NoError(t, err)
+	require.Len(t, k1.GetKey().GetPublicKey(), 65)
+	digest := sha256.Sum256([]byte("pay 1 BTC to bob"))
+	sr, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k1.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Digest{Digest: digest[:]}})
+	require.NoError(t, err)
+	sig := sr.GetSignature()
+	require.Len(t, sig, 65)
+	recovered, err := gethcrypto.Ecrecover(digest[:], sig)
+	require.NoError(t, err)
+	assert.Equal(t, k1.GetKey().GetPublicKey(), recovered, "libsecp256k1 recovers the key's public key")
+	assert.True(t, gethcrypto.VerifySignature(recovered, digest[:], sig[:64]), "low-S signature verifies")
+
+	// ed25519: create, sign a message, verify with the standard library.
+	ed, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err)
+	msg := []byte("solana transfer message")
+	sr, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: ed.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: msg}})
+	require.NoError(t, err)
+	assert.True(t, ed25519.Verify(ed.GetKey().GetPublicKey(), msg, sr.GetSignature()))
+
+	// GetKey and ListKeys see both.
+	got, err := c.GetKey(ctx(t), &signerv1.GetKeyRequest{KeyId: ed.GetKey().GetKeyId()})
+	require.NoError(t, err)
+	assert.True(t, proto.Equal(ed.GetKey(), got.GetKey()))
+	list, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
+	require.NoError(t, err)
+	assert.Len(t, list.GetKeys(), 2)
+
+	// Batch: both keys in one call.
+	br, err := c.SignBatch(ctx(t), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{
+		{KeyId: k1.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Digest{Digest: digest[:]}},
+		{KeyId: ed.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: msg}},
+	}})
+	require.NoError(t, err)
+	require.Len(t, br.GetResults(), 2)
+	assert.Equal(t, sig, br.GetResults()[0].GetResponse().GetSignature(), "RFC 6979: same digest, same signature")
+	assert.True(t, ed25519.Verify(ed.GetKey().GetPublicKey(), msg, br.GetResults()[1].GetResponse().GetSignature()))
+
+	// Attestation over a fresh nonce verifies against the simulator root and
+	// binds the identity in user_data.
+	nonce := make([]byte, 32)
+	_, err = rand.Read(nonce)
+	require.NoError(t, err)
+	ar, err := c.GetAttestation(ctx(t), &signerv1.GetAttestationRequest{Nonce: nonce})
+	require.NoError(t, err)
+	doc, err := attest.Verify(ar.GetDocument(), attest.Options{Roots: []*x509.Certificate{s.sim.Root()}, Nonce: nonce})
+	require.NoError(t, err)
+	var id signerv1.EnclaveIdentity
+	require.NoError(t, proto.Unmarshal(doc.UserData, &id))
+	assert.True(t, proto.Equal(&id, ar.GetIdentity()))
+	assert.Len(t, id.GetIdentityPublicKey(), ed25519.PublicKeySize)
+	spkiSum := sha256.Sum256(doc.PublicKey)
+	assert.Equal(t, spkiSum[:], id.GetKmsPublicKeySha256())
+	pub, err := x509.ParsePKIXPublicKey(doc.PublicKey)
+	require.NoError(t, err)
+	assert.IsType(t, pub, pub) // parsed as an RSA key below
+	_, err = attest.Verify(ar.GetDocument(), attest.Options{Roots: []*x509.Certificate{s.sim.Root()}, Nonce: []byte("other nonce")})
+	require.ErrorIs(t, err, attest.ErrNonceMismatch)
+	_, err = attest.Verify(ar.GetDocument(), attest.Options{Nonce: nonce})
+	require.Error(t, err, "a simulator document must not verify against the AWS root")
+
+	// Health reports the enclave reachable.
+	hr, err := healthpb.NewHealthClient(s.conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, hr.GetStatus())
+}
+
+func TestBadInputThroughTheStack(t *testing.T) {
+	s := startStack(t)
+	c := s.client
+	k1, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1})
+	require.NoError(t, err)
+	ed, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err)
+
+	tests := []struct {
+		name    string
+		call    func() error
+		code    codes.Code
+		message string
+	}{
+		{"unknown key", func() error {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: "key_0123456789abcdef0123456789abcdef", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}})
+			return err
+		}, codes.NotFound, "key not found"},
+		{"unknown key get", func() error {
+			_, err := c.GetKey(ctx(t), &signerv1.GetKeyRequest{KeyId: "key_0123456789abcdef0123456789abcdef"})
+			return err
+		}, codes.NotFound, "key not found"},
+		{"wrong digest length", func() error {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k1.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 20)}})
+			return err
+		}, codes.InvalidArgument, "digest"},
+		{"unknown algorithm", func() error {
+			_, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: 77})
+			return err
+		}, codes.InvalidArgument, "algorithm"},
+		{"empty message", func() error {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: ed.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: nil}})
+			return err
+		}, codes.InvalidArgument, "message"},
+		{"message over the limit", func() error {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: ed.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: make([]byte, 64<<10+1)}})
+			return err
+		}, codes.InvalidArgument, "message"},
+		{"request over the gRPC limit", func() error {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: ed.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: make([]byte, parent.MaxRecvMsgSize+1)}})
+			return err
+		}, codes.ResourceExhausted, ""},
+		{"empty nonce", func() error {
+			_, err := c.GetAttestation(ctx(t), &signerv1.GetAttestationRequest{})
+			return err
+		}, codes.InvalidArgument, "nonce"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			assert.Equal(t, tt.code, status.Code(err), err)
+			assert.Contains(t, status.Convert(err).Message(), tt.message)
+		})
+	}
+}
+
+// TestEnclaveOutage: with the enclave down the parent answers Unavailable
+// within the deadline, and recovers by itself when the enclave returns.
+func TestEnclaveOutage(t *testing.T) {
+	dir := sockDir(t)
+	enclaveURL := "unix://" + filepath.Join(dir, "enclave.sock")
+	parentURL := "unix://" + filepath.Join(dir, "parent.sock")
+	startParent(t, parent.Config{Listen: parentURL, Enclave: enclaveURL, CallTimeout: 2 * time.Second})
+	_, c := dialParent(t, parentURL)
+
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err := c.ListKeys(cctx, &signerv1.ListKeysRequest{})
+	cancel()
+	require.Contains(t, []codes.Code{codes.Unavailable, codes.DeadlineExceeded}, status.Code(err), err)
+	assert.Equal(t, codes.Unavailable, status.Code(err), "an unreachable enclave is Unavailable: %v", err)
+	assert.Less(t, time.Since(start), 600*time.Millisecond)
+
+	sim := newSim(t)
+	stop := startEnclave(t, enclaveURL, sim)
+	require.Eventually(t, func() bool {
+		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "parent reconnects when the enclave comes back")
+
+	// Enclave goes away again, then a new one comes up on the same address.
+	stop()
+	require.Eventually(t, func() bool {
+		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
+		return status.Code(err) == codes.Unavailable
+	}, 10*time.Second, 50*time.Millisecond)
+	startEnclave(t, enclaveURL, sim)
+	require.Eventually(t, func() bool {
+		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// defaultAddr is where the parent proxy listens by default.
+const defaultAddr = "127.0.0.1:50051"
+
+const topSynopsis = "nitrosigner [global flags] keys|sign|attest ..."
+
+const topHelp = `Commands:
+  keys create --alg secp256k1|ed25519 [--label k=v ...]   create a key
+  keys list [--page-size N]                                list all keys
+  keys get ID                                              show one key
+  sign --key ID --digest HEX | --message HEX               sign a payload
+  attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug]
+                                                           get (and verify) an attestation
+
+Run "nitrosigner COMMAND --help" for the flags of a command.`
+
+// errHelpShown reports that help was printed on request; the exit status is 0.
+var errHelpShown = errors.New("help shown")
+
+// usageError is a mistake in the command line (including the contents of
+// files it names). It is reported before the server is contacted and exits
+// with status 2.
+type usageError struct {
+	msg      string
+	synopsis string // printed as "usage: ..." when not empty
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(synopsis, format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...), synopsis: synopsis}
+}
+
+// globalConfig holds the flags that come before the command.
+type globalConfig struct {
+	target        string // gRPC target derived from --addr
+	json          bool
+	timeout       time.Duration
+	tlsCA         string
+	tlsCert       string
+	tlsKey        string
+	tlsServerName string
+}
+
+// cli runs one command with the global configuration.
+type cli struct {
+	cfg    globalConfig
+	stdout io.Writer
+}
+
+// run executes the command line args (without the program name), writes
+// results to stdout and errors to stderr, and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return report(stderr, dispatch(ctx, args, stdout))
+}
+
+// report prints err, if any, and maps it to an exit status.
+func report(stderr io.Writer, err error) int {
+	var uerr *usageError
+	var serr interface{ GRPCStatus() *status.Status }
+	switch {
+	case err == nil, errors.Is(err, errHelpShown):
+		return 0
+	case errors.As(err, &uerr):
+		fmt.Fprintf(stderr, "nitrosigner: %s\n", uerr.msg)
+		if uerr.synopsis != "" {
+			fmt.Fprintf(stderr, "usage: %s\n", uerr.synopsis)
+		}
+		return 2
+	case errors.As(err, &serr) && serr.GRPCStatus() != nil:
+		s := serr.GRPCStatus()
+		fmt.Fprintf(stderr, "nitrosigner: %s: %s\n", s.Code(), printable(s.Message()))
+		return 1
+	default:
+		fmt.Fprintf(stderr, "nitrosigner: %s\n", printable(err.Error()))
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
+	var (
+		cfg  globalConfig
+		addr string
+	)
+	fs := newFlagSet("nitrosigner")
+	fs.StringVar(&addr, "addr", defaultAddr, "server `address`: host:port, tcp://host:port or unix:///path")
+	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of text")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "deadline for the whole command")
+	fs.StringVar(&cfg.tlsCA, "tls-ca", "", "PEM `file` of CA certificates that verify the server; enables TLS")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM client certificate `file` for mutual TLS (needs --tls-key)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM client key `file` for mutual TLS (needs --tls-cert)")
+	fs.StringVar(&cfg.tlsServerName, "tls-server-name", "", "`name` expected in the server certificate (default: the host in --addr)")
+	if err := parseFlags(fs, args, stdout, topSynopsis, topHelp); err != nil {
+		return err
+	}
+	if err := cfg.validate(addr); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usagef(topSynopsis, "no command given")
+	}
+
+	c := &cli{cfg: cfg, stdout: stdout}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	switch rest[0] {
+	case "keys":
+		return c.keys(ctx, rest[1:])
+	case "sign":
+		return c.sign(ctx, rest[1:])
+	case "attest":
+		return c.attest(ctx, rest[1:])
+	case "help":
+		printHelp(stdout, fs, topSynopsis, topHelp)
+		return errHelpShown
+	default:
+		return usagef(topSynopsis, "unknown command %q", rest[0])
+	}
+}
+
+// validate checks the global flags and sets cfg.target from addr.
+func (cfg *globalConfig) validate(addr string) error {
+	target, err := parseAddr(addr)
+	if err != nil {
+		return usagef(topSynopsis, "--addr: %v", err)
+	}
+	cfg.target = target
+	switch {
+	case cfg.timeout <= 0:
+		return usagef(topSynopsis, "--timeout must be positive")
+	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
+		return usagef(topSynopsis, "--tls-cert and --tls-key go together")
+	case cfg.tlsCA == "" && (cfg.tlsCert != "" || cfg.tlsServerName != ""):
+		return usagef(topSynopsis, "--tls-cert, --tls-key and --tls-server-name need --tls-ca")
+	}
+	return nil
+}
+
+// parseAddr turns an --addr value into a gRPC target: host:port and
+// tcp://host:port dial TCP, unix:///path dials a unix socket.
+func parseAddr(addr string) (string, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, rest = "tcp", addr
+	}
+	switch scheme {
+	case "tcp":
+		if _, port, err := net.SplitHostPort(rest); err != nil || port == "" {
+			return "", fmt.Errorf("%q is not host:port", addr)
+		}
+		return rest, nil
+	case "unix":
+		if !path.IsAbs(rest) {
+			return "", fmt.Errorf("%q: want unix:///absolute/path", addr)
+		}
+		return "unix://" + rest, nil
+	default:
+		return "", fmt.Errorf("%q: unsupported scheme %q (want tcp or unix)", addr, scheme)
+	}
+}
+
+// withClient connects to the server and calls f with a client. The
+// connection is closed when f returns.
+func (c *cli) withClient(f func(signerv1.SignerServiceClient) error) error {
+	creds, err := c.transportCredentials()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(c.cfg.target,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithUserAgent("nitrosigner-cli"))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.cfg.target, err)
+	}
+	defer conn.Close()
+	return f(signerv1.NewSignerServiceClient(conn))
+}
+
+// transportCredentials is plaintext without --tls-ca and TLS (mutual with
+// --tls-cert) with it.
+func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
+	if c.cfg.tlsCA == "" {
+		return insecure.NewCredentials(), nil
+	}
+	pemCA, err := os.ReadFile(c.cfg.tlsCA)
+	if err != nil {
+		return nil, &usageError{msg: fmt.Sprintf("--tls-ca: %v", err)}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, &usageError{msg: fmt.Sprintf("--tls-ca: no PEM certificates in %s", c.cfg.tlsCA)}
+	}
+	tc := &tls.Config{
+		RootCAs:    pool,
+		ServerName: c.cfg.tlsServerName,
+		MinVersion: tls.VersionTLS12,
+	}
+	if c.cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.cfg.tlsCert, c.cfg.tlsKey)
+		if err != nil {
+			return nil, &usageError{msg: fmt.Sprintf("--tls-cert/--tls-key: %v", err)}
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// newFlagSet returns a flag set that reports errors instead of printing
+// them; parseFlags does the printing.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args into fs. It prints help to stdout and returns
+// errHelpShown for -h/--help, and returns a usage error for bad flags.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, synopsis, help string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		printHelp(stdout, fs, synopsis, help)
+		return errHelpShown
+	default:
+		return usagef(synopsis, "%v", err)
+	}
+}
+
+func printHelp(w io.Writer, fs *flag.FlagSet, synopsis, help string) {
+	fmt.Fprintf(w, "usage: %s\n", synopsis)
+	if help != "" {
+		fmt.Fprintf(w, "\n%s\n", help)
+	}
+	if hasFlags(fs) {
+		fmt.Fprintf(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// setFlags returns the names of the flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// noArgs returns a usage error when fs has positional arguments left.
+func noArgs(fs *flag.FlagSet, synopsis string) error {
+	if fs.NArg() > 0 {
+		return usagef(synopsis, "unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

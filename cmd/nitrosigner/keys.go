@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+const (
+	keysSynopsis   = "nitrosigner [global flags] keys create|list|get ..."
+	createSynopsis = "nitrosigner [global flags] keys create --alg secp256k1|ed25519 [--label k=v ...]"
+	listSynopsis   = "nitrosigner [global flags] keys list [--page-size N]"
+	getSynopsis    = "nitrosigner [global flags] keys get ID"
+	signSynopsis   = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX"
+)
+
+const keysHelp = `Subcommands:
+  create   create a key inside the enclave
+  list     list all keys (every page)
+  get      show one key`
+
+func (c *cli) keys(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef(keysSynopsis, "keys: no subcommand given")
+	}
+	switch args[0] {
+	case "create":
+		return c.keysCreate(ctx, args[1:])
+	case "list":
+		return c.keysList(ctx, args[1:])
+	case "get":
+		return c.keysGet(ctx, args[1:])
+	case "help", "-h", "-help", "--help":
+		printHelp(c.stdout, newFlagSet("keys"), keysSynopsis, keysHelp)
+		return errHelpShown
+	default:
+		return usagef(keysSynopsis, "keys: unknown subcommand %q", args[0])
+	}
+}
+
+func (c *cli) keysCreate(ctx context.Context, args []string) error {
+	fs := newFlagSet("keys create")
+	alg := fs.String("alg", "", "key `algorithm`: secp256k1 or ed25519 (required)")
+	labels := labelsFlag{}
+	fs.Var(labels, "label", "`key=value` label to attach; repeat for more")
+	if err := parseFlags(fs, args, c.stdout, createSynopsis, "Create a key inside the enclave."); err != nil {
+		return err
+	}
+	if err := noArgs(fs, createSynopsis); err != nil {
+		return err
+	}
+	algorithm, err := parseAlgorithm(*alg)
+	if err != nil {
+		return usagef(createSynopsis, "--alg: %v", err)
+	}
+	req := &signerv1.CreateKeyRequest{Algorithm: algorithm}
+	if len(labels) > 0 {
+		req.Labels = labels
+	}
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		resp, err := client.CreateKey(ctx, req)
+		if err != nil {
+			return err
+		}
+		if resp.GetKey() == nil {
+			return errors.New("server returned no key")
+		}
+		return c.printKey(resp.GetKey())
+	})
+}
+
+func (c *cli) keysList(ctx context.Context, args []string) error {
+	fs := newFlagSet("keys list")
+	pageSize := fs.Int("page-size", 0, "keys per request, 1..1000 (default: the server's, 100); all pages are printed")
+	if err := parseFlags(fs, args, c.stdout, listSynopsis, "List all keys, following every page."); err != nil {
+		return err
+	}
+	if err := noArgs(fs, listSynopsis); err != nil {
+		return err
+	}
+	if *pageSize < 0 || *pageSize > math.MaxInt32 {
+		return usagef(listSynopsis, "--page-size must be between 0 and 1000")
+	}
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		keys, err := listAll(ctx, client, int32(*pageSize))
+		if err != nil {
+			return err
+		}
+		return c.printKeys(keys)
+	})
+}
+
+// listAll follows next_page_token until the last page. A server that repeats
+// a token would loop forever, so that is an error; the context deadline
+// bounds the rest.
+func listAll(ctx context.Context, client signerv1.SignerServiceClient, pageSize int32) ([]*signerv1.Key, error) {
+	keys := []*signerv1.Key{}
+	seen := make(map[string]bool)
+	token := ""
+	for {
+		resp, err := client.ListKeys(ctx, &signerv1.ListKeysRequest{PageSize: pageSize, PageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, resp.GetKeys()...)
+		token = resp.GetNextPageToken()
+		if token == "" {
+			return keys, nil
+		}
+		if seen[token] {
+			return nil, fmt.Errorf("server repeated page token %q", token)
+		}
+		seen[token] = true
+	}
+}
+
+func (c *cli) keysGet(ctx context.Context, args []string) error {
+	fs := newFlagSet("keys get")
+	if err := parseFlags(fs, args, c.stdout, getSynopsis, "Show the public description of one key."); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) == "" {
+		return usagef(getSynopsis, "keys get: want exactly one key id")
+	}
+	id := fs.Arg(0)
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		resp, err := client.GetKey(ctx, &signerv1.GetKeyRequest{KeyId: id})
+		if err != nil {
+			return err
+		}
+		if resp.GetKey() == nil {
+			return errors.New("server returned no key")
+		}
+		return c.printKey(resp.GetKey())
+	})
+}
+
+const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1: a 32-byte
+digest signed as is; the answer is r || s || v) and --message (ed25519: the
+message itself). HEX may start with 0x.`
+
+func (c *cli) sign(ctx context.Context, args []string) error {
+	fs := newFlagSet("sign")
+	keyID := fs.String("key", "", "`id` of the key to sign with (required)")
+	digest := fs.String("digest", "", "32-byte digest to sign, in `hex` (secp256k1)")
+	message := fs.String("message", "", "message to sign, in `hex` (ed25519)")
+	if err := parseFlags(fs, args, c.stdout, signSynopsis, signHelp); err != nil {
+		return err
+	}
+	if err := noArgs(fs, signSynopsis); err != nil {
+		return err
+	}
+	set := setFlags(fs)
+	if *keyID == "" {
+		return usagef(signSynopsis, "--key is required")
+	}
+	if set["digest"] == set["message"] {
+		return usagef(signSynopsis, "give exactly one of --digest and --message")
+	}
+	req := &signerv1.SignRequest{KeyId: *keyID}
+	if set["digest"] {
+		b, err := parseHex(signSynopsis, "digest", *digest)
+		if err != nil {
+			return err
+		}
+		req.Payload = &signerv1.SignRequest_Digest{Digest: b}
+	} else {
+		b, err := parseHex(signSynopsis, "message", *message)
+		if err != nil {
+			return err
+		}
+		req.Payload = &signerv1.SignRequest_Message{Message: b}
+	}
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		resp, err := client.Sign(ctx, req)
+		if err != nil {
+			return err
+		}
+		return c.printSignature(resp)
+	})
+}
+
+// parseHex decodes the non-empty hex value of --name, with or without a 0x
+// prefix. Errors are usage errors naming the flag, with synopsis as the
+// usage line.
+func parseHex(synopsis, name, value string) ([]byte, error) {
+	s := value
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		s = s[2:]
+	}
+	if s == "" {
+		return nil, usagef(synopsis, "--%s is empty", name)
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, usagef(synopsis, "--%s is not valid hex: %s", name,
+			strings.TrimPrefix(err.Error(), "encoding/hex: "))
+	}
+	return b, nil
+}
+
+// parseAlgorithm maps a short algorithm name to the enum.
+func parseAlgorithm(name string) (signerv1.Algorithm, error) {
+	switch strings.ToLower(name) {
+	case "secp256k1":
+		return signerv1.Algorithm_ALGORITHM_SECP256K1, nil
+	case "ed25519":
+		return signerv1.Algorithm_ALGORITHM_ED25519, nil
+	case "":
+		return 0, errors.New("required (secp256k1 or ed25519)")
+	default:
+		return 0, fmt.Errorf("unknown algorithm %q (want secp256k1 or ed25519)", name)
+	}
+}
+
+// labelsFlag collects repeated --label key=value flags.
+type labelsFlag map[string]string
+
+func (l labelsFlag) String() string {
+	return strings.Join(sortedLabels(l), ",")
+}
+
+func (l labelsFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return errors.New("want key=value")
+	}
+	if _, dup := l[k]; dup {
+		return fmt.Errorf("label %q given twice", k)
+	}
+	l[k] = val
+	return nil
+}
+
+// sortedLabels returns labels as "k=v" strings ordered by key.
+func sortedLabels(labels map[string]string) []string {
+	out := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		out = append(out, k+"="+labels[k])
+	}
+	return out
+}

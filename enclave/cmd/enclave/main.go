@@ -1,0 +1,92 @@
+// Command enclave is the nitrosigner signer that runs inside a Nitro
+// Enclave. It only wires flags into enclave.Config and runs it.
+//
+// On AWS it uses /dev/nsm. For local development (`make run`) it runs with
+// the NSM simulator (`--nsm=sim`), which is compiled out of production images
+// (`-tags nosim`) and refuses to start where /dev/nsm exists.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nitrosigner/nitrosigner/enclave"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/nsm"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// simFlags are the simulator's settings; they mean nothing with --nsm=device.
+type simFlags struct {
+	stateDir   string
+	debug      bool
+	instanceID string
+	roleARN    string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("enclave", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", enclave.DefaultListen, "address the parent connects to (vsock://CID:PORT, unix:///path, tcp://HOST:PORT)")
+	nsmMode := fs.String("nsm", "device", `attestation source: "device" (/dev/nsm) or "sim" (simulator, development only)`)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var sf simFlags
+	fs.StringVar(&sf.stateDir, "sim-state", "", "simulator: directory keeping the simulated root CA across restarts")
+	fs.BoolVar(&sf.debug, "sim-debug", false, "simulator: behave like an enclave in debug mode (PCR0-2 zero)")
+	fs.StringVar(&sf.instanceID, "sim-instance-id", "", "simulator: parent instance id for PCR4 (default random)")
+	fs.StringVar(&sf.roleARN, "sim-role-arn", "", "simulator: parent IAM role ARN for PCR3")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "enclave: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var att enclave.Attester
+	var closer io.Closer
+	var err error
+	switch *nsmMode {
+	case "device":
+		var d *nsm.Device
+		d, err = nsm.Open()
+		att, closer = d, d
+	case "sim":
+		att, closer, err = newSimulator(sf)
+	default:
+		err = fmt.Errorf(`--nsm must be "device" or "sim", got %q`, *nsmMode)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "enclave: %v\n", err)
+		return 1
+	}
+	defer closer.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = enclave.Run(ctx, enclave.Config{
+		Listen:   *listen,
+		Attester: att,
+		Version:  version,
+		Logger:   log,
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("enclave stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,36 @@
+//go:build !nosim
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nitrosigner/nitrosigner/enclave"
+	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+)
+
+// newSimulator starts the NSM simulator with PCR0-2 measured from this very
+// binary, so that a rebuilt enclave gets new PCRs as on AWS.
+func newSimulator(f simFlags) (enclave.Attester, io.Closer, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("simulator: find own binary: %w", err)
+	}
+	image, err := os.ReadFile(exe)
+	if err != nil {
+		return nil, nil, fmt.Errorf("simulator: read own binary: %w", err)
+	}
+	sim, err := nsmsim.New(nsmsim.Config{
+		Image:      image,
+		Debug:      f.debug,
+		InstanceID: f.instanceID,
+		RoleARN:    f.roleARN,
+		StateDir:   f.stateDir,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sim, sim, nil
+}

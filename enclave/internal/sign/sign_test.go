@@ -245,3 +245,20 @@ func BenchmarkSignMessageEd25519(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRawSignParallel is the "raw" figure `make bench` compares the
+// service against: secp256k1 digest signing in process, one goroutine per
+// core (run with -cpu 2), no I/O.
+func BenchmarkRawSignParallel(b *testing.B) {
+	s, _ := sign.Lookup(signerv1.Algorithm_ALGORITHM_SECP256K1)
+	priv, _, _ := s.Generate()
+	b.RunParallel(func(pb *testing.PB) {
+		d := make([]byte, 32)
+		for pb.Next() {
+			d[0]++
+			if _, err := s.SignDigest(priv, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

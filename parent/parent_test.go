@@ -1,0 +1,204 @@
+package parent_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/nitrosigner/nitrosigner/parent"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     parent.Config
+		wantErr string
+	}{
+		{"loopback plaintext", parent.Config{Listen: "tcp://127.0.0.1:0", Enclave: "unix:///tmp/e.sock"}, ""},
+		{"ipv6 loopback plaintext", parent.Config{Listen: "tcp://[::1]:0", Enclave: "unix:///tmp/e.sock"}, ""},
+		{"unix plaintext", parent.Config{Listen: "unix:///tmp/p.sock", Enclave: "vsock://16:5000"}, ""},
+		{"public plaintext refused", parent.Config{Listen: "tcp://0.0.0.0:50051", Enclave: "vsock://16:5000"}, "refusing plaintext"},
+		{"lan plaintext refused", parent.Config{Listen: "tcp://10.0.0.5:50051", Enclave: "vsock://16:5000"}, "refusing plaintext"},
+		{"public with tls", parent.Config{Listen: "tcp://0.0.0.0:50051", Enclave: "vsock://16:5000", TLSCertFile: "c", TLSKeyFile: "k"}, ""},
+		{"cert without key", parent.Config{Enclave: "vsock://16:5000", TLSCertFile: "c"}, "both"},
+		{"client ca without tls", parent.Config{Enclave: "vsock://16:5000", ClientCAFile: "ca"}, "mTLS"},
+		{"no enclave", parent.Config{}, "Enclave address is required"},
+		{"bad enclave", parent.Config{Enclave: "ftp://x"}, "Enclave"},
+		{"vsock listen", parent.Config{Listen: "vsock://3:1", Enclave: "vsock://16:5000"}, "cannot serve"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+type certs struct {
+	dir                            string
+	caFile, serverCert, serverKey  string
+	clientCert, clientKey, otherCA string
+	caPool                         *x509.CertPool
+	clientPair, strangerPair       tls.Certificate
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+}
+
+// issue makes a certificate signed by parent (self-signed when parent is nil).
+func issue(t *testing.T, cn string, isCA bool, parentCert *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  isCA,
+		BasicConstraintsValid: true,
+		DNSNames:              []string{cn},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+	}
+	if parentCert == nil {
+		parentCert, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, &key.PublicKey, parentKey)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return cert, key, der
+}
+
+func makeCerts(t *testing.T) *certs {
+	t.Helper()
+	c := &certs{dir: t.TempDir()}
+	ca, caKey, caDER := issue(t, "test-ca", true, nil, nil)
+	other, otherKey, otherDER := issue(t, "other-ca", true, nil, nil)
+	c.caFile = filepath.Join(c.dir, "ca.pem")
+	writePEM(t, c.caFile, "CERTIFICATE", caDER)
+	c.otherCA = filepath.Join(c.dir, "other.pem")
+	writePEM(t, c.otherCA, "CERTIFICATE", otherDER)
+	c.caPool = x509.NewCertPool()
+	c.caPool.AddCert(ca)
+
+	pair := func(name string, signer *x509.Certificate, signerKey *ecdsa.PrivateKey) (string, string, tls.Certificate) {
+		_, key, der := issue(t, name, false, signer, signerKey)
+		kd, err := x509.MarshalPKCS8PrivateKey(key)
+		require.NoError(t, err)
+		cf, kf := filepath.Join(c.dir, name+".pem"), filepath.Join(c.dir, name+"-key.pem")
+		writePEM(t, cf, "CERTIFICATE", der)
+		writePEM(t, kf, "PRIVATE KEY", kd)
+		p, err := tls.LoadX509KeyPair(cf, kf)
+		require.NoError(t, err)
+		return cf, kf, p
+	}
+	c.serverCert, c.serverKey, _ = pair("localhost", ca, caKey)
+	c.clientCert, c.clientKey, c.clientPair = pair("client", ca, caKey)
+	_, _, c.strangerPair = pair("stranger", other, otherKey)
+	return c
+}
+
+func startParent(t *testing.T, cfg parent.Config) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	cfg.Listen = "tcp://127.0.0.1:0"
+	cfg.Enclave = "unix:///nonexistent/enclave.sock"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.OnListen = func(a net.Addr) { addrc <- a.String() }
+	go func() { done <- parent.Run(ctx, cfg) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("parent exited: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return addr
+}
+
+func healthCheck(t *testing.T, addr string, creds credentials.TransportCredentials) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func TestMutualTLS(t *testing.T) {
+	c := makeCerts(t)
+	addr := startParent(t, parent.Config{TLSCertFile: c.serverCert, TLSKeyFile: c.serverKey, ClientCAFile: c.caFile})
+
+	tests := []struct {
+		name  string
+		creds credentials.TransportCredentials
+		ok    bool
+	}{
+		{"client cert from the CA", credentials.NewTLS(&tls.Config{RootCAs: c.caPool, ServerName: "localhost", Certificates: []tls.Certificate{c.clientPair}}), true},
+		{"no client cert", credentials.NewTLS(&tls.Config{RootCAs: c.caPool, ServerName: "localhost"}), false},
+		{"client cert from another CA", credentials.NewTLS(&tls.Config{RootCAs: c.caPool, ServerName: "localhost", Certificates: []tls.Certificate{c.strangerPair}}), false},
+		{"plaintext", insecure.NewCredentials(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := healthCheck(t, addr, tt.creds)
+			if tt.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, codes.Unavailable, status.Code(err), err)
+		})
+	}
+}
+
+func TestServerTLS(t *testing.T) {
+	c := makeCerts(t)
+	addr := startParent(t, parent.Config{TLSCertFile: c.serverCert, TLSKeyFile: c.serverKey})
+	require.NoError(t, healthCheck(t, addr, credentials.NewTLS(&tls.Config{RootCAs: c.caPool, ServerName: "localhost"})))
+	require.Error(t, healthCheck(t, addr, insecure.NewCredentials()))
+}
+
+func TestBadTLSFiles(t *testing.T) {
+	c := makeCerts(t)
+	cfg := parent.Config{Listen: "tcp://127.0.0.1:0", Enclave: "unix:///x.sock", TLSCertFile: c.serverCert, TLSKeyFile: c.clientKey}
+	err := parent.Run(context.Background(), cfg)
+	require.ErrorContains(t, err, "TLS key pair")
+}

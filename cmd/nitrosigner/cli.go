@@ -113,7 +113,7 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM client certificate `file` for mutual TLS (needs --tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM client key `file` for mutual TLS (needs --tls-cert)")
 	fs.StringVar(&cfg.tlsServerName, "tls-server-name", "", "`name` expected in the server certificate (default: the host in --addr)")
-	if err := parseFlags(fs, args, stdout, topSynopsis, topHelp); err != nil {
+	if err := parseFlags(fs, hoistGlobalFlags(fs, args), stdout, topSynopsis, topHelp); err != nil {
 		return err
 	}
 	if err := cfg.validate(addr); err != nil {
@@ -140,6 +140,38 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return usagef(topSynopsis, "unknown command %q", rest[0])
 	}
+}
+
+// hoistGlobalFlags moves the global flags found anywhere in args (before or
+// after the command, such as `keys get ID --json`) to the front, so that the
+// global flag set sees them and the commands never do. Flags of the global
+// set that take a value consume the next argument unless written
+// --name=value. Everything after a "--" is left alone.
+func hoistGlobalFlags(global *flag.FlagSet, args []string) []string {
+	var front, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		name, _, inline := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := global.Lookup(name)
+		if f == nil || name == "h" || name == "help" {
+			rest = append(rest, a)
+			continue
+		}
+		front = append(front, a)
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !inline && !(ok && bf.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			front = append(front, args[i])
+		}
+	}
+	return append(front, rest...)
 }
 
 // validate checks the global flags and sets cfg.target from addr.

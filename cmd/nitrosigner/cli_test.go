@@ -331,3 +331,24 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 	require.NoError(t, os.WriteFile(p.keyFile, cliKey, 0o600))
 	return p
 }
+
+func TestHoistGlobalFlags(t *testing.T) {
+	fs := newFlagSet("g")
+	fs.Bool("json", false, "")
+	fs.String("addr", "", "")
+	fs.Duration("timeout", 0, "")
+	tests := []struct {
+		in, want []string
+	}{
+		{[]string{"keys", "get", "ID", "--json"}, []string{"--json", "keys", "get", "ID"}},
+		{[]string{"--addr", "x:1", "keys", "list"}, []string{"--addr", "x:1", "keys", "list"}},
+		{[]string{"keys", "create", "--alg", "ed25519", "--addr", "x:1", "-json"}, []string{"--addr", "x:1", "-json", "keys", "create", "--alg", "ed25519"}},
+		{[]string{"sign", "--timeout=3s", "--key", "k"}, []string{"--timeout=3s", "sign", "--key", "k"}},
+		{[]string{"sign", "--help"}, []string{"sign", "--help"}},
+		{[]string{"sign", "--", "--json"}, []string{"sign", "--", "--json"}},
+		{[]string{"sign", "-"}, []string{"sign", "-"}},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, hoistGlobalFlags(fs, tt.in), tt.in)
+	}
+}

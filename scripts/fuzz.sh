@@ -10,6 +10,6 @@ while IFS= read -r line; do
 	name=$(sed -E 's/^.*func (Fuzz[A-Za-z0-9_]*)\(.*/\1/' <<<"$line")
 	pkg=./$(dirname "$file")
 	echo "== $pkg $name ($t)"
-	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$t" "$pkg" || status=1
+	go test -run='^$' -fuzz="^${name}\$" -fuzztime="$t" -fuzzminimizetime=2s "$pkg" || status=1
 done < <(git grep -n -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' -- '*.go')
 exit $status

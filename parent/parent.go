@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -178,6 +179,11 @@ func Run(ctx context.Context, cfg Config) error {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log)),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+		// Reuse goroutines for streams instead of one new goroutine (and
+		// its stack growth) per call; share write buffers between idle
+		// connections.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.SharedWriteBuffer(true),
 	}
 	if tc != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))

@@ -53,6 +53,8 @@ type options struct {
 	clients  int
 	conns    int
 	batch    int
+	// GOMAXPROCS for the parent and enclave processes; 0 = Go's default.
+	parentProcs, enclaveProcs int
 }
 
 func run() error {
@@ -60,8 +62,10 @@ func run() error {
 	flag.StringVar(&o.bin, "bin", "bin", "directory holding the enclave and parent binaries")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per phase")
 	flag.IntVar(&o.clients, "clients", 64, "concurrent clients in the loaded phase")
-	flag.IntVar(&o.conns, "conns", 0, "gRPC connections shared by the clients (0 = one per client)")
+	flag.IntVar(&o.conns, "conns", 1, "gRPC connections the clients share (a gRPC channel multiplexes calls; 0 = one per client)")
 	flag.IntVar(&o.batch, "batch", 16, "signatures per SignBatch call")
+	flag.IntVar(&o.parentProcs, "parent-procs", 0, "GOMAXPROCS of the parent process (0 = default)")
+	flag.IntVar(&o.enclaveProcs, "enclave-procs", 0, "GOMAXPROCS of the enclave process (0 = default)")
 	flag.Parse()
 	if o.conns <= 0 || o.conns > o.clients {
 		o.conns = o.clients
@@ -78,7 +82,7 @@ func run() error {
 	rawCPU := 2 * raw
 	fmt.Printf("raw in-process (2 goroutines): %8.0f signs/s   %6.1f µs CPU/sign\n", rawRate, rawCPU/1e3)
 
-	st, err := startStack(o.bin)
+	st, err := startStack(o)
 	if err != nil {
 		return err
 	}
@@ -158,7 +162,8 @@ type stack struct {
 	enclave, proxy *exec.Cmd
 }
 
-func startStack(bin string) (*stack, error) {
+func startStack(o options) (*stack, error) {
+	bin := o.bin
 	dir, err := os.MkdirTemp("", "nsbench")
 	if err != nil {
 		return nil, err
@@ -167,8 +172,12 @@ func startStack(bin string) (*stack, error) {
 	sock := "unix://" + filepath.Join(dir, "enclave.sock")
 	st.enclave = exec.Command(filepath.Join(bin, "enclave"), "--nsm=sim", "--listen", sock, "--log-level", "warn")
 	st.proxy = exec.Command(filepath.Join(bin, "parent"), "--listen", "tcp://"+st.addr, "--enclave", sock, "--log-level", "warn")
-	for _, c := range []*exec.Cmd{st.enclave, st.proxy} {
+	for c, procs := range map[*exec.Cmd]int{st.enclave: o.enclaveProcs, st.proxy: o.parentProcs} {
 		c.Stderr = os.Stderr
+		c.Env = os.Environ()
+		if procs > 0 {
+			c.Env = append(c.Env, fmt.Sprintf("GOMAXPROCS=%d", procs))
+		}
 		if err := c.Start(); err != nil {
 			st.stop()
 			return nil, err

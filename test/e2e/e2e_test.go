@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -37,17 +38,20 @@ import (
 )
 
 // testLog sends slog output to t.Logf.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
+	if _, bench := t.(*testing.B); bench {
+		return slog.New(slog.DiscardHandler)
+	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Logf("%s", p); return len(p), nil }
 
 // sockDir returns a short directory for unix sockets (paths are limited to
 // about 108 bytes, which t.TempDir can exceed).
-func sockDir(t *testing.T) string {
+func sockDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "ns")
 	require.NoError(t, err)
@@ -64,7 +68,7 @@ type stack struct {
 }
 
 // startEnclave runs enclave.Run until the test ends (or stop is called).
-func startEnclave(t *testing.T, url string, sim *nsmsim.Simulator) (stop func()) {
+func startEnclave(t testing.TB, url string, sim *nsmsim.Simulator) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -98,7 +102,7 @@ func startEnclave(t *testing.T, url string, sim *nsmsim.Simulator) (stop func())
 	return stop
 }
 
-func startParent(t *testing.T, cfg parent.Config) {
+func startParent(t testing.TB, cfg parent.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -127,7 +131,7 @@ func startParent(t *testing.T, cfg parent.Config) {
 	})
 }
 
-func dialParent(t *testing.T, url string) (*grpc.ClientConn, signerv1.SignerServiceClient) {
+func dialParent(t testing.TB, url string) (*grpc.ClientConn, signerv1.SignerServiceClient) {
 	t.Helper()
 	conn, err := grpc.NewClient(url, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -135,7 +139,7 @@ func dialParent(t *testing.T, url string) (*grpc.ClientConn, signerv1.SignerServ
 	return conn, signerv1.NewSignerServiceClient(conn)
 }
 
-func newSim(t *testing.T) *nsmsim.Simulator {
+func newSim(t testing.TB) *nsmsim.Simulator {
 	t.Helper()
 	sim, err := nsmsim.New(nsmsim.Config{Image: []byte("nitrosigner e2e enclave image"), DevicePath: filepath.Join(t.TempDir(), "no-nsm")})
 	require.NoError(t, err)
@@ -143,7 +147,7 @@ func newSim(t *testing.T) *nsmsim.Simulator {
 	return sim
 }
 
-func startStack(t *testing.T) *stack {
+func startStack(t testing.TB) *stack {
 	t.Helper()
 	dir := sockDir(t)
 	s := &stack{
@@ -327,4 +331,37 @@ func TestEnclaveOutage(t *testing.T) {
 		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
 		return err == nil
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// TestRequestID: the parent echoes a client's request id in the response
+// header and makes one when the client sends none or a malformed one.
+func TestRequestID(t *testing.T) {
+	s := startStack(t)
+	tests := []struct {
+		name, sent string
+		echoed     bool
+	}{
+		{"client id", "req-42", true},
+		{"none", "", false},
+		{"malformed", "bad id with spaces", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ctx(t)
+			if tt.sent != "" {
+				c = metadata.AppendToOutgoingContext(c, "x-request-id", tt.sent)
+			}
+			var hdr metadata.MD
+			_, err := s.client.ListKeys(c, &signerv1.ListKeysRequest{}, grpc.Header(&hdr))
+			require.NoError(t, err)
+			got := hdr.Get("x-request-id")
+			require.Len(t, got, 1)
+			if tt.echoed {
+				assert.Equal(t, tt.sent, got[0])
+			} else {
+				assert.Len(t, got[0], 16)
+				assert.NotEqual(t, tt.sent, got[0])
+			}
+		})
+	}
 }

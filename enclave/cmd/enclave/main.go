@@ -17,6 +17,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nitrosigner/nitrosigner/internal/gctune"
+
 	"github.com/nitrosigner/nitrosigner/enclave"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/nsm"
 )
@@ -76,6 +78,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	defer closer.Close()
 
+	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = enclave.Run(ctx, enclave.Config{

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nitrosigner/nitrosigner/internal/gctune"
+
 	"github.com/nitrosigner/nitrosigner/parent"
 )
 
@@ -40,6 +42,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := parent.Run(ctx, cfg); err != nil {

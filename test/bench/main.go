@@ -8,7 +8,7 @@
 //     separate processes (parent on TCP loopback, enclave over a unix socket);
 //   - the CPU time the parent and the enclave processes spent per signature,
 //     read from the kernel's accounting of each process (/proc/PID/stat utime
-//     + stime, the figures getrusage reports), not the load generator's;
+//   - stime, the figures getrusage reports), not the load generator's;
 //   - the same with SignBatch (16 signatures per call).
 //
 // Targets (issue 2): efficiency = raw CPU per signature / service CPU per
@@ -312,4 +312,3 @@ func drive(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients,
 	}
 	return all, nil
 }
-

@@ -59,6 +59,10 @@ type Config struct {
 	// CallTimeout bounds every call forwarded to the enclave. Default
 	// DefaultCallTimeout.
 	CallTimeout time.Duration
+	// SignInFlight is how many Sign calls may run in the enclave before
+	// more are queued and sent as one batch; 0 = default (4), negative
+	// disables batching.
+	SignInFlight int
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
 	// health status. Default 2 s.
 	HealthInterval time.Duration
@@ -174,16 +178,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("parent: %w", err)
 	}
 	defer lc.Close()
-	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout})
+	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout, SignInFlight: cfg.SignInFlight})
 
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log)),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		// Reuse goroutines for streams instead of one new goroutine (and
-		// its stack growth) per call; share write buffers between idle
-		// connections.
+		// its stack growth) per call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.SharedWriteBuffer(true),
 	}
 	if tc != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))

@@ -265,7 +265,7 @@ func parsePCRs(data []byte) (map[int][]byte, error) {
 	if m, ok := obj["Measurements"]; ok {
 		obj = nil
 		if err := json.Unmarshal(m, &obj); err != nil {
-			return nil, fmt.Errorf("Measurements is not a JSON object: %w", err)
+			return nil, fmt.Errorf("the \"Measurements\" field is not a JSON object: %w", err)
 		}
 	}
 	hexPCRs := make(map[int]string)

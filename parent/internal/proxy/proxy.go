@@ -38,6 +38,10 @@ type Config struct {
 	// CallTimeout bounds every forwarded call, also when the client set a
 	// longer deadline or none. Default 10 s.
 	CallTimeout time.Duration
+	// SignInFlight is how many Sign calls may run in the enclave before
+	// further ones are queued and sent together as one batch. Default 4;
+	// negative disables batching.
+	SignInFlight int
 }
 
 // Service implements signerv1.SignerServiceServer by forwarding to the
@@ -46,6 +50,7 @@ type Service struct {
 	signerv1.UnimplementedSignerServiceServer
 	enclave Caller
 	timeout time.Duration
+	batch   *batcher
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -55,7 +60,17 @@ func New(cfg Config) *Service {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
-	return &Service{enclave: cfg.Enclave, timeout: cfg.CallTimeout}
+	switch {
+	case cfg.SignInFlight == 0:
+		cfg.SignInFlight = 4
+	case cfg.SignInFlight < 0:
+		cfg.SignInFlight = int(^uint(0) >> 1)
+	}
+	return &Service{
+		enclave: cfg.Enclave,
+		timeout: cfg.CallTimeout,
+		batch:   &batcher{enclave: cfg.Enclave, timeout: cfg.CallTimeout, maxInFlight: cfg.SignInFlight, maxBatch: MaxBatch},
+	}
 }
 
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
@@ -92,12 +107,9 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 }
 
 // Sign implements signerv1.SignerServiceServer.
+// Under load, concurrent Sign calls reach the enclave as batches.
 func (s *Service) Sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
-	var out enclavev1.SignResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN, &enclavev1.SignRequest{Request: r}, &out); err != nil {
-		return nil, err
-	}
-	return out.GetResponse(), nil
+	return s.batch.sign(ctx, r)
 }
 
 // SignBatch implements signerv1.SignerServiceServer.

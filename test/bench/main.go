@@ -179,7 +179,7 @@ func startStack(o options) (*stack, error) {
 	st := &stack{addr: "127.0.0.1:50151", dir: dir}
 	sock := "unix://" + filepath.Join(dir, "enclave.sock")
 	st.enclave = exec.Command(filepath.Join(bin, "enclave"), "--nsm=sim", "--listen", sock, "--log-level", "warn")
-	st.proxy = exec.Command(filepath.Join(bin, "parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock, "--log-level", "warn"}, strings.Fields(o.parentArgs)...)...)
+	st.proxy = exec.Command(filepath.Join(bin, "parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock, "--log-level", "error"}, strings.Fields(o.parentArgs)...)...)
 	for c, procs := range map[*exec.Cmd]int{st.enclave: o.enclaveProcs, st.proxy: o.parentProcs} {
 		c.Stderr = os.Stderr
 		c.Env = os.Environ()

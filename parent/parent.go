@@ -37,10 +37,10 @@ const (
 	DefaultListen      = "tcp://127.0.0.1:50051"
 	DefaultCallTimeout = 10 * time.Second
 	// MaxRecvMsgSize bounds one client request; larger ones are refused
-	// with ResourceExhausted before any work.
+	// with ResourceExhausted before any work. The link's frame limit
+	// (link.DefaultMaxFrame, the same on both ends) leaves room for such a
+	// request plus its wrappers.
 	MaxRecvMsgSize = 4 << 20
-	// linkMaxFrame leaves room for the largest request plus framing.
-	linkMaxFrame = MaxRecvMsgSize + 64<<10
 )
 
 // Config configures [Run].
@@ -170,7 +170,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	lc, err := link.NewClient(link.ClientConfig{
 		Dial:           func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
-		MaxFrame:       linkMaxFrame,
 		DefaultTimeout: cfg.CallTimeout,
 		Logger:         log.With("component", "link"),
 	})

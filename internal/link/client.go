@@ -473,7 +473,12 @@ func (cc *clientConn) readLoop() {
 func (cc *clientConn) read() error {
 	c := cc.c
 	br := bufio.NewReaderSize(cc.conn, readBufferSize)
-	if err := readPreamble(br); err != nil {
+	// A peer that accepts but never greets (wrong port, hung enclave) must
+	// not hold the connection: it gets DialTimeout to send the preamble.
+	_ = cc.conn.SetReadDeadline(time.Now().Add(c.dialTimeout))
+	err := readPreamble(br)
+	_ = cc.conn.SetReadDeadline(time.Time{})
+	if err != nil {
 		c.mu.Lock()
 		c.setFailureLocked(err)
 		c.mu.Unlock()

@@ -22,8 +22,10 @@ const (
 	Magic = "NSL1"
 
 	// DefaultMaxFrame is the frame size limit used when a config leaves
-	// MaxFrame zero.
-	DefaultMaxFrame = 4 << 20
+	// MaxFrame zero: a 4 MiB message plus room for the wrappers and
+	// headers around it. Both ends must use the same limit, since a server
+	// drops a connection that sends a larger frame.
+	DefaultMaxFrame = 4<<20 + 64<<10
 
 	kindRequest  = 1
 	kindResponse = 2
@@ -185,6 +187,9 @@ func ctxError(err error) error {
 }
 
 // unavailable returns the Unavailable status error for a transport failure.
-func unavailable(reason error) error {
-	return status.Error(codes.Unavailable, "enclave unavailable: "+reason.Error())
+// unavailable is what callers see when the connection cannot be made or
+// breaks. The reason (socket paths, OS errors) stays in the link's own log
+// lines and never reaches clients.
+func unavailable(error) error {
+	return status.Error(codes.Unavailable, "enclave unavailable")
 }

@@ -173,7 +173,7 @@ func TestClientRejectsBadServer(t *testing.T) {
 			name:     "bad preamble",
 			reply:    func(uint64, []byte) []byte { return []byte("HTTP/1.1 400 Bad Request\r\n\r\n") },
 			wantCode: codes.Unavailable,
-			wantMsg:  "enclave unavailable: bad preamble: peer does not speak NSL1",
+			wantMsg:  "enclave unavailable",
 		},
 		{
 			name:     "request kind",
@@ -351,4 +351,30 @@ func FuzzServerFrames(f *testing.F) {
 			t.Fatal("Serve did not return")
 		}
 	})
+}
+
+// TestClientSilentServer: a peer that accepts but never sends its preamble
+// is given up after DialTimeout, so calls fail with Unavailable instead of
+// waiting out their deadlines on a dead connection.
+func TestClientSilentServer(t *testing.T) {
+	path := socketPath(t)
+	l, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c := newClient(t, path, link.ClientConfig{DialTimeout: 100 * time.Millisecond})
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		err := c.Call(ctx, methodEcho, wrapperspb.String("hi"), &wrapperspb.StringValue{})
+		return status.Code(err) == codes.Unavailable
+	}, 5*time.Second, 10*time.Millisecond)
 }

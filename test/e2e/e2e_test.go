@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,4 +365,40 @@ func TestRequestID(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLargeRequestsKeepTheLink: requests near the 4 MiB gRPC limit either
+// succeed or are refused with a code; none of them breaks the one link that
+// every client shares.
+func TestLargeRequestsKeepTheLink(t *testing.T) {
+	s := startStack(t)
+	c := s.client
+	ed, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err)
+	id := ed.GetKey().GetKeyId()
+
+	// 63 messages of 64 KiB: just under the 4 MiB gRPC limit as one batch.
+	var reqs []*signerv1.SignRequest
+	for range 63 {
+		reqs = append(reqs, &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Message{Message: make([]byte, 64<<10)}})
+	}
+	br, err := c.SignBatch(ctx(t), &signerv1.SignBatchRequest{Requests: reqs})
+	require.NoError(t, err)
+	for _, r := range br.GetResults() {
+		require.NotNil(t, r.GetResponse(), r.GetError())
+	}
+
+	// One message just under 4 MiB: refused by the parent, not by a broken link.
+	_, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Message{Message: make([]byte, parent.MaxRecvMsgSize-50)}})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err), err)
+
+	// Concurrent callers are unaffected.
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Message{Message: make([]byte, 60<<10)}})
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
 }

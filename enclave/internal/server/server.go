@@ -36,7 +36,11 @@ const (
 	MaxLabelLen    = 128
 	MaxNonce       = 512
 	MaxMessageSize = sign.MaxMessageSize
-	maxKeyIDLen    = 128
+	// MaxListBytes bounds the encoded keys of one ListKeys page, so that a
+	// page of keys with many long labels still fits a link frame; a page
+	// ends early (with a next_page_token) when it would exceed it.
+	MaxListBytes = 1 << 20
+	maxKeyIDLen  = 128
 )
 
 // Keyring is the part of the keyring the server uses.
@@ -344,14 +348,18 @@ func (s *Server) listKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*si
 	if err != nil {
 		return nil, err
 	}
-	out := &signerv1.ListKeysResponse{}
-	if len(keys) > size {
-		keys = keys[:size]
-		out.NextPageToken = keys[size-1].ID
+	out := &signerv1.ListKeysResponse{Keys: make([]*signerv1.Key, 0, min(len(keys), size))}
+	bytes := 0
+	for _, k := range keys[:min(len(keys), size)] {
+		kp := keyProto(k)
+		bytes += proto.Size(kp)
+		if bytes > MaxListBytes && len(out.Keys) > 0 {
+			break
+		}
+		out.Keys = append(out.Keys, kp)
 	}
-	out.Keys = make([]*signerv1.Key, len(keys))
-	for i, k := range keys {
-		out.Keys[i] = keyProto(k)
+	if len(keys) > len(out.Keys) {
+		out.NextPageToken = out.Keys[len(out.Keys)-1].GetKeyId()
 	}
 	return out, nil
 }

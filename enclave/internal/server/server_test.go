@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
@@ -272,4 +273,34 @@ func FuzzHandle(f *testing.F) {
 			require.Nil(t, out)
 		}
 	})
+}
+
+// TestListKeysByteCap: keys with many long labels end a page early, and
+// paging still reaches every key.
+func TestListKeysByteCap(t *testing.T) {
+	s, _ := newServer(t)
+	labels := map[string]string{}
+	for i := range server.MaxLabels {
+		labels[string(rune('a'+i))+strings.Repeat("k", server.MaxLabelLen-1)] = strings.Repeat("v", server.MaxLabelLen)
+	}
+	const n = 700 // about 4.5 KB each: more than MaxListBytes in all
+	for range n {
+		_, err := call(t, s, enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{
+			Algorithm: signerv1.Algorithm_ALGORITHM_ED25519, Labels: labels}}, &enclavev1.CreateKeyResponse{})
+		require.NoError(t, err)
+	}
+	seen, pages, token := 0, 0, ""
+	for {
+		r, err := call(t, s, enclavev1.Method_METHOD_LIST_KEYS,
+			&enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageSize: server.MaxPageSize, PageToken: token}}, &enclavev1.ListKeysResponse{})
+		require.NoError(t, err)
+		assert.LessOrEqual(t, proto.Size(r), server.MaxListBytes+1024)
+		seen += len(r.GetResponse().GetKeys())
+		pages++
+		if token = r.GetResponse().GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	assert.Equal(t, n, seen)
+	assert.Greater(t, pages, 1)
 }

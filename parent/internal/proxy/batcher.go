@@ -2,32 +2,47 @@ package proxy
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
+const (
+	// maxBatchBytes bounds the encoded requests of one batch, far below the
+	// link's frame limit, so that a batch never exceeds it whatever mix of
+	// requests it holds.
+	maxBatchBytes = 1 << 20
+	// maxQueue bounds the calls waiting for a batch; beyond it Sign answers
+	// ResourceExhausted at once (backpressure instead of unbounded memory).
+	maxQueue = 4096
+)
+
 // batcher forwards unary Sign calls to the enclave, batching them under
 // load. While fewer than maxInFlight enclave calls are running, a Sign goes
 // out at once on its own, so a lightly loaded service adds no waiting. Past
-// that, calls queue, and whenever an enclave call finishes, everything queued
-// (up to maxBatch) leaves as one SignBatch: the enclave then pays its
-// per-frame cost once for many signatures (group commit).
+// that, calls queue, and whenever an enclave call finishes, the oldest queued
+// calls (up to maxBatch requests and maxBatchBytes) leave as one SignBatch:
+// the enclave pays its per-frame cost once for many signatures (group
+// commit).
 //
-// Each caller keeps its own deadline: a caller whose context ends while
-// queued is dropped from the next batch; one whose context ends while its
-// batch runs gets its context error at once.
+// Every call is bounded by timeout, queueing included, and keeps its own
+// deadline: a caller whose context ends while queued leaves the queue; one
+// whose context ends while its batch runs gets its context error at once.
 type batcher struct {
-	enclave     Caller
-	timeout     time.Duration
-	maxInFlight int
-	maxBatch    int
+	enclave       Caller
+	timeout       time.Duration
+	maxInFlight   int
+	maxBatch      int
+	maxBatchBytes int
+	maxQueue      int
 
 	mu       sync.Mutex
 	inFlight int
@@ -37,6 +52,7 @@ type batcher struct {
 type waiter struct {
 	ctx       context.Context
 	req       *signerv1.SignRequest
+	size      int
 	abandoned atomic.Bool
 	// resp and err are written before done is closed.
 	resp *signerv1.SignResponse
@@ -45,6 +61,8 @@ type waiter struct {
 }
 
 func (b *batcher) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	b.mu.Lock()
 	if b.inFlight < b.maxInFlight {
 		b.inFlight++
@@ -53,7 +71,11 @@ func (b *batcher) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.
 		b.release()
 		return resp, err
 	}
-	w := &waiter{ctx: ctx, req: r, done: make(chan struct{})}
+	if len(b.queue) >= b.maxQueue {
+		b.mu.Unlock()
+		return nil, status.Error(codes.ResourceExhausted, "too many signing requests waiting for the enclave; retry later")
+	}
+	w := &waiter{ctx: ctx, req: r, size: proto.Size(r), done: make(chan struct{})}
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
 	select {
@@ -61,13 +83,16 @@ func (b *batcher) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.
 		return w.resp, w.err
 	case <-ctx.Done():
 		w.abandoned.Store(true)
+		b.mu.Lock()
+		if i := slices.Index(b.queue, w); i >= 0 {
+			b.queue = slices.Delete(b.queue, i, i+1)
+		}
+		b.mu.Unlock()
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
 
 func (b *batcher) single(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
 	var out enclavev1.SignResponse
 	if err := b.enclave.Call(ctx, uint16(enclavev1.Method_METHOD_SIGN), &enclavev1.SignRequest{Request: r}, &out); err != nil {
 		return nil, err
@@ -84,9 +109,12 @@ func (b *batcher) release() {
 		b.mu.Unlock()
 		return
 	}
-	n := min(len(b.queue), b.maxBatch)
-	batch := make([]*waiter, n)
-	copy(batch, b.queue)
+	n, bytes := 0, 0
+	for n < len(b.queue) && n < b.maxBatch && (n == 0 || bytes+b.queue[n].size <= b.maxBatchBytes) {
+		bytes += b.queue[n].size
+		n++
+	}
+	batch := slices.Clone(b.queue[:n])
 	rest := copy(b.queue, b.queue[n:])
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
@@ -113,20 +141,15 @@ func (b *batcher) send(batch []*waiter) {
 		return
 	}
 
-	// The batch may run as long as its most patient caller allows.
-	deadline := time.Now().Add(b.timeout)
-	latest := time.Time{}
+	// The batch may run as long as its most patient caller; every caller's
+	// context is already bounded by timeout.
+	var latest time.Time
 	reqs := make([]*signerv1.SignRequest, len(live))
 	for i, w := range live {
 		reqs[i] = w.req
-		if d, ok := w.ctx.Deadline(); ok && d.After(latest) {
+		if d, _ := w.ctx.Deadline(); d.After(latest) {
 			latest = d
-		} else if !ok {
-			latest = deadline
 		}
-	}
-	if latest.After(deadline) {
-		latest = deadline
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), latest)
 	defer cancel()
@@ -138,15 +161,24 @@ func (b *batcher) send(batch []*waiter) {
 		err = status.Errorf(codes.Internal, "enclave answered %d results for %d requests", len(results), len(live))
 	}
 	for i, w := range live {
-		switch {
-		case err != nil:
-			w.err = err
-		case results[i].GetError() != nil:
-			e := results[i].GetError()
-			w.err = status.Error(codes.Code(e.GetCode()), e.GetMessage())
-		default:
-			w.resp = results[i].GetResponse()
-		}
+		w.resp, w.err = result(err, results, i)
 		close(w.done)
 	}
+}
+
+// result picks item i's answer out of a batch reply.
+func result(callErr error, results []*signerv1.SignResult, i int) (*signerv1.SignResponse, error) {
+	if callErr != nil {
+		return nil, callErr
+	}
+	if e := results[i].GetError(); e != nil {
+		if codes.Code(e.GetCode()) == codes.OK {
+			return nil, status.Error(codes.Internal, "enclave answered an error without a code")
+		}
+		return nil, status.Error(codes.Code(e.GetCode()), e.GetMessage())
+	}
+	if r := results[i].GetResponse(); r != nil {
+		return r, nil
+	}
+	return nil, status.Error(codes.Internal, "enclave answered an empty result")
 }

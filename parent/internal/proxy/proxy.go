@@ -27,8 +27,9 @@ type Caller interface {
 // requests cost the enclave nothing. They mirror the enclave's own checks,
 // which remain authoritative.
 const (
-	MaxBatch = 256
-	MaxNonce = 512
+	MaxBatch       = 256
+	MaxNonce       = 512
+	MaxMessageSize = 64 << 10
 )
 
 // Config configures a [Service].
@@ -69,7 +70,14 @@ func New(cfg Config) *Service {
 	return &Service{
 		enclave: cfg.Enclave,
 		timeout: cfg.CallTimeout,
-		batch:   &batcher{enclave: cfg.Enclave, timeout: cfg.CallTimeout, maxInFlight: cfg.SignInFlight, maxBatch: MaxBatch},
+		batch: &batcher{
+			enclave:       cfg.Enclave,
+			timeout:       cfg.CallTimeout,
+			maxInFlight:   cfg.SignInFlight,
+			maxBatch:      MaxBatch,
+			maxBatchBytes: maxBatchBytes,
+			maxQueue:      maxQueue,
+		},
 	}
 }
 
@@ -109,6 +117,9 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 // Sign implements signerv1.SignerServiceServer.
 // Under load, concurrent Sign calls reach the enclave as batches.
 func (s *Service) Sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
+	if n := len(r.GetMessage()); n > MaxMessageSize {
+		return nil, status.Errorf(codes.InvalidArgument, "message: must be at most %d bytes, got %d", MaxMessageSize, n)
+	}
 	return s.batch.sign(ctx, r)
 }
 

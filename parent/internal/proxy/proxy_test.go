@@ -69,6 +69,14 @@ func (f *fakeEnclave) Call(ctx context.Context, method uint16, req, resp proto.M
 		f.mu.Unlock()
 		out := &signerv1.SignBatchResponse{}
 		for _, r := range reqs {
+			switch r.GetKeyId() {
+			case "codeless":
+				out.Results = append(out.Results, &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{}}})
+				continue
+			case "empty":
+				out.Results = append(out.Results, &signerv1.SignResult{})
+				continue
+			}
 			a, err := answer(r)
 			if err != nil {
 				st := status.Convert(err)
@@ -197,4 +205,96 @@ func TestParentSideLimits(t *testing.T) {
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	_, err = s.GetAttestation(context.Background(), &signerv1.GetAttestationRequest{Nonce: make([]byte, proxy.MaxNonce+1)})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
+}
+
+func msgReq(id string, n int) *signerv1.SignRequest {
+	return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Message{Message: make([]byte, n)}}
+}
+
+// queueBehindGate fills the single slot, queues reqs, opens the gate and
+// returns each queued call's error.
+func queueBehindGate(t *testing.T, f *fakeEnclave, s *proxy.Service, reqs []*signerv1.SignRequest) []error {
+	t.Helper()
+	first := startBlocked(t, f, s)
+	errs := make(chan error, len(reqs))
+	for _, r := range reqs {
+		go func() {
+			_, err := s.Sign(context.Background(), r)
+			errs <- err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(f.gate)
+	require.NoError(t, <-first)
+	out := make([]error, len(reqs))
+	for i := range reqs {
+		out[i] = <-errs
+	}
+	return out
+}
+
+func TestBatchByteBudget(t *testing.T) {
+	f := &fakeEnclave{gate: make(chan struct{}), started: make(chan struct{}, 64)}
+	s := proxy.New(proxy.Config{Enclave: f, SignInFlight: 1})
+	s.SetBatchLimits(4096, 200<<10) // 200 KiB per batch
+	var reqs []*signerv1.SignRequest
+	for range 12 {
+		reqs = append(reqs, msgReq("k", 60<<10))
+	}
+	for _, err := range queueBehindGate(t, f, s, reqs) {
+		require.NoError(t, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for _, n := range f.sizes {
+		assert.LessOrEqual(t, n, 3, "a batch holds at most 200 KiB of 60 KiB requests")
+		total += n
+	}
+	singles := 0
+	for _, m := range f.methods {
+		if m == enclavev1.Method_METHOD_SIGN {
+			singles++
+		}
+	}
+	assert.Equal(t, 12, total+singles-1, "every queued request was sent exactly once")
+}
+
+func TestQueueFull(t *testing.T) {
+	f := &fakeEnclave{gate: make(chan struct{}), started: make(chan struct{}, 64)}
+	s := proxy.New(proxy.Config{Enclave: f, SignInFlight: 1})
+	s.SetBatchLimits(3, 1<<20)
+	reqs := []*signerv1.SignRequest{signReq("a"), signReq("b"), signReq("c"), signReq("d"), signReq("e")}
+	exhausted := 0
+	for _, err := range queueBehindGate(t, f, s, reqs) {
+		if status.Code(err) == codes.ResourceExhausted {
+			exhausted++
+			continue
+		}
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, exhausted, "calls beyond the queue limit are refused at once")
+}
+
+func TestMalformedBatchResults(t *testing.T) {
+	f := &fakeEnclave{gate: make(chan struct{}), started: make(chan struct{}, 64)}
+	s := proxy.New(proxy.Config{Enclave: f, SignInFlight: 1})
+	errs := queueBehindGate(t, f, s, []*signerv1.SignRequest{signReq("codeless"), signReq("empty"), signReq("ok")})
+	codesSeen := map[codes.Code]int{}
+	for _, err := range errs {
+		codesSeen[status.Code(err)]++
+	}
+	assert.Equal(t, map[codes.Code]int{codes.Internal: 2, codes.OK: 1}, codesSeen,
+		"a code-less error or an empty result is never a success; the good item is unaffected")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Equal(t, []int{3}, f.sizes)
+}
+
+func TestMessageLimitAtParent(t *testing.T) {
+	f := &fakeEnclave{}
+	s := proxy.New(proxy.Config{Enclave: f})
+	_, err := s.Sign(context.Background(), msgReq("k", proxy.MaxMessageSize+1))
+	assert.Equal(t, codes.InvalidArgument, status.Code(err))
+	assert.Empty(t, f.methods, "refused before reaching the enclave")
 }

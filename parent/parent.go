@@ -59,10 +59,6 @@ type Config struct {
 	// CallTimeout bounds every call forwarded to the enclave. Default
 	// DefaultCallTimeout.
 	CallTimeout time.Duration
-	// SignInFlight is how many Sign calls may run in the enclave before
-	// more are queued and sent as one batch; 0 = default (4), negative
-	// disables batching.
-	SignInFlight int
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
 	// health status. Default 2 s.
 	HealthInterval time.Duration
@@ -177,7 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("parent: %w", err)
 	}
 	defer lc.Close()
-	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout, SignInFlight: cfg.SignInFlight})
+	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout})
 
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log)),

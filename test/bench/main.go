@@ -66,7 +66,7 @@ func run() error {
 	flag.IntVar(&o.conns, "conns", 1, "gRPC connections the clients share (a gRPC channel multiplexes calls; 0 = one per client)")
 	flag.IntVar(&o.batch, "batch", 16, "signatures per SignBatch call")
 	flag.IntVar(&o.parentProcs, "parent-procs", 0, "GOMAXPROCS of the parent process (0 = default)")
-	flag.StringVar(&o.parentArgs, "parent-args", "", "extra flags for the parent, space-separated (e.g. --sign-in-flight=-1)")
+	flag.StringVar(&o.parentArgs, "parent-args", "", "extra flags for the parent, space-separated (e.g. --call-timeout=5s)")
 	flag.IntVar(&o.enclaveProcs, "enclave-procs", 0, "GOMAXPROCS of the enclave process (0 = default)")
 	flag.Parse()
 	if o.conns <= 0 || o.conns > o.clients {
@@ -131,9 +131,9 @@ func run() error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		cpu := (r.parentCPU + r.enclaveCPU) / float64(r.signs)
-		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)\n",
+		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs]\n",
 			p.name, r.rate, r.rate/rawRate, r.p50/1e3, r.p99/1e3,
-			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, rawCPU/cpu)
+			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, rawCPU/cpu, r.loadCPU/float64(r.signs)/1e3)
 		if i == 0 {
 			p50one = r.p50
 		}
@@ -228,6 +228,14 @@ type result struct {
 	rate                  float64
 	p50, p99              float64
 	parentCPU, enclaveCPU float64
+	loadCPU               float64 // this process: the load generator
+}
+
+// selfCPU returns this process's user+system CPU time in nanoseconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func load(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, batch int, d time.Duration, st *stack) (result, error) {
@@ -237,11 +245,13 @@ func load(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, 
 	}
 	p0, err1 := cpuNanos(st.proxy.Process.Pid)
 	e0, err2 := cpuNanos(st.enclave.Process.Pid)
+	l0 := selfCPU()
 	start := time.Now()
 	lat, err := drive(ctx, conns, keyID, clients, batch, d)
 	elapsed := time.Since(start)
 	p1, err3 := cpuNanos(st.proxy.Process.Pid)
 	e1, err4 := cpuNanos(st.enclave.Process.Pid)
+	l1 := selfCPU()
 	if err := errors.Join(err, err1, err2, err3, err4); err != nil {
 		return result{}, err
 	}
@@ -254,6 +264,7 @@ func load(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, 
 		p99:        float64(lat[len(lat)*99/100]),
 		parentCPU:  p1 - p0,
 		enclaveCPU: e1 - e0,
+		loadCPU:    l1 - l0,
 	}, nil
 }
 

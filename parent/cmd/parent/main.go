@@ -31,7 +31,6 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for the client listener")
 	fs.StringVar(&cfg.ClientCAFile, "tls-client-ca", "", "require client certificates from these CAs (mTLS)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", parent.DefaultCallTimeout, "deadline for every call forwarded to the enclave")
-	fs.IntVar(&cfg.SignInFlight, "sign-in-flight", 0, "Sign calls running in the enclave before more are batched (0 = default 4, negative = never batch)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -39,10 +39,6 @@ type Config struct {
 	// CallTimeout bounds every forwarded call, also when the client set a
 	// longer deadline or none. Default 10 s.
 	CallTimeout time.Duration
-	// SignInFlight is how many Sign calls may run in the enclave before
-	// further ones are queued and sent together as one batch. Default 4;
-	// negative disables batching.
-	SignInFlight int
 }
 
 // Service implements signerv1.SignerServiceServer by forwarding to the
@@ -51,7 +47,6 @@ type Service struct {
 	signerv1.UnimplementedSignerServiceServer
 	enclave Caller
 	timeout time.Duration
-	batch   *batcher
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -61,24 +56,7 @@ func New(cfg Config) *Service {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
-	switch {
-	case cfg.SignInFlight == 0:
-		cfg.SignInFlight = 4
-	case cfg.SignInFlight < 0:
-		cfg.SignInFlight = int(^uint(0) >> 1)
-	}
-	return &Service{
-		enclave: cfg.Enclave,
-		timeout: cfg.CallTimeout,
-		batch: &batcher{
-			enclave:       cfg.Enclave,
-			timeout:       cfg.CallTimeout,
-			maxInFlight:   cfg.SignInFlight,
-			maxBatch:      MaxBatch,
-			maxBatchBytes: maxBatchBytes,
-			maxQueue:      maxQueue,
-		},
-	}
+	return &Service{enclave: cfg.Enclave, timeout: cfg.CallTimeout}
 }
 
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
@@ -115,12 +93,17 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 }
 
 // Sign implements signerv1.SignerServiceServer.
-// Under load, concurrent Sign calls reach the enclave as batches.
+// Sign implements signerv1.SignerServiceServer. Messages over the enclave's
+// limit are refused here, before they cost the link anything.
 func (s *Service) Sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
 	if n := len(r.GetMessage()); n > MaxMessageSize {
 		return nil, status.Errorf(codes.InvalidArgument, "message: must be at most %d bytes, got %d", MaxMessageSize, n)
 	}
-	return s.batch.sign(ctx, r)
+	var out enclavev1.SignResponse
+	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN, &enclavev1.SignRequest{Request: r}, &out); err != nil {
+		return nil, err
+	}
+	return out.GetResponse(), nil
 }
 
 // SignBatch implements signerv1.SignerServiceServer.

@@ -38,7 +38,7 @@ build-nosim: ## build the production enclave binary (no simulator code)
 	$(GOBUILD) -tags nosim -o $(BIN)/enclave-nosim ./enclave/cmd/enclave
 
 .PHONY: run
-run: build ## run enclave (simulated NSM) + parent on localhost, gRPC on 127.0.0.1:50051
+run: build $(GRPCURL) ## run enclave (simulated NSM) + parent on localhost, gRPC on 127.0.0.1:50051
 	@GRPCURL=$(GRPCURL) scripts/run-local.sh
 
 .PHONY: test

@@ -15,10 +15,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -59,6 +63,13 @@ type Config struct {
 	// CallTimeout bounds every call forwarded to the enclave. Default
 	// DefaultCallTimeout.
 	CallTimeout time.Duration
+	// MetricsListen, if set, serves Prometheus metrics over plain HTTP at
+	// /metrics on this address (tcp://HOST:PORT or unix:///path): request
+	// counts and latencies by method and code, the parent's Go and process
+	// metrics, and the enclave's own CPU, keys and heap. The figures hold no
+	// secrets but tell an observer the request mix; keep the address on
+	// loopback or a private network. Empty: no metrics listener.
+	MetricsListen string
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
 	// health status. Default 2 s.
 	HealthInterval time.Duration
@@ -99,6 +110,11 @@ func (c *Config) Validate() error {
 			}
 		default:
 			return fmt.Errorf("parent: cannot serve clients on %s", c.Listen)
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, err := transport.Parse(c.MetricsListen); err != nil {
+			return fmt.Errorf("parent: MetricsListen: %w", err)
 		}
 	}
 	if c.CallTimeout <= 0 {
@@ -175,8 +191,13 @@ func Run(ctx context.Context, cfg Config) error {
 	defer lc.Close()
 	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout})
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		proxy.NewEnclaveCollector(svc, 2*time.Second))
+	metrics := proxy.NewMetrics(reg)
+
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log)),
+		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log, metrics)),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		// Reuse goroutines for streams instead of one new goroutine (and
 		// its stack growth) per call.
@@ -194,6 +215,14 @@ func Run(ctx context.Context, cfg Config) error {
 	l, err := transport.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("parent: %w", err)
+	}
+	var ml net.Listener
+	if cfg.MetricsListen != "" {
+		if ml, err = transport.Listen(ctx, cfg.MetricsListen); err != nil {
+			l.Close()
+			return fmt.Errorf("parent: metrics: %w", err)
+		}
+		log.InfoContext(ctx, "metrics serving", "addr", cfg.MetricsListen)
 	}
 	log.InfoContext(ctx, "parent serving", "addr", cfg.Listen, "enclave", cfg.Enclave, "tls", tc != nil, "mtls", cfg.ClientCAFile != "")
 	if cfg.OnListen != nil {
@@ -223,6 +252,23 @@ func Run(ctx context.Context, cfg Config) error {
 		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log)
 		return nil
 	})
+	if ml != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := hsrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("parent: metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return hsrv.Shutdown(sctx)
+		})
+	}
 	return g.Wait()
 }
 

@@ -17,7 +17,8 @@ dry=false
 if [[ ${1:-} == --dry-run ]]; then dry=true; fi
 
 enclave_cmd=("$bin/enclave" --nsm=sim --sim-state "$run/nsmsim" --listen "unix://$run/enclave.sock")
-parent_cmd=("$bin/parent" --listen "tcp://$addr" --enclave "unix://$run/enclave.sock")
+metrics=127.0.0.1:9464
+parent_cmd=("$bin/parent" --listen "tcp://$addr" --enclave "unix://$run/enclave.sock" --metrics-listen "tcp://$metrics")
 
 if $dry; then
 	echo "would run: ${enclave_cmd[*]}"
@@ -80,6 +81,9 @@ Or with grpcurl (server reflection is on):
   $grpcurl -plaintext -d '{"algorithm":"ALGORITHM_ED25519"}' $addr nitrosigner.v1.SignerService/CreateKey
   $grpcurl -plaintext $addr list nitrosigner.v1.SignerService
   $grpcurl -plaintext $addr grpc.health.v1.Health/Check
+
+Metrics (Prometheus text format):
+  curl -s http://$metrics/metrics | grep '^nitrosigner_'
 
 Press Ctrl-C to stop.
 MSG

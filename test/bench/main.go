@@ -17,12 +17,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,7 +167,7 @@ func rawSign() (parallel, single float64, err error) {
 }
 
 type stack struct {
-	addr           string
+	addr, metrics  string
 	dir            string
 	enclave, proxy *exec.Cmd
 }
@@ -176,10 +178,11 @@ func startStack(o options) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &stack{addr: "127.0.0.1:50151", dir: dir}
+	st := &stack{addr: "127.0.0.1:50151", metrics: "127.0.0.1:50152", dir: dir}
 	sock := "unix://" + filepath.Join(dir, "enclave.sock")
 	st.enclave = exec.Command(filepath.Join(bin, "enclave"), "--nsm=sim", "--listen", sock, "--log-level", "warn")
-	st.proxy = exec.Command(filepath.Join(bin, "parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock, "--log-level", "error"}, strings.Fields(o.parentArgs)...)...)
+	st.proxy = exec.Command(filepath.Join(bin, "parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock,
+		"--metrics-listen", "tcp://" + st.metrics, "--log-level", "error"}, strings.Fields(o.parentArgs)...)...)
 	for c, procs := range map[*exec.Cmd]int{st.enclave: o.enclaveProcs, st.proxy: o.parentProcs} {
 		c.Stderr = os.Stderr
 		c.Env = os.Environ()
@@ -204,23 +207,37 @@ func (st *stack) stop() {
 	os.RemoveAll(st.dir)
 }
 
-// cpuNanos returns utime+stime of a process in nanoseconds.
-func cpuNanos(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpu scrapes the parent's /metrics and returns the CPU time, in
+// nanoseconds, that the parent and the enclave report for themselves.
+func (st *stack) cpu() (parent, enclave float64, err error) {
+	resp, err := http.Get("http://" + st.metrics + "/metrics")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	// Fields after the command name, which is in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	defer resp.Body.Close()
+	var gotP, gotE bool
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == "process_cpu_seconds_total":
+			parent, gotP = v*1e9, true
+		case strings.HasPrefix(name, "nitrosigner_enclave_cpu_seconds_total{"):
+			enclave += v * 1e9
+			gotE = true
+		}
 	}
-	const hz = 100 // USER_HZ on Linux
-	return (ut + st) * 1e9 / hz, nil
+	if !gotP || !gotE {
+		return 0, 0, fmt.Errorf("metrics: no CPU figures (parent %v, enclave %v)", gotP, gotE)
+	}
+	return parent, enclave, sc.Err()
 }
 
 type result struct {
@@ -243,16 +260,14 @@ func load(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, 
 	if _, err := drive(ctx, conns, keyID, clients, batch, time.Second); err != nil {
 		return result{}, err
 	}
-	p0, err1 := cpuNanos(st.proxy.Process.Pid)
-	e0, err2 := cpuNanos(st.enclave.Process.Pid)
+	p0, e0, err1 := st.cpu()
 	l0 := selfCPU()
 	start := time.Now()
 	lat, err := drive(ctx, conns, keyID, clients, batch, d)
 	elapsed := time.Since(start)
-	p1, err3 := cpuNanos(st.proxy.Process.Pid)
-	e1, err4 := cpuNanos(st.enclave.Process.Pid)
 	l1 := selfCPU()
-	if err := errors.Join(err, err1, err2, err3, err4); err != nil {
+	p1, e1, err2 := st.cpu()
+	if err := errors.Join(err, err1, err2); err != nil {
 		return result{}, err
 	}
 	slices.Sort(lat)

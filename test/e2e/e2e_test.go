@@ -12,8 +12,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -401,4 +404,50 @@ func TestLargeRequestsKeepTheLink(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestMetrics: the parent's /metrics has request counts by method and code,
+// its own process metrics and the enclave's own figures, and no request
+// content in any label.
+func TestMetrics(t *testing.T) {
+	dir := sockDir(t)
+	enclaveURL := "unix://" + filepath.Join(dir, "enclave.sock")
+	parentURL := "unix://" + filepath.Join(dir, "parent.sock")
+	metricsPath := filepath.Join(dir, "metrics.sock")
+	startEnclave(t, enclaveURL, newSim(t))
+	startParent(t, parent.Config{Listen: parentURL, Enclave: enclaveURL, MetricsListen: "unix://" + metricsPath})
+	_, c := dialParent(t, parentURL)
+
+	k, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err)
+	_, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: []byte("m")}})
+	require.NoError(t, err)
+	_, err = c.GetKey(ctx(t), &signerv1.GetKeyRequest{KeyId: "key_0123456789abcdef0123456789abcdef"})
+	require.Equal(t, codes.NotFound, status.Code(err))
+
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", metricsPath)
+	}}}
+	resp, err := hc.Get("http://metrics/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(body)
+
+	for _, want := range []string{
+		`nitrosigner_grpc_requests_total{code="OK",method="/nitrosigner.v1.SignerService/Sign"} 1`,
+		`nitrosigner_grpc_requests_total{code="NotFound",method="/nitrosigner.v1.SignerService/GetKey"} 1`,
+		`nitrosigner_grpc_request_duration_seconds_count{method="/nitrosigner.v1.SignerService/CreateKey"} 1`,
+		"nitrosigner_enclave_up 1",
+		"nitrosigner_enclave_keys 1",
+		`nitrosigner_enclave_cpu_seconds_total{mode="user"}`,
+		"process_cpu_seconds_total",
+		"go_goroutines",
+	} {
+		assert.Contains(t, text, want)
+	}
+	assert.NotContains(t, text, k.GetKey().GetKeyId(), "no request content in labels")
+	assert.NotContains(t, text, hex.EncodeToString(k.GetKey().GetPublicKey()))
 }

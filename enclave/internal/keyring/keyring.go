@@ -183,6 +183,13 @@ func (m *Memory) Use(_ context.Context, id string, fn func(s sign.Scheme, priv [
 	return e.key.Algorithm, fn(e.scheme, e.priv)
 }
 
+// Len returns the number of keys held.
+func (m *Memory) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.keys)
+}
+
 // Delete removes a key and zeroizes its private bytes.
 func (m *Memory) Delete(_ context.Context, id string) error {
 	m.mu.Lock()

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"sync"
+	"syscall"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -49,6 +51,7 @@ type Keyring interface {
 	Get(ctx context.Context, id string) (keyring.Key, error)
 	List(ctx context.Context, after string, limit int) ([]keyring.Key, error)
 	Use(ctx context.Context, id string, fn func(s sign.Scheme, priv []byte) error) (signerv1.Algorithm, error)
+	Len() int
 }
 
 // Attester produces NSM attestation documents. Nil arguments are omitted
@@ -114,6 +117,8 @@ func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([
 	switch enclavev1.Method(method) {
 	case enclavev1.Method_METHOD_PING:
 		out = &enclavev1.PingResponse{Version: s.cfg.Version}
+	case enclavev1.Method_METHOD_GET_STATS:
+		out, err = s.stats()
 	case enclavev1.Method_METHOD_SIGN:
 		in := new(enclavev1.SignRequest)
 		if err = unmarshal(req, in); err == nil {
@@ -373,6 +378,28 @@ func (s *Server) attest(ctx context.Context, nonce []byte) (*signerv1.GetAttesta
 		return nil, fmt.Errorf("attest: %w", err)
 	}
 	return &signerv1.GetAttestationResponse{Document: doc, Identity: s.cfg.Identity}, nil
+}
+
+// stats reports the enclave process's own resource use.
+func (s *Server) stats() (*enclavev1.GetStatsResponse, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return nil, fmt.Errorf("getrusage: %w", err)
+	}
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	var heap uint64
+	if sample[0].Value.Kind() == metrics.KindUint64 {
+		heap = sample[0].Value.Uint64()
+	}
+	return &enclavev1.GetStatsResponse{
+		UserCpuMicros:   uint64(ru.Utime.Nano() / 1e3),
+		SystemCpuMicros: uint64(ru.Stime.Nano() / 1e3),
+		Keys:            uint64(s.cfg.Keyring.Len()),
+		HeapBytes:       heap,
+		Goroutines:      uint64(runtime.NumGoroutine()),
+		Version:         s.cfg.Version,
+	}, nil
 }
 
 func keyProto(k keyring.Key) *signerv1.Key {

@@ -304,3 +304,16 @@ func TestListKeysByteCap(t *testing.T) {
 	assert.Equal(t, n, seen)
 	assert.Greater(t, pages, 1)
 }
+
+func TestStats(t *testing.T) {
+	s, _ := newServer(t)
+	createKey(t, s, signerv1.Algorithm_ALGORITHM_ED25519)
+	createKey(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	r, err := call(t, s, enclavev1.Method_METHOD_GET_STATS, &enclavev1.GetStatsRequest{}, &enclavev1.GetStatsResponse{})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), r.GetKeys())
+	assert.Equal(t, "test", r.GetVersion())
+	assert.Positive(t, r.GetUserCpuMicros()+r.GetSystemCpuMicros())
+	assert.Positive(t, r.GetHeapBytes())
+	assert.Positive(t, r.GetGoroutines())
+}

@@ -31,6 +31,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM) for the client listener")
 	fs.StringVar(&cfg.ClientCAFile, "tls-client-ca", "", "require client certificates from these CAs (mTLS)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", parent.DefaultCallTimeout, "deadline for every call forwarded to the enclave")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. tcp://127.0.0.1:9464); empty = off")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -44,10 +44,11 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// UnaryInterceptor assigns the request id, logs one line per call with its
-// method, code and duration, and turns a stray non-status error into
-// Internal. Request and response bodies are never logged.
-func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+// UnaryInterceptor assigns the request id, counts the call in m (which may
+// be nil), logs one line per call with its method, code and duration, and
+// turns a stray non-status error into Internal. Request and response bodies
+// are never logged.
+func UnaryInterceptor(log *slog.Logger, m *Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		id := ""
@@ -70,6 +71,7 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 			}
 		}
 		code := status.Code(err)
+		m.observe(info.FullMethod, code, time.Since(start))
 		// Successful calls are logged at debug level: at tens of thousands of
 		// signatures a second an access line per call would cost more CPU
 		// than the proxy itself. Failures are always logged.

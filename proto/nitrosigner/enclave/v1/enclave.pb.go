@@ -42,6 +42,7 @@ const (
 	Method_METHOD_SIGN            Method = 5
 	Method_METHOD_SIGN_BATCH      Method = 6
 	Method_METHOD_GET_ATTESTATION Method = 7
+	Method_METHOD_GET_STATS       Method = 8
 )
 
 // Enum value maps for Method.
@@ -55,6 +56,7 @@ var (
 		5: "METHOD_SIGN",
 		6: "METHOD_SIGN_BATCH",
 		7: "METHOD_GET_ATTESTATION",
+		8: "METHOD_GET_STATS",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":     0,
@@ -65,6 +67,7 @@ var (
 		"METHOD_SIGN":            5,
 		"METHOD_SIGN_BATCH":      6,
 		"METHOD_GET_ATTESTATION": 7,
+		"METHOD_GET_STATS":       8,
 	}
 )
 
@@ -704,6 +707,132 @@ func (x *GetAttestationResponse) GetResponse() *v1.GetAttestationResponse {
 	return nil
 }
 
+type GetStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+}
+
+// GetStatsResponse holds counters of the enclave process. None of them
+// depends on key material.
+type GetStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU time of the enclave process (getrusage RUSAGE_SELF), microseconds.
+	UserCpuMicros   uint64 `protobuf:"varint,1,opt,name=user_cpu_micros,json=userCpuMicros,proto3" json:"user_cpu_micros,omitempty"`
+	SystemCpuMicros uint64 `protobuf:"varint,2,opt,name=system_cpu_micros,json=systemCpuMicros,proto3" json:"system_cpu_micros,omitempty"`
+	// Keys held in the keyring.
+	Keys uint64 `protobuf:"varint,3,opt,name=keys,proto3" json:"keys,omitempty"`
+	// Go heap in use (runtime/metrics /memory/classes/heap/objects:bytes).
+	HeapBytes  uint64 `protobuf:"varint,4,opt,name=heap_bytes,json=heapBytes,proto3" json:"heap_bytes,omitempty"`
+	Goroutines uint64 `protobuf:"varint,5,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// Enclave build version.
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetStatsResponse) GetUserCpuMicros() uint64 {
+	if x != nil {
+		return x.UserCpuMicros
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetSystemCpuMicros() uint64 {
+	if x != nil {
+		return x.SystemCpuMicros
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetHeapBytes() uint64 {
+	if x != nil {
+		return x.HeapBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetGoroutines() uint64 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_nitrosigner_enclave_v1_enclave_proto protoreflect.FileDescriptor
 
 const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
@@ -736,7 +865,18 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x15GetAttestationRequest\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"\\\n" +
 	"\x16GetAttestationResponse\x12B\n" +
-	"\bresponse\x18\x01 \x01(\v2&.nitrosigner.v1.GetAttestationResponseR\bresponse*\xb6\x01\n" +
+	"\bresponse\x18\x01 \x01(\v2&.nitrosigner.v1.GetAttestationResponseR\bresponse\"\x11\n" +
+	"\x0fGetStatsRequest\"\xd3\x01\n" +
+	"\x10GetStatsResponse\x12&\n" +
+	"\x0fuser_cpu_micros\x18\x01 \x01(\x04R\ruserCpuMicros\x12*\n" +
+	"\x11system_cpu_micros\x18\x02 \x01(\x04R\x0fsystemCpuMicros\x12\x12\n" +
+	"\x04keys\x18\x03 \x01(\x04R\x04keys\x12\x1d\n" +
+	"\n" +
+	"heap_bytes\x18\x04 \x01(\x04R\theapBytes\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x05 \x01(\x04R\n" +
+	"goroutines\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion*\xcc\x01\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +
@@ -745,7 +885,8 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x10METHOD_LIST_KEYS\x10\x04\x12\x0f\n" +
 	"\vMETHOD_SIGN\x10\x05\x12\x15\n" +
 	"\x11METHOD_SIGN_BATCH\x10\x06\x12\x1a\n" +
-	"\x16METHOD_GET_ATTESTATION\x10\a2\xa3\x05\n" +
+	"\x16METHOD_GET_ATTESTATION\x10\a\x12\x14\n" +
+	"\x10METHOD_GET_STATS\x10\b2\x82\x06\n" +
 	"\x0eEnclaveService\x12Q\n" +
 	"\x04Ping\x12#.nitrosigner.enclave.v1.PingRequest\x1a$.nitrosigner.enclave.v1.PingResponse\x12`\n" +
 	"\tCreateKey\x12(.nitrosigner.enclave.v1.CreateKeyRequest\x1a).nitrosigner.enclave.v1.CreateKeyResponse\x12W\n" +
@@ -753,7 +894,8 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\bListKeys\x12'.nitrosigner.enclave.v1.ListKeysRequest\x1a(.nitrosigner.enclave.v1.ListKeysResponse\x12Q\n" +
 	"\x04Sign\x12#.nitrosigner.enclave.v1.SignRequest\x1a$.nitrosigner.enclave.v1.SignResponse\x12`\n" +
 	"\tSignBatch\x12(.nitrosigner.enclave.v1.SignBatchRequest\x1a).nitrosigner.enclave.v1.SignBatchResponse\x12o\n" +
-	"\x0eGetAttestation\x12-.nitrosigner.enclave.v1.GetAttestationRequest\x1a..nitrosigner.enclave.v1.GetAttestationResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
+	"\x0eGetAttestation\x12-.nitrosigner.enclave.v1.GetAttestationRequest\x1a..nitrosigner.enclave.v1.GetAttestationResponse\x12]\n" +
+	"\bGetStats\x12'.nitrosigner.enclave.v1.GetStatsRequest\x1a(.nitrosigner.enclave.v1.GetStatsResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
 
 var (
 	file_nitrosigner_enclave_v1_enclave_proto_rawDescOnce sync.Once
@@ -768,7 +910,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(Method)(0),                       // 0: nitrosigner.enclave.v1.Method
 	(*PingRequest)(nil),               // 1: nitrosigner.enclave.v1.PingRequest
@@ -785,27 +927,29 @@ var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(*SignBatchResponse)(nil),         // 12: nitrosigner.enclave.v1.SignBatchResponse
 	(*GetAttestationRequest)(nil),     // 13: nitrosigner.enclave.v1.GetAttestationRequest
 	(*GetAttestationResponse)(nil),    // 14: nitrosigner.enclave.v1.GetAttestationResponse
-	(*v1.CreateKeyRequest)(nil),       // 15: nitrosigner.v1.CreateKeyRequest
-	(*v1.Key)(nil),                    // 16: nitrosigner.v1.Key
-	(*v1.ListKeysRequest)(nil),        // 17: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 18: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 19: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 20: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 21: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 22: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 23: nitrosigner.v1.GetAttestationResponse
+	(*GetStatsRequest)(nil),           // 15: nitrosigner.enclave.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),          // 16: nitrosigner.enclave.v1.GetStatsResponse
+	(*v1.CreateKeyRequest)(nil),       // 17: nitrosigner.v1.CreateKeyRequest
+	(*v1.Key)(nil),                    // 18: nitrosigner.v1.Key
+	(*v1.ListKeysRequest)(nil),        // 19: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 20: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 21: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 22: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 23: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 24: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 25: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
-	15, // 0: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	16, // 1: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	16, // 2: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	17, // 3: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	18, // 4: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	19, // 5: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	20, // 6: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	21, // 7: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	22, // 8: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	23, // 9: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	17, // 0: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	18, // 1: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	18, // 2: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	19, // 3: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	20, // 4: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	21, // 5: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	22, // 6: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	23, // 7: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	24, // 8: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	25, // 9: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
 	1,  // 10: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
 	3,  // 11: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
 	5,  // 12: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
@@ -813,15 +957,17 @@ var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	9,  // 14: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
 	11, // 15: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
 	13, // 16: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	2,  // 17: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	4,  // 18: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	6,  // 19: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	8,  // 20: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	10, // 21: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	12, // 22: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	14, // 23: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
+	15, // 17: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	2,  // 18: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	4,  // 19: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	6,  // 20: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	8,  // 21: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	10, // 22: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	12, // 23: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	14, // 24: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	16, // 25: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -838,7 +984,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_enclave_v1_enclave_proto_rawDesc), len(file_nitrosigner_enclave_v1_enclave_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

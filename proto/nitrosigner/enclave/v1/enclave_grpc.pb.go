@@ -34,6 +34,7 @@ const (
 	EnclaveService_Sign_FullMethodName           = "/nitrosigner.enclave.v1.EnclaveService/Sign"
 	EnclaveService_SignBatch_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/SignBatch"
 	EnclaveService_GetAttestation_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/GetAttestation"
+	EnclaveService_GetStats_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/GetStats"
 )
 
 // EnclaveServiceClient is the client API for EnclaveService service.
@@ -47,6 +48,10 @@ type EnclaveServiceClient interface {
 	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
 	SignBatch(ctx context.Context, in *SignBatchRequest, opts ...grpc.CallOption) (*SignBatchResponse, error)
 	GetAttestation(ctx context.Context, in *GetAttestationRequest, opts ...grpc.CallOption) (*GetAttestationResponse, error)
+	// GetStats reports the enclave's own resource use. The enclave exports
+	// nothing over the network itself; the parent re-exports these figures as
+	// Prometheus metrics.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
 type enclaveServiceClient struct {
@@ -127,6 +132,16 @@ func (c *enclaveServiceClient) GetAttestation(ctx context.Context, in *GetAttest
 	return out, nil
 }
 
+func (c *enclaveServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnclaveServiceServer is the server API for EnclaveService service.
 // All implementations must embed UnimplementedEnclaveServiceServer
 // for forward compatibility.
@@ -138,6 +153,10 @@ type EnclaveServiceServer interface {
 	Sign(context.Context, *SignRequest) (*SignResponse, error)
 	SignBatch(context.Context, *SignBatchRequest) (*SignBatchResponse, error)
 	GetAttestation(context.Context, *GetAttestationRequest) (*GetAttestationResponse, error)
+	// GetStats reports the enclave's own resource use. The enclave exports
+	// nothing over the network itself; the parent re-exports these figures as
+	// Prometheus metrics.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedEnclaveServiceServer()
 }
 
@@ -168,6 +187,9 @@ func (UnimplementedEnclaveServiceServer) SignBatch(context.Context, *SignBatchRe
 }
 func (UnimplementedEnclaveServiceServer) GetAttestation(context.Context, *GetAttestationRequest) (*GetAttestationResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetAttestation not implemented")
+}
+func (UnimplementedEnclaveServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetStats not implemented")
 }
 func (UnimplementedEnclaveServiceServer) mustEmbedUnimplementedEnclaveServiceServer() {}
 func (UnimplementedEnclaveServiceServer) testEmbeddedByValue()                        {}
@@ -316,6 +338,24 @@ func _EnclaveService_GetAttestation_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnclaveService_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnclaveService_ServiceDesc is the grpc.ServiceDesc for EnclaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -350,6 +390,10 @@ var EnclaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAttestation",
 			Handler:    _EnclaveService_GetAttestation_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _EnclaveService_GetStats_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+)
+
+// Metrics are the parent's request metrics. Label values come from fixed
+// sets (registered gRPC method names and status codes), never from request
+// content or error text.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the request metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "nitrosigner",
+			Name:      "grpc_requests_total",
+			Help:      "Client gRPC calls handled by the parent, by method and status code.",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "nitrosigner",
+			Name:      "grpc_request_duration_seconds",
+			Help:      "Time from receiving a client call to answering it, by method.",
+			Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(method, code.String()).Inc()
+	m.duration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// Stats asks the enclave for its own resource use.
+func (s *Service) Stats(ctx context.Context) (*enclavev1.GetStatsResponse, error) {
+	var out enclavev1.GetStatsResponse
+	if err := s.call(ctx, enclavev1.Method_METHOD_GET_STATS, &enclavev1.GetStatsRequest{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// EnclaveCollector re-exports the enclave's own counters (the enclave has
+// no network of its own): it asks the enclave at every scrape.
+type EnclaveCollector struct {
+	svc     *Service
+	timeout time.Duration
+	up      *prometheus.Desc
+	cpu     *prometheus.Desc
+	keys    *prometheus.Desc
+	heap    *prometheus.Desc
+	gor     *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*EnclaveCollector)(nil)
+
+// NewEnclaveCollector returns a collector that queries svc with timeout.
+func NewEnclaveCollector(svc *Service, timeout time.Duration) *EnclaveCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("nitrosigner_enclave_"+name, help, labels, nil)
+	}
+	return &EnclaveCollector{
+		svc:     svc,
+		timeout: timeout,
+		up:      d("up", "1 if the enclave answered the last scrape, else 0."),
+		cpu:     d("cpu_seconds_total", "CPU time of the enclave process (its own getrusage).", "mode"),
+		keys:    d("keys", "Keys held in the enclave's keyring."),
+		heap:    d("heap_bytes", "Go heap in use in the enclave."),
+		gor:     d("goroutines", "Goroutines in the enclave."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *EnclaveCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.cpu, c.keys, c.heap, c.gor} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *EnclaveCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	st, err := c.svc.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(st.GetUserCpuMicros())/1e6, "user")
+	ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(st.GetSystemCpuMicros())/1e6, "system")
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(st.GetKeys()))
+	ch <- prometheus.MustNewConstMetric(c.heap, prometheus.GaugeValue, float64(st.GetHeapBytes()))
+	ch <- prometheus.MustNewConstMetric(c.gor, prometheus.GaugeValue, float64(st.GetGoroutines()))
+}

@@ -200,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(proxy.UnaryInterceptor(log, metrics)),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+		grpc.ForceServerCodecV2(proxy.NewCodec()),
 		// Serve streams on a pool of long-lived goroutines instead of a new
 		// goroutine (and its stack growth) per call. The pool covers the
 		// concurrency a proxy sees: with 2 workers, 64 concurrent clients
@@ -213,7 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	gs := grpc.NewServer(opts...)
-	signerv1.RegisterSignerServiceServer(gs, svc)
+	proxy.Register(gs, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

@@ -21,6 +21,9 @@ import (
 // *link.Client; every error it returns is a gRPC status error.
 type Caller interface {
 	Call(ctx context.Context, method uint16, req, resp proto.Message) error
+	// CallRaw sends an encoded request; resp gets the encoded answer and
+	// must not retain it.
+	CallRaw(ctx context.Context, method uint16, req []byte, resp func([]byte) error) error
 }
 
 // Size limits enforced by the parent before forwarding, so that oversized
@@ -93,18 +96,6 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 }
 
 // Sign implements signerv1.SignerServiceServer.
-// Sign implements signerv1.SignerServiceServer. Messages over the enclave's
-// limit are refused here, before they cost the link anything.
-func (s *Service) Sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
-	if n := len(r.GetMessage()); n > MaxMessageSize {
-		return nil, status.Errorf(codes.InvalidArgument, "message: must be at most %d bytes, got %d", MaxMessageSize, n)
-	}
-	var out enclavev1.SignResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN, &enclavev1.SignRequest{Request: r}, &out); err != nil {
-		return nil, err
-	}
-	return out.GetResponse(), nil
-}
 
 // SignBatch implements signerv1.SignerServiceServer.
 func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {

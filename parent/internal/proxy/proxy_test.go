@@ -22,6 +22,7 @@ type fakeEnclave struct {
 	methods   []enclavev1.Method
 	deadlines []time.Duration
 	fail      error
+	rawAnswer []byte
 }
 
 func (f *fakeEnclave) Call(ctx context.Context, method uint16, req, resp proto.Message) error {
@@ -41,6 +42,28 @@ func (f *fakeEnclave) Call(ctx context.Context, method uint16, req, resp proto.M
 	}
 	resp.(*enclavev1.SignResponse).Response = &signerv1.SignResponse{KeyId: r.GetKeyId(), Signature: []byte(r.GetKeyId())}
 	return nil
+}
+
+// CallRaw decodes the request and encodes the answer of Call, so that the
+// relay's byte handling is exercised against real encodings. rawAnswer, if
+// set, is returned instead of the encoded answer.
+func (f *fakeEnclave) CallRaw(ctx context.Context, method uint16, req []byte, resp func([]byte) error) error {
+	in := new(enclavev1.SignRequest)
+	if err := proto.Unmarshal(req, in); err != nil {
+		return status.Error(codes.InvalidArgument, "malformed request")
+	}
+	out := new(enclavev1.SignResponse)
+	if err := f.Call(ctx, method, in, out); err != nil {
+		return err
+	}
+	if f.rawAnswer != nil {
+		return resp(f.rawAnswer)
+	}
+	b, err := proto.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return resp(b)
 }
 
 func msgReq(id string, n int) *signerv1.SignRequest {
@@ -93,4 +116,46 @@ func TestParentSideLimits(t *testing.T) {
 	_, err = s.GetAttestation(context.Background(), &signerv1.GetAttestationRequest{Nonce: make([]byte, proxy.MaxNonce+1)})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.Empty(t, f.methods, "refused before reaching the enclave")
+}
+
+func TestSignRelayEdgeCases(t *testing.T) {
+	tests := []struct {
+		name      string
+		req       *signerv1.SignRequest
+		rawAnswer []byte
+		wantCode  codes.Code
+		wantMsg   string
+	}{
+		{"message at the limit", msgReq("k", proxy.MaxMessageSize), nil, codes.OK, ""},
+		{"message over the limit", msgReq("k", proxy.MaxMessageSize+1), nil, codes.InvalidArgument, "message: must be at most"},
+		{"digest", &signerv1.SignRequest{KeyId: "k", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}, nil, codes.OK, ""},
+		{"garbage answer", msgReq("k", 1), []byte{0x0a, 0xff}, codes.Internal, "malformed enclave answer"},
+		{"empty answer", msgReq("k", 1), []byte{}, codes.OK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeEnclave{rawAnswer: tt.rawAnswer}
+			s := proxy.New(proxy.Config{Enclave: f})
+			_, err := s.Sign(context.Background(), tt.req)
+			require.Equal(t, tt.wantCode, status.Code(err), err)
+			assert.Contains(t, status.Convert(err).Message(), tt.wantMsg)
+		})
+	}
+}
+
+// FuzzCheckMessageSize: the relay's field scan never panics on hostile bytes
+// and agrees with the protobuf decoder about the message field's size.
+func FuzzCheckMessageSize(f *testing.F) {
+	for _, r := range []*signerv1.SignRequest{msgReq("key", 10), msgReq("k", proxy.MaxMessageSize+1),
+		{KeyId: "k", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}} {
+		b, _ := proto.Marshal(r)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := proxy.CheckMessageSize(b)
+		var r signerv1.SignRequest
+		if proto.Unmarshal(b, &r) == nil && len(r.GetMessage()) > proxy.MaxMessageSize {
+			require.Error(t, err, "an oversized message must be refused")
+		}
+	})
 }

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// Sign requests are relayed as the client's own bytes: the parent neither
+// decodes nor re-encodes them, and the enclave, which validates everything,
+// receives exactly what the client sent (what end-to-end request
+// authentication will need). Only the message size is checked here, by
+// scanning the fields.
+
+// rawMessage is an encoded protobuf message relayed without decoding.
+type rawMessage struct{ b []byte }
+
+// Codec is the gRPC codec of the parent's server: rawMessage values pass
+// through as bytes, every other message uses the standard proto codec.
+type Codec struct{ proto encoding.CodecV2 }
+
+var _ encoding.CodecV2 = Codec{}
+
+// NewCodec returns the parent's server codec.
+func NewCodec() Codec { return Codec{proto: encoding.GetCodecV2("proto")} }
+
+// Marshal implements encoding.CodecV2.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*rawMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(r.b)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+// Unmarshal implements encoding.CodecV2.
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*rawMessage); ok {
+		r.b = data.Materialize()
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+// Name implements encoding.CodecV2; it replaces the "proto" codec.
+func (Codec) Name() string { return "proto" }
+
+// Register registers svc on s with Sign relayed as raw bytes. The server
+// must use [NewCodec] (grpc.ForceServerCodecV2).
+func Register(s *grpc.Server, svc *Service) {
+	desc := signerv1.SignerService_ServiceDesc
+	desc.Methods = append([]grpc.MethodDesc(nil), desc.Methods...)
+	for i := range desc.Methods {
+		if desc.Methods[i].MethodName == "Sign" {
+			desc.Methods[i].Handler = rawSignHandler
+		}
+	}
+	s.RegisterService(&desc, svc)
+}
+
+func rawSignHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(rawMessage)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	s := srv.(*Service)
+	if interceptor == nil {
+		return s.signRaw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: signerv1.SignerService_Sign_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return s.signRaw(ctx, req.(*rawMessage))
+	})
+}
+
+// Field numbers the relay relies on; fixed by the .proto files.
+const (
+	signRequestMessageField = 3 // nitrosigner.v1.SignRequest.message
+	enclaveWrapperField     = 1 // nitrosigner.enclave.v1.Sign{Request,Response}.{request,response}
+)
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// signRaw relays one encoded nitrosigner.v1.SignRequest to the enclave and
+// returns the encoded nitrosigner.v1.SignResponse.
+func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, error) {
+	if err := checkMessageSize(in.b); err != nil {
+		return nil, err
+	}
+	// enclave.v1.SignRequest{request: <client bytes>}
+	bp := framePool.Get().(*[]byte)
+	req := protowire.AppendTag((*bp)[:0], enclaveWrapperField, protowire.BytesType)
+	req = protowire.AppendBytes(req, in.b)
+	out := new(rawMessage)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	err := s.enclave.CallRaw(ctx, uint16(enclavev1.Method_METHOD_SIGN), req, func(resp []byte) error {
+		inner, err := field(resp, enclaveWrapperField)
+		if err != nil {
+			return status.Errorf(codes.Internal, "malformed enclave answer: %v", err)
+		}
+		out.b = append([]byte(nil), inner...)
+		return nil
+	})
+	cancel()
+	if cap(req) <= 64<<10 {
+		*bp = req[:0]
+		framePool.Put(bp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkMessageSize refuses a SignRequest whose message field exceeds
+// MaxMessageSize, and bytes that are not a protobuf message.
+func checkMessageSize(b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return status.Error(codes.InvalidArgument, "malformed request")
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return status.Error(codes.InvalidArgument, "malformed request")
+		}
+		if num == signRequestMessageField && typ == protowire.BytesType {
+			if v, _ := protowire.ConsumeBytes(b); len(v) > MaxMessageSize {
+				return status.Errorf(codes.InvalidArgument, "message: must be at most %d bytes, got %d", MaxMessageSize, len(v))
+			}
+		}
+		b = b[m:]
+	}
+	return nil
+}
+
+// field returns the last value of bytes field num in an encoded message
+// (protobuf's last-one-wins rule), or nil when absent.
+func field(b []byte, num protowire.Number) ([]byte, error) {
+	var v []byte
+	for len(b) > 0 {
+		n, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil, protowire.ParseError(k)
+		}
+		b = b[k:]
+		if n == num && typ == protowire.BytesType {
+			val, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, protowire.ParseError(m)
+			}
+			v, b = val, b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, typ, b)
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		b = b[m:]
+	}
+	return v, nil
+}
+
+// Sign implements signerv1.SignerServiceServer through the same relay, for
+// callers that hold a decoded request.
+func (s *Service) Sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "encode request: %v", err)
+	}
+	out, err := s.signRaw(ctx, &rawMessage{b: b})
+	if err != nil {
+		return nil, err
+	}
+	resp := new(signerv1.SignResponse)
+	if err := proto.Unmarshal(out.b, resp); err != nil {
+		return nil, status.Error(codes.Internal, fmt.Sprintf("malformed enclave answer: %v", err))
+	}
+	return resp, nil
+}

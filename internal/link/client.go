@@ -133,7 +133,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 //
 // Every error is a status error (google.golang.org/grpc/status):
 //   - the server's code and message, unchanged;
-//   - codes.Unavailable ("enclave unavailable: ...") when the connection
+//   - codes.Unavailable ("enclave unavailable", with no OS detail) when the connection
 //     cannot be made or breaks before the response arrives;
 //   - codes.DeadlineExceeded or codes.Canceled when ctx ends first (a ctx
 //     without deadline gets ClientConfig.DefaultTimeout);

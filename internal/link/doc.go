@@ -24,7 +24,7 @@
 //	response header = kind:u8 (2) | code:u16 | id:u64
 //
 // length counts the bytes after the length field (header and payload) and
-// must not exceed the receiver's MaxFrame ([DefaultMaxFrame], 4 MiB, unless
+// must not exceed the receiver's MaxFrame ([DefaultMaxFrame], 4 MiB + 64 KiB, unless
 // configured); a receiver checks it before allocating. Clients send only
 // requests and servers only responses.
 //

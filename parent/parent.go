@@ -261,7 +261,10 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if ml != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			MaxRequestsInFlight: 4,
+			Timeout:             5 * time.Second,
+		}))
 		hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := hsrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -271,9 +274,14 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 		g.Go(func() error {
 			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			// A scrape may wait on the enclave (at most its 2 s timeout);
+			// past that, connections are closed: stopping is not an error.
+			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			return hsrv.Shutdown(sctx)
+			if err := hsrv.Shutdown(sctx); err != nil {
+				hsrv.Close()
+			}
+			return nil
 		})
 	}
 	return g.Wait()

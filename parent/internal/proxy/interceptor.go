@@ -47,7 +47,8 @@ func validRequestID(s string) bool {
 // UnaryInterceptor assigns the request id, counts the call in m (which may
 // be nil), logs one line per call with its method, code and duration, and
 // turns a stray non-status error into Internal. Request and response bodies
-// are never logged.
+// are never logged; for Sign they are opaque relayed bytes (see Register),
+// so an interceptor must not expect proto messages.
 func UnaryInterceptor(log *slog.Logger, m *Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()

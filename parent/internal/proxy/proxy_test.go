@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -32,6 +34,10 @@ func (f *fakeEnclave) Call(ctx context.Context, method uint16, req, resp proto.M
 	}
 	if f.fail != nil {
 		return f.fail
+	}
+	if enclavev1.Method(method) == enclavev1.Method_METHOD_GET_STATS {
+		resp.(*enclavev1.GetStatsResponse).Keys = 7
+		return nil
 	}
 	if enclavev1.Method(method) != enclavev1.Method_METHOD_SIGN {
 		return status.Errorf(codes.Unimplemented, "method %d", method)
@@ -130,7 +136,9 @@ func TestSignRelayEdgeCases(t *testing.T) {
 		{"message over the limit", msgReq("k", proxy.MaxMessageSize+1), nil, codes.InvalidArgument, "message: must be at most"},
 		{"digest", &signerv1.SignRequest{KeyId: "k", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}, nil, codes.OK, ""},
 		{"garbage answer", msgReq("k", 1), []byte{0x0a, 0xff}, codes.Internal, "malformed enclave answer"},
-		{"empty answer", msgReq("k", 1), []byte{}, codes.OK, ""},
+		{"answer without response", msgReq("k", 1), []byte{}, codes.Internal, "no response"},
+		{"response repeated", msgReq("k", 1), []byte{0x0a, 0x00, 0x0a, 0x00}, codes.Internal, "repeated"},
+		{"response of the wrong type", msgReq("k", 1), []byte{0x08, 0x01}, codes.Internal, "unexpected type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,3 +167,27 @@ func FuzzCheckMessageSize(f *testing.F) {
 		}
 	})
 }
+
+func TestEnclaveCollectorSharesCalls(t *testing.T) {
+	f := &fakeEnclave{}
+	c := proxy.NewEnclaveCollector(proxy.New(proxy.Config{Enclave: f}), time.Second)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	for range 5 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		require.NotEmpty(t, mfs)
+	}
+	assert.Len(t, f.methods, 1, "scrapes within a second share one enclave call")
+	n, err := testutil.GatherAndCount(reg, "nitrosigner_enclave_keys")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+
+	f.fail = status.Error(codes.Unavailable, "enclave unavailable")
+	c = proxy.NewEnclaveCollector(proxy.New(proxy.Config{Enclave: f}), time.Second)
+	assert.Equal(t, 0.0, testutil.ToFloat64(onlyUp{c}), "an unreachable enclave reports up 0")
+}
+
+// onlyUp exposes just the up gauge of a collector that failed to reach the
+// enclave (it then emits nothing else).
+type onlyUp struct{ *proxy.EnclaveCollector }

@@ -56,7 +56,9 @@ func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 func (Codec) Name() string { return "proto" }
 
 // Register registers svc on s with Sign relayed as raw bytes. The server
-// must use [NewCodec] (grpc.ForceServerCodecV2).
+// must use [NewCodec] (grpc.ForceServerCodecV2): with the standard codec
+// every Sign fails with Internal. Interceptors see Sign's request and
+// response as opaque values, not proto messages.
 func Register(s *grpc.Server, svc *Service) {
 	desc := signerv1.SignerService_ServiceDesc
 	desc.Methods = append([]grpc.MethodDesc(nil), desc.Methods...)
@@ -104,9 +106,12 @@ func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, err
 	out := new(rawMessage)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	err := s.enclave.CallRaw(ctx, uint16(enclavev1.Method_METHOD_SIGN), req, func(resp []byte) error {
-		inner, err := field(resp, enclaveWrapperField)
-		if err != nil {
+		inner, ok, err := field(resp, enclaveWrapperField)
+		switch {
+		case err != nil:
 			return status.Errorf(codes.Internal, "malformed enclave answer: %v", err)
+		case !ok:
+			return status.Error(codes.Internal, "malformed enclave answer: no response")
 		}
 		out.b = append([]byte(nil), inner...)
 		return nil
@@ -145,31 +150,34 @@ func checkMessageSize(b []byte) error {
 	return nil
 }
 
-// field returns the last value of bytes field num in an encoded message
-// (protobuf's last-one-wins rule), or nil when absent.
-func field(b []byte, num protowire.Number) ([]byte, error) {
-	var v []byte
+// field returns the value of the length-delimited field num of an encoded
+// message, and whether it was present. The enclave writes it once; a message
+// that repeats it is refused rather than merged.
+func field(b []byte, num protowire.Number) (v []byte, ok bool, err error) {
 	for len(b) > 0 {
 		n, typ, k := protowire.ConsumeTag(b)
 		if k < 0 {
-			return nil, protowire.ParseError(k)
+			return nil, false, protowire.ParseError(k)
 		}
 		b = b[k:]
-		if n == num && typ == protowire.BytesType {
+		if n == num {
+			if typ != protowire.BytesType || ok {
+				return nil, false, fmt.Errorf("field %d: unexpected type or repeated", num)
+			}
 			val, m := protowire.ConsumeBytes(b)
 			if m < 0 {
-				return nil, protowire.ParseError(m)
+				return nil, false, protowire.ParseError(m)
 			}
-			v, b = val, b[m:]
+			v, ok, b = val, true, b[m:]
 			continue
 		}
 		m := protowire.ConsumeFieldValue(n, typ, b)
 		if m < 0 {
-			return nil, protowire.ParseError(m)
+			return nil, false, protowire.ParseError(m)
 		}
 		b = b[m:]
 	}
-	return v, nil
+	return v, ok, nil
 }
 
 // Sign implements signerv1.SignerServiceServer through the same relay, for

@@ -68,11 +68,11 @@ type EnclaveCollector struct {
 	lastErr error
 	lastAt  time.Time
 
-	up      *prometheus.Desc
-	cpu     *prometheus.Desc
-	keys    *prometheus.Desc
-	heap    *prometheus.Desc
-	gor     *prometheus.Desc
+	up   *prometheus.Desc
+	cpu  *prometheus.Desc
+	keys *prometheus.Desc
+	heap *prometheus.Desc
+	gor  *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*EnclaveCollector)(nil)

@@ -88,7 +88,6 @@ type Client struct {
 	mu      sync.Mutex
 	closed  bool
 	dialing chan struct{} // closed when the running dial ends; nil if none
-	lastErr error         // why the last dial or unhealthy connection failed
 	backoff time.Duration
 	retryAt time.Time // no dial before this time
 }
@@ -223,7 +222,7 @@ func (c *Client) roundTrip(ctx context.Context, method uint16, frame []byte, e *
 				if errors.Is(err, errCongested) {
 					return status.Error(codes.Unavailable, "enclave unavailable: link congested")
 				}
-				return unavailable(err)
+				return unavailable()
 			}
 			<-e.done
 			return e.err
@@ -262,9 +261,8 @@ func (c *Client) conn(ctx context.Context, expired <-chan time.Time) (*clientCon
 		}
 		if c.dialing == nil {
 			if time.Now().Before(c.retryAt) {
-				err := c.lastErr
 				c.mu.Unlock()
-				return nil, unavailable(err)
+				return nil, unavailable()
 			}
 			c.dialing = make(chan struct{})
 			c.wg.Add(1)
@@ -314,7 +312,7 @@ func (c *Client) dialOnce(done chan struct{}) {
 		err = errClientClosed
 	}
 	if err != nil {
-		c.setFailureLocked(err)
+		c.setFailureLocked()
 		return
 	}
 	cc := &clientConn{c: c, conn: conn, calls: make(map[uint64]*call)}
@@ -324,8 +322,8 @@ func (c *Client) dialOnce(done chan struct{}) {
 }
 
 // setFailureLocked records a failed dial and schedules the next attempt.
-func (c *Client) setFailureLocked(err error) {
-	c.lastErr = err
+// The reason was logged where it happened; callers only see Unavailable.
+func (c *Client) setFailureLocked() {
 	c.backoff = min(max(2*c.backoff, minBackoff), maxBackoff)
 	c.retryAt = time.Now().Add(c.backoff)
 }
@@ -431,7 +429,7 @@ func (cc *clientConn) failure() error {
 	if errors.Is(err, errClientClosed) {
 		return closedError()
 	}
-	return unavailable(err)
+	return unavailable()
 }
 
 // fail ends the connection: it closes it, completes every pending call
@@ -480,7 +478,7 @@ func (cc *clientConn) read() error {
 	_ = cc.conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		c.mu.Lock()
-		c.setFailureLocked(err)
+		c.setFailureLocked()
 		c.mu.Unlock()
 		return err
 	}

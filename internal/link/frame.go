@@ -190,6 +190,6 @@ func ctxError(err error) error {
 // unavailable is what callers see when the connection cannot be made or
 // breaks. The reason (socket paths, OS errors) stays in the link's own log
 // lines and never reaches clients.
-func unavailable(error) error {
+func unavailable() error {
 	return status.Error(codes.Unavailable, "enclave unavailable")
 }

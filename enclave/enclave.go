@@ -20,7 +20,11 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/hf/nsm/request"
+	"github.com/hf/nsm/response"
+
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/nsm"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/server"
 	"github.com/nitrosigner/nitrosigner/internal/link"
 	"github.com/nitrosigner/nitrosigner/internal/transport"
@@ -31,10 +35,23 @@ import (
 const DefaultListen = "vsock://any:5000"
 
 // Attester produces NSM attestation documents; nil arguments are omitted.
-// It is satisfied by the /dev/nsm adapter (enclave/internal/nsm) and by the
-// simulator (internal/nsmsim).
+// Use [NewNSMAttester], so that the production NSM adapter runs whether the
+// session is the real device or the simulator.
 type Attester interface {
 	Attest(ctx context.Context, nonce, userData, publicKey []byte) ([]byte, error)
+}
+
+// NSMSession is a request-level NSM session: *nsm.Session of
+// github.com/hf/nsm over /dev/nsm, or the simulator (internal/nsmsim).
+type NSMSession interface {
+	Send(req request.Request) (response.Response, error)
+	Close() error
+}
+
+// NewNSMAttester wraps s in the enclave's NSM adapter (the same code in
+// production and under the simulator). Closing the attester closes s.
+func NewNSMAttester(s NSMSession) *nsm.Device {
+	return nsm.New(s)
 }
 
 // Config configures [Run].
@@ -76,7 +93,7 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Identity is the set of keys an enclave makes at boot. The private halves
+// identity is the set of keys an enclave makes at boot. The private halves
 // never leave the enclave.
 type identity struct {
 	signing ed25519.PrivateKey
@@ -122,6 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	defer clear(id.signing)
 	kr := keyring.NewMemory(keyring.Config{})
 	defer kr.Close()
 

@@ -78,7 +78,7 @@ func startEnclave(t testing.TB, url string, sim *nsmsim.Simulator) (stop func())
 	done := make(chan error, 1)
 	listening := make(chan struct{})
 	go func() {
-		done <- enclave.Run(ctx, enclave.Config{Listen: url, Attester: sim, Version: "e2e", Logger: testLog(t),
+		done <- enclave.Run(ctx, enclave.Config{Listen: url, Attester: enclave.NewNSMAttester(sim), Version: "e2e", Logger: testLog(t),
 			OnListen: func(net.Addr) { close(listening) }})
 	}()
 	select {

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -274,31 +275,16 @@ func (s *Server) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*
 	}
 	// Spread the batch over the cores: one signature is tens of
 	// microseconds, far more than a goroutine costs.
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		for i := range n {
-			one(i)
-		}
-	} else {
-		var next sync.Mutex
-		i := 0
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					next.Lock()
-					j := i
-					i++
-					next.Unlock()
-					if j >= n {
-						return
-					}
-					one(j)
-				}
-			})
-		}
-		wg.Wait()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				one(i)
+			}
+		})
 	}
+	wg.Wait()
 	return &signerv1.SignBatchResponse{Results: results}, nil
 }
 

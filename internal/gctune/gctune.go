@@ -14,13 +14,10 @@ import (
 const DefaultPercent = 400
 
 // Apply sets the GC percent to DefaultPercent unless GOGC is set in the
-// environment, which always wins. It returns the value in force.
-func Apply() int {
-	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
-		p := debug.SetGCPercent(100)
-		debug.SetGCPercent(p)
-		return p
+// environment, which always wins.
+func Apply() {
+	if os.Getenv("GOGC") != "" {
+		return
 	}
 	debug.SetGCPercent(DefaultPercent)
-	return DefaultPercent
 }

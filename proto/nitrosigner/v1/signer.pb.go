@@ -38,7 +38,10 @@ const (
 	// uncompressed (65 bytes, 0x04 || X || Y).
 	Algorithm_ALGORITHM_SECP256K1 Algorithm = 1
 	// Ed25519 (RFC 8032; Solana). Public keys are 32 bytes.
-	Algorithm_ALGORITHM_ED25519 Algorithm = 2 // 3: ECDSA P-256, planned as a general raw scheme.
+	Algorithm_ALGORITHM_ED25519 Algorithm = 2
+	// ECDSA over NIST P-256 (general raw scheme, digests only). Public keys
+	// are SEC1 uncompressed (65 bytes).
+	Algorithm_ALGORITHM_P256 Algorithm = 3
 )
 
 // Enum value maps for Algorithm.
@@ -47,11 +50,13 @@ var (
 		0: "ALGORITHM_UNSPECIFIED",
 		1: "ALGORITHM_SECP256K1",
 		2: "ALGORITHM_ED25519",
+		3: "ALGORITHM_P256",
 	}
 	Algorithm_value = map[string]int32{
 		"ALGORITHM_UNSPECIFIED": 0,
 		"ALGORITHM_SECP256K1":   1,
 		"ALGORITHM_ED25519":     2,
+		"ALGORITHM_P256":        3,
 	}
 )
 
@@ -133,6 +138,111 @@ func (KeyState) EnumDescriptor() ([]byte, []int) {
 	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{1}
 }
 
+// BitcoinNetwork selects address encoding and PSBT checks.
+type BitcoinNetwork int32
+
+const (
+	BitcoinNetwork_BITCOIN_NETWORK_UNSPECIFIED BitcoinNetwork = 0
+	BitcoinNetwork_BITCOIN_NETWORK_MAINNET     BitcoinNetwork = 1
+	BitcoinNetwork_BITCOIN_NETWORK_TESTNET     BitcoinNetwork = 2
+	BitcoinNetwork_BITCOIN_NETWORK_REGTEST     BitcoinNetwork = 3
+)
+
+// Enum value maps for BitcoinNetwork.
+var (
+	BitcoinNetwork_name = map[int32]string{
+		0: "BITCOIN_NETWORK_UNSPECIFIED",
+		1: "BITCOIN_NETWORK_MAINNET",
+		2: "BITCOIN_NETWORK_TESTNET",
+		3: "BITCOIN_NETWORK_REGTEST",
+	}
+	BitcoinNetwork_value = map[string]int32{
+		"BITCOIN_NETWORK_UNSPECIFIED": 0,
+		"BITCOIN_NETWORK_MAINNET":     1,
+		"BITCOIN_NETWORK_TESTNET":     2,
+		"BITCOIN_NETWORK_REGTEST":     3,
+	}
+)
+
+func (x BitcoinNetwork) Enum() *BitcoinNetwork {
+	p := new(BitcoinNetwork)
+	*p = x
+	return p
+}
+
+func (x BitcoinNetwork) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BitcoinNetwork) Descriptor() protoreflect.EnumDescriptor {
+	return file_nitrosigner_v1_signer_proto_enumTypes[2].Descriptor()
+}
+
+func (BitcoinNetwork) Type() protoreflect.EnumType {
+	return &file_nitrosigner_v1_signer_proto_enumTypes[2]
+}
+
+func (x BitcoinNetwork) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BitcoinNetwork.Descriptor instead.
+func (BitcoinNetwork) EnumDescriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{2}
+}
+
+type BitcoinSighash_Scheme int32
+
+const (
+	BitcoinSighash_SCHEME_UNSPECIFIED BitcoinSighash_Scheme = 0
+	// ECDSA; the answer is DER (low-S) followed by the sighash type byte.
+	BitcoinSighash_SCHEME_ECDSA BitcoinSighash_Scheme = 1
+	// BIP-340 Schnorr; the answer is 64 bytes, or 65 with a sighash type
+	// byte when the type is not SIGHASH_DEFAULT (0).
+	BitcoinSighash_SCHEME_SCHNORR BitcoinSighash_Scheme = 2
+)
+
+// Enum value maps for BitcoinSighash_Scheme.
+var (
+	BitcoinSighash_Scheme_name = map[int32]string{
+		0: "SCHEME_UNSPECIFIED",
+		1: "SCHEME_ECDSA",
+		2: "SCHEME_SCHNORR",
+	}
+	BitcoinSighash_Scheme_value = map[string]int32{
+		"SCHEME_UNSPECIFIED": 0,
+		"SCHEME_ECDSA":       1,
+		"SCHEME_SCHNORR":     2,
+	}
+)
+
+func (x BitcoinSighash_Scheme) Enum() *BitcoinSighash_Scheme {
+	p := new(BitcoinSighash_Scheme)
+	*p = x
+	return p
+}
+
+func (x BitcoinSighash_Scheme) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BitcoinSighash_Scheme) Descriptor() protoreflect.EnumDescriptor {
+	return file_nitrosigner_v1_signer_proto_enumTypes[3].Descriptor()
+}
+
+func (BitcoinSighash_Scheme) Type() protoreflect.EnumType {
+	return &file_nitrosigner_v1_signer_proto_enumTypes[3]
+}
+
+func (x BitcoinSighash_Scheme) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BitcoinSighash_Scheme.Descriptor instead.
+func (BitcoinSighash_Scheme) EnumDescriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14, 0}
+}
+
 // Key is the public description of a key. It never carries private material.
 type Key struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +256,10 @@ type Key struct {
 	// Creation time, Unix milliseconds, as read by the enclave.
 	CreatedAtUnixMs int64 `protobuf:"varint,5,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3" json:"created_at_unix_ms,omitempty"`
 	// Caller-chosen labels (at most 16, keys and values at most 128 bytes).
-	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Chain addresses derived inside the enclave from the public key; only
+	// those that apply to the algorithm are set.
+	Addresses     *Addresses `protobuf:"bytes,7,opt,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +336,119 @@ func (x *Key) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *Key) GetAddresses() *Addresses {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// Addresses are the chain addresses of a key. Bitcoin addresses are given for
+// mainnet, testnet (also signet) and regtest.
+type Addresses struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// EIP-55 checksummed 0x address (secp256k1 keys).
+	Ethereum string `protobuf:"bytes,1,opt,name=ethereum,proto3" json:"ethereum,omitempty"`
+	// BIP-84 P2WPKH (bech32) and BIP-86 P2TR key-path (bech32m, BIP-341
+	// tweak with no script tree), mainnet (secp256k1 keys).
+	BitcoinP2Wpkh        string `protobuf:"bytes,2,opt,name=bitcoin_p2wpkh,json=bitcoinP2wpkh,proto3" json:"bitcoin_p2wpkh,omitempty"`
+	BitcoinP2Tr          string `protobuf:"bytes,3,opt,name=bitcoin_p2tr,json=bitcoinP2tr,proto3" json:"bitcoin_p2tr,omitempty"`
+	BitcoinTestnetP2Wpkh string `protobuf:"bytes,4,opt,name=bitcoin_testnet_p2wpkh,json=bitcoinTestnetP2wpkh,proto3" json:"bitcoin_testnet_p2wpkh,omitempty"`
+	BitcoinTestnetP2Tr   string `protobuf:"bytes,5,opt,name=bitcoin_testnet_p2tr,json=bitcoinTestnetP2tr,proto3" json:"bitcoin_testnet_p2tr,omitempty"`
+	BitcoinRegtestP2Wpkh string `protobuf:"bytes,6,opt,name=bitcoin_regtest_p2wpkh,json=bitcoinRegtestP2wpkh,proto3" json:"bitcoin_regtest_p2wpkh,omitempty"`
+	BitcoinRegtestP2Tr   string `protobuf:"bytes,7,opt,name=bitcoin_regtest_p2tr,json=bitcoinRegtestP2tr,proto3" json:"bitcoin_regtest_p2tr,omitempty"`
+	// Base58 public key (ed25519 keys).
+	Solana        string `protobuf:"bytes,8,opt,name=solana,proto3" json:"solana,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Addresses) Reset() {
+	*x = Addresses{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Addresses) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Addresses) ProtoMessage() {}
+
+func (x *Addresses) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Addresses.ProtoReflect.Descriptor instead.
+func (*Addresses) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Addresses) GetEthereum() string {
+	if x != nil {
+		return x.Ethereum
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinP2Wpkh() string {
+	if x != nil {
+		return x.BitcoinP2Wpkh
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinP2Tr() string {
+	if x != nil {
+		return x.BitcoinP2Tr
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinTestnetP2Wpkh() string {
+	if x != nil {
+		return x.BitcoinTestnetP2Wpkh
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinTestnetP2Tr() string {
+	if x != nil {
+		return x.BitcoinTestnetP2Tr
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinRegtestP2Wpkh() string {
+	if x != nil {
+		return x.BitcoinRegtestP2Wpkh
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinRegtestP2Tr() string {
+	if x != nil {
+		return x.BitcoinRegtestP2Tr
+	}
+	return ""
+}
+
+func (x *Addresses) GetSolana() string {
+	if x != nil {
+		return x.Solana
+	}
+	return ""
+}
+
 type CreateKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Algorithm     Algorithm              `protobuf:"varint,1,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
@@ -233,7 +459,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +471,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +484,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{1}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateKeyRequest) GetAlgorithm() Algorithm {
@@ -284,7 +510,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +522,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +535,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{2}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateKeyResponse) GetKey() *Key {
@@ -328,7 +554,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +566,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +579,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{3}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -372,7 +598,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +610,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +623,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{4}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetKeyResponse) GetKey() *Key {
@@ -419,7 +645,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +657,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +670,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{5}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -472,7 +698,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +710,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +723,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{6}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -523,6 +749,12 @@ type SignRequest struct {
 	//
 	//	*SignRequest_Digest
 	//	*SignRequest_Message
+	//	*SignRequest_EthTransaction
+	//	*SignRequest_EthPersonalMessage
+	//	*SignRequest_EthTypedDataJson
+	//	*SignRequest_BitcoinSighash
+	//	*SignRequest_BitcoinPsbt
+	//	*SignRequest_SolanaMessage
 	Payload       isSignRequest_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -530,7 +762,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +774,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +787,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{7}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -590,6 +822,60 @@ func (x *SignRequest) GetMessage() []byte {
 	return nil
 }
 
+func (x *SignRequest) GetEthTransaction() *EthTransaction {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_EthTransaction); ok {
+			return x.EthTransaction
+		}
+	}
+	return nil
+}
+
+func (x *SignRequest) GetEthPersonalMessage() []byte {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_EthPersonalMessage); ok {
+			return x.EthPersonalMessage
+		}
+	}
+	return nil
+}
+
+func (x *SignRequest) GetEthTypedDataJson() string {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_EthTypedDataJson); ok {
+			return x.EthTypedDataJson
+		}
+	}
+	return ""
+}
+
+func (x *SignRequest) GetBitcoinSighash() *BitcoinSighash {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_BitcoinSighash); ok {
+			return x.BitcoinSighash
+		}
+	}
+	return nil
+}
+
+func (x *SignRequest) GetBitcoinPsbt() *BitcoinPsbt {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_BitcoinPsbt); ok {
+			return x.BitcoinPsbt
+		}
+	}
+	return nil
+}
+
+func (x *SignRequest) GetSolanaMessage() []byte {
+	if x != nil {
+		if x, ok := x.Payload.(*SignRequest_SolanaMessage); ok {
+			return x.SolanaMessage
+		}
+	}
+	return nil
+}
+
 type isSignRequest_Payload interface {
 	isSignRequest_Payload()
 }
@@ -606,23 +892,84 @@ type SignRequest_Message struct {
 	Message []byte `protobuf:"bytes,3,opt,name=message,proto3,oneof"`
 }
 
+type SignRequest_EthTransaction struct {
+	// An Ethereum transaction (secp256k1). The answer carries the signed raw
+	// transaction, its hash, v/r/s and a summary.
+	EthTransaction *EthTransaction `protobuf:"bytes,4,opt,name=eth_transaction,json=ethTransaction,proto3,oneof"`
+}
+
+type SignRequest_EthPersonalMessage struct {
+	// An EIP-191 personal_sign message (secp256k1): the enclave hashes
+	// "\x19Ethereum Signed Message:\n" || len || message. The answer is 65
+	// bytes r || s || v with v = 27 + recovery id.
+	EthPersonalMessage []byte `protobuf:"bytes,5,opt,name=eth_personal_message,json=ethPersonalMessage,proto3,oneof"`
+}
+
+type SignRequest_EthTypedDataJson struct {
+	// EIP-712 typed data as eth_signTypedData_v4 JSON (secp256k1), hashed
+	// inside the enclave. The answer is 65 bytes r || s || v (v = 27 + id).
+	EthTypedDataJson string `protobuf:"bytes,6,opt,name=eth_typed_data_json,json=ethTypedDataJson,proto3,oneof"`
+}
+
+type SignRequest_BitcoinSighash struct {
+	// A Bitcoin sighash to sign with ECDSA or BIP-340 Schnorr (secp256k1).
+	BitcoinSighash *BitcoinSighash `protobuf:"bytes,7,opt,name=bitcoin_sighash,json=bitcoinSighash,proto3,oneof"`
+}
+
+type SignRequest_BitcoinPsbt struct {
+	// A PSBT (BIP-174 version 0); inputs that belong to the key are signed
+	// (P2WPKH, P2TR key path) and the updated PSBT is returned.
+	BitcoinPsbt *BitcoinPsbt `protobuf:"bytes,8,opt,name=bitcoin_psbt,json=bitcoinPsbt,proto3,oneof"`
+}
+
+type SignRequest_SolanaMessage struct {
+	// A serialized Solana message (legacy or v0), ed25519. The key must be
+	// one of the message's required signers.
+	SolanaMessage []byte `protobuf:"bytes,9,opt,name=solana_message,json=solanaMessage,proto3,oneof"` // 10..15: further chain payloads.
+}
+
 func (*SignRequest_Digest) isSignRequest_Payload() {}
 
 func (*SignRequest_Message) isSignRequest_Payload() {}
+
+func (*SignRequest_EthTransaction) isSignRequest_Payload() {}
+
+func (*SignRequest_EthPersonalMessage) isSignRequest_Payload() {}
+
+func (*SignRequest_EthTypedDataJson) isSignRequest_Payload() {}
+
+func (*SignRequest_BitcoinSighash) isSignRequest_Payload() {}
+
+func (*SignRequest_BitcoinPsbt) isSignRequest_Payload() {}
+
+func (*SignRequest_SolanaMessage) isSignRequest_Payload() {}
 
 type SignResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	KeyId     string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Algorithm Algorithm              `protobuf:"varint,2,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
 	// The signature in the format documented on the request's payload field.
-	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The signed payload in the chain's wire format: the raw Ethereum
+	// transaction, the updated PSBT, or the Solana transaction (signatures +
+	// message). Empty for raw payloads and messages.
+	SignedPayload []byte `protobuf:"bytes,4,opt,name=signed_payload,json=signedPayload,proto3" json:"signed_payload,omitempty"`
+	// Ethereum: the keccak-256 transaction hash. Solana: the transaction's
+	// first signature is its id and is not repeated here.
+	TxHash []byte `protobuf:"bytes,5,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
+	// Ethereum v, r, s of the signature as the chain encodes them (v is the
+	// EIP-155 value for legacy transactions, the y parity for typed ones, and
+	// 27/28 for messages).
+	EthSignature *EthSignature `protobuf:"bytes,6,opt,name=eth_signature,json=ethSignature,proto3" json:"eth_signature,omitempty"`
+	// What the enclave decoded from the payload; the policy engine judges this.
+	Summary       *PayloadSummary `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +981,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +994,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{8}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignResponse) GetKeyId() string {
@@ -671,6 +1018,1240 @@ func (x *SignResponse) GetSignature() []byte {
 	return nil
 }
 
+func (x *SignResponse) GetSignedPayload() []byte {
+	if x != nil {
+		return x.SignedPayload
+	}
+	return nil
+}
+
+func (x *SignResponse) GetTxHash() []byte {
+	if x != nil {
+		return x.TxHash
+	}
+	return nil
+}
+
+func (x *SignResponse) GetEthSignature() *EthSignature {
+	if x != nil {
+		return x.EthSignature
+	}
+	return nil
+}
+
+func (x *SignResponse) GetSummary() *PayloadSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// EthSignature is an ECDSA signature in Ethereum's v/r/s form.
+type EthSignature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	V     uint64                 `protobuf:"varint,1,opt,name=v,proto3" json:"v,omitempty"`
+	// 32 bytes each, big-endian.
+	R             []byte `protobuf:"bytes,2,opt,name=r,proto3" json:"r,omitempty"`
+	S             []byte `protobuf:"bytes,3,opt,name=s,proto3" json:"s,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EthSignature) Reset() {
+	*x = EthSignature{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EthSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EthSignature) ProtoMessage() {}
+
+func (x *EthSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EthSignature.ProtoReflect.Descriptor instead.
+func (*EthSignature) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EthSignature) GetV() uint64 {
+	if x != nil {
+		return x.V
+	}
+	return 0
+}
+
+func (x *EthSignature) GetR() []byte {
+	if x != nil {
+		return x.R
+	}
+	return nil
+}
+
+func (x *EthSignature) GetS() []byte {
+	if x != nil {
+		return x.S
+	}
+	return nil
+}
+
+// EthTransaction is an unsigned Ethereum transaction, as RLP or as fields.
+type EthTransaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Tx:
+	//
+	//	*EthTransaction_UnsignedRlp
+	//	*EthTransaction_Fields
+	Tx            isEthTransaction_Tx `protobuf_oneof:"tx"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EthTransaction) Reset() {
+	*x = EthTransaction{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EthTransaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EthTransaction) ProtoMessage() {}
+
+func (x *EthTransaction) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EthTransaction.ProtoReflect.Descriptor instead.
+func (*EthTransaction) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EthTransaction) GetTx() isEthTransaction_Tx {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+func (x *EthTransaction) GetUnsignedRlp() []byte {
+	if x != nil {
+		if x, ok := x.Tx.(*EthTransaction_UnsignedRlp); ok {
+			return x.UnsignedRlp
+		}
+	}
+	return nil
+}
+
+func (x *EthTransaction) GetFields() *EthTxFields {
+	if x != nil {
+		if x, ok := x.Tx.(*EthTransaction_Fields); ok {
+			return x.Fields
+		}
+	}
+	return nil
+}
+
+type isEthTransaction_Tx interface {
+	isEthTransaction_Tx()
+}
+
+type EthTransaction_UnsignedRlp struct {
+	// Unsigned encoding: legacy RLP [nonce, gasPrice, gas, to, value, data,
+	// chainId, 0, 0] (EIP-155; the 6-item pre-EIP-155 form is refused), or
+	// an EIP-2718 typed transaction 0x01 || rlp(...) (EIP-2930) or
+	// 0x02 || rlp(...) (EIP-1559) without signature fields.
+	UnsignedRlp []byte `protobuf:"bytes,1,opt,name=unsigned_rlp,json=unsignedRlp,proto3,oneof"`
+}
+
+type EthTransaction_Fields struct {
+	Fields *EthTxFields `protobuf:"bytes,2,opt,name=fields,proto3,oneof"`
+}
+
+func (*EthTransaction_UnsignedRlp) isEthTransaction_Tx() {}
+
+func (*EthTransaction_Fields) isEthTransaction_Tx() {}
+
+// EthTxFields is a transaction given field by field. Quantities are decimal
+// or 0x-hex strings of unsigned integers; they are parsed exactly.
+type EthTxFields struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 legacy (EIP-155), 1 EIP-2930, 2 EIP-1559.
+	Type    uint32 `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
+	ChainId string `protobuf:"bytes,2,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	Nonce   string `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Legacy and EIP-2930.
+	GasPrice string `protobuf:"bytes,4,opt,name=gas_price,json=gasPrice,proto3" json:"gas_price,omitempty"`
+	// EIP-1559.
+	MaxPriorityFeePerGas string `protobuf:"bytes,5,opt,name=max_priority_fee_per_gas,json=maxPriorityFeePerGas,proto3" json:"max_priority_fee_per_gas,omitempty"`
+	MaxFeePerGas         string `protobuf:"bytes,6,opt,name=max_fee_per_gas,json=maxFeePerGas,proto3" json:"max_fee_per_gas,omitempty"`
+	Gas                  string `protobuf:"bytes,7,opt,name=gas,proto3" json:"gas,omitempty"`
+	// 0x-prefixed 20-byte address; empty for contract creation.
+	To    string `protobuf:"bytes,8,opt,name=to,proto3" json:"to,omitempty"`
+	Value string `protobuf:"bytes,9,opt,name=value,proto3" json:"value,omitempty"`
+	// 0x-hex call data.
+	Data          string            `protobuf:"bytes,10,opt,name=data,proto3" json:"data,omitempty"`
+	AccessList    []*EthAccessTuple `protobuf:"bytes,11,rep,name=access_list,json=accessList,proto3" json:"access_list,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EthTxFields) Reset() {
+	*x = EthTxFields{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EthTxFields) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EthTxFields) ProtoMessage() {}
+
+func (x *EthTxFields) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EthTxFields.ProtoReflect.Descriptor instead.
+func (*EthTxFields) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EthTxFields) GetType() uint32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *EthTxFields) GetChainId() string {
+	if x != nil {
+		return x.ChainId
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetGasPrice() string {
+	if x != nil {
+		return x.GasPrice
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetMaxPriorityFeePerGas() string {
+	if x != nil {
+		return x.MaxPriorityFeePerGas
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetMaxFeePerGas() string {
+	if x != nil {
+		return x.MaxFeePerGas
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetGas() string {
+	if x != nil {
+		return x.Gas
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
+func (x *EthTxFields) GetAccessList() []*EthAccessTuple {
+	if x != nil {
+		return x.AccessList
+	}
+	return nil
+}
+
+type EthAccessTuple struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	StorageKeys   []string               `protobuf:"bytes,2,rep,name=storage_keys,json=storageKeys,proto3" json:"storage_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EthAccessTuple) Reset() {
+	*x = EthAccessTuple{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EthAccessTuple) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EthAccessTuple) ProtoMessage() {}
+
+func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EthAccessTuple.ProtoReflect.Descriptor instead.
+func (*EthAccessTuple) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *EthAccessTuple) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EthAccessTuple) GetStorageKeys() []string {
+	if x != nil {
+		return x.StorageKeys
+	}
+	return nil
+}
+
+// BitcoinSighash is a precomputed sighash and how to sign it.
+type BitcoinSighash struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 32 bytes.
+	Sighash []byte                `protobuf:"bytes,1,opt,name=sighash,proto3" json:"sighash,omitempty"`
+	Scheme  BitcoinSighash_Scheme `protobuf:"varint,2,opt,name=scheme,proto3,enum=nitrosigner.v1.BitcoinSighash_Scheme" json:"scheme,omitempty"`
+	// The sighash type byte to append (ECDSA: usually 1 = SIGHASH_ALL).
+	SighashType uint32 `protobuf:"varint,3,opt,name=sighash_type,json=sighashType,proto3" json:"sighash_type,omitempty"`
+	// Schnorr only: apply the BIP-341 key-path tweak (taproot output key).
+	TaprootTweak bool `protobuf:"varint,4,opt,name=taproot_tweak,json=taprootTweak,proto3" json:"taproot_tweak,omitempty"`
+	// Schnorr with taproot_tweak: the 32-byte script tree merkle root; empty
+	// for a key-path-only output (BIP-86).
+	TaprootMerkleRoot []byte `protobuf:"bytes,5,opt,name=taproot_merkle_root,json=taprootMerkleRoot,proto3" json:"taproot_merkle_root,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BitcoinSighash) Reset() {
+	*x = BitcoinSighash{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BitcoinSighash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BitcoinSighash) ProtoMessage() {}
+
+func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BitcoinSighash.ProtoReflect.Descriptor instead.
+func (*BitcoinSighash) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BitcoinSighash) GetSighash() []byte {
+	if x != nil {
+		return x.Sighash
+	}
+	return nil
+}
+
+func (x *BitcoinSighash) GetScheme() BitcoinSighash_Scheme {
+	if x != nil {
+		return x.Scheme
+	}
+	return BitcoinSighash_SCHEME_UNSPECIFIED
+}
+
+func (x *BitcoinSighash) GetSighashType() uint32 {
+	if x != nil {
+		return x.SighashType
+	}
+	return 0
+}
+
+func (x *BitcoinSighash) GetTaprootTweak() bool {
+	if x != nil {
+		return x.TaprootTweak
+	}
+	return false
+}
+
+func (x *BitcoinSighash) GetTaprootMerkleRoot() []byte {
+	if x != nil {
+		return x.TaprootMerkleRoot
+	}
+	return nil
+}
+
+type BitcoinPsbt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serialized PSBT (binary, not base64).
+	Psbt          []byte         `protobuf:"bytes,1,opt,name=psbt,proto3" json:"psbt,omitempty"`
+	Network       BitcoinNetwork `protobuf:"varint,2,opt,name=network,proto3,enum=nitrosigner.v1.BitcoinNetwork" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BitcoinPsbt) Reset() {
+	*x = BitcoinPsbt{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BitcoinPsbt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BitcoinPsbt) ProtoMessage() {}
+
+func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BitcoinPsbt.ProtoReflect.Descriptor instead.
+func (*BitcoinPsbt) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BitcoinPsbt) GetPsbt() []byte {
+	if x != nil {
+		return x.Psbt
+	}
+	return nil
+}
+
+func (x *BitcoinPsbt) GetNetwork() BitcoinNetwork {
+	if x != nil {
+		return x.Network
+	}
+	return BitcoinNetwork_BITCOIN_NETWORK_UNSPECIFIED
+}
+
+// PayloadSummary describes a decoded payload. Amounts are exact integers
+// (decimal strings where they may exceed 64 bits).
+type PayloadSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Chain:
+	//
+	//	*PayloadSummary_Ethereum
+	//	*PayloadSummary_Bitcoin
+	//	*PayloadSummary_Solana
+	Chain         isPayloadSummary_Chain `protobuf_oneof:"chain"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadSummary) Reset() {
+	*x = PayloadSummary{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadSummary) ProtoMessage() {}
+
+func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadSummary.ProtoReflect.Descriptor instead.
+func (*PayloadSummary) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PayloadSummary) GetChain() isPayloadSummary_Chain {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *PayloadSummary) GetEthereum() *EthSummary {
+	if x != nil {
+		if x, ok := x.Chain.(*PayloadSummary_Ethereum); ok {
+			return x.Ethereum
+		}
+	}
+	return nil
+}
+
+func (x *PayloadSummary) GetBitcoin() *BitcoinSummary {
+	if x != nil {
+		if x, ok := x.Chain.(*PayloadSummary_Bitcoin); ok {
+			return x.Bitcoin
+		}
+	}
+	return nil
+}
+
+func (x *PayloadSummary) GetSolana() *SolanaSummary {
+	if x != nil {
+		if x, ok := x.Chain.(*PayloadSummary_Solana); ok {
+			return x.Solana
+		}
+	}
+	return nil
+}
+
+type isPayloadSummary_Chain interface {
+	isPayloadSummary_Chain()
+}
+
+type PayloadSummary_Ethereum struct {
+	Ethereum *EthSummary `protobuf:"bytes,1,opt,name=ethereum,proto3,oneof"`
+}
+
+type PayloadSummary_Bitcoin struct {
+	Bitcoin *BitcoinSummary `protobuf:"bytes,2,opt,name=bitcoin,proto3,oneof"`
+}
+
+type PayloadSummary_Solana struct {
+	Solana *SolanaSummary `protobuf:"bytes,3,opt,name=solana,proto3,oneof"`
+}
+
+func (*PayloadSummary_Ethereum) isPayloadSummary_Chain() {}
+
+func (*PayloadSummary_Bitcoin) isPayloadSummary_Chain() {}
+
+func (*PayloadSummary_Solana) isPayloadSummary_Chain() {}
+
+type EthSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "transaction", "personal_message" or "typed_data".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Decimal chain id (transactions; typed data when the domain has one).
+	ChainId string `protobuf:"bytes,2,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	// Transaction type: 0 legacy, 1 EIP-2930, 2 EIP-1559.
+	TxType uint32 `protobuf:"varint,3,opt,name=tx_type,json=txType,proto3" json:"tx_type,omitempty"`
+	// EIP-55 address of the signing key.
+	From string `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// EIP-55 address; empty for contract creation.
+	To string `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Wei, decimal.
+	Value    string `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	Nonce    uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	GasLimit uint64 `protobuf:"varint,8,opt,name=gas_limit,json=gasLimit,proto3" json:"gas_limit,omitempty"`
+	// Wei, decimal; gas_price for legacy/EIP-2930, the caps for EIP-1559.
+	GasPrice             string `protobuf:"bytes,9,opt,name=gas_price,json=gasPrice,proto3" json:"gas_price,omitempty"`
+	MaxFeePerGas         string `protobuf:"bytes,10,opt,name=max_fee_per_gas,json=maxFeePerGas,proto3" json:"max_fee_per_gas,omitempty"`
+	MaxPriorityFeePerGas string `protobuf:"bytes,11,opt,name=max_priority_fee_per_gas,json=maxPriorityFeePerGas,proto3" json:"max_priority_fee_per_gas,omitempty"`
+	// First 4 bytes of call data (contract call selector), if any.
+	Selector          []byte `protobuf:"bytes,12,opt,name=selector,proto3" json:"selector,omitempty"`
+	DataLength        uint32 `protobuf:"varint,13,opt,name=data_length,json=dataLength,proto3" json:"data_length,omitempty"`
+	AccessListEntries uint32 `protobuf:"varint,14,opt,name=access_list_entries,json=accessListEntries,proto3" json:"access_list_entries,omitempty"`
+	// Typed data: domain name, version, verifying contract, primary type.
+	DomainName        string `protobuf:"bytes,15,opt,name=domain_name,json=domainName,proto3" json:"domain_name,omitempty"`
+	DomainVersion     string `protobuf:"bytes,16,opt,name=domain_version,json=domainVersion,proto3" json:"domain_version,omitempty"`
+	VerifyingContract string `protobuf:"bytes,17,opt,name=verifying_contract,json=verifyingContract,proto3" json:"verifying_contract,omitempty"`
+	PrimaryType       string `protobuf:"bytes,18,opt,name=primary_type,json=primaryType,proto3" json:"primary_type,omitempty"`
+	// Messages: length of the personal message.
+	MessageLength uint32 `protobuf:"varint,19,opt,name=message_length,json=messageLength,proto3" json:"message_length,omitempty"`
+	// The 32-byte digest that was signed.
+	Digest        []byte `protobuf:"bytes,20,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EthSummary) Reset() {
+	*x = EthSummary{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EthSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EthSummary) ProtoMessage() {}
+
+func (x *EthSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EthSummary.ProtoReflect.Descriptor instead.
+func (*EthSummary) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EthSummary) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *EthSummary) GetChainId() string {
+	if x != nil {
+		return x.ChainId
+	}
+	return ""
+}
+
+func (x *EthSummary) GetTxType() uint32 {
+	if x != nil {
+		return x.TxType
+	}
+	return 0
+}
+
+func (x *EthSummary) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *EthSummary) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *EthSummary) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *EthSummary) GetNonce() uint64 {
+	if x != nil {
+		return x.Nonce
+	}
+	return 0
+}
+
+func (x *EthSummary) GetGasLimit() uint64 {
+	if x != nil {
+		return x.GasLimit
+	}
+	return 0
+}
+
+func (x *EthSummary) GetGasPrice() string {
+	if x != nil {
+		return x.GasPrice
+	}
+	return ""
+}
+
+func (x *EthSummary) GetMaxFeePerGas() string {
+	if x != nil {
+		return x.MaxFeePerGas
+	}
+	return ""
+}
+
+func (x *EthSummary) GetMaxPriorityFeePerGas() string {
+	if x != nil {
+		return x.MaxPriorityFeePerGas
+	}
+	return ""
+}
+
+func (x *EthSummary) GetSelector() []byte {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *EthSummary) GetDataLength() uint32 {
+	if x != nil {
+		return x.DataLength
+	}
+	return 0
+}
+
+func (x *EthSummary) GetAccessListEntries() uint32 {
+	if x != nil {
+		return x.AccessListEntries
+	}
+	return 0
+}
+
+func (x *EthSummary) GetDomainName() string {
+	if x != nil {
+		return x.DomainName
+	}
+	return ""
+}
+
+func (x *EthSummary) GetDomainVersion() string {
+	if x != nil {
+		return x.DomainVersion
+	}
+	return ""
+}
+
+func (x *EthSummary) GetVerifyingContract() string {
+	if x != nil {
+		return x.VerifyingContract
+	}
+	return ""
+}
+
+func (x *EthSummary) GetPrimaryType() string {
+	if x != nil {
+		return x.PrimaryType
+	}
+	return ""
+}
+
+func (x *EthSummary) GetMessageLength() uint32 {
+	if x != nil {
+		return x.MessageLength
+	}
+	return 0
+}
+
+func (x *EthSummary) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+type BitcoinSummary struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network BitcoinNetwork         `protobuf:"varint,1,opt,name=network,proto3,enum=nitrosigner.v1.BitcoinNetwork" json:"network,omitempty"`
+	Inputs  []*BitcoinInput        `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Outputs []*BitcoinOutput       `protobuf:"bytes,3,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	// Satoshis; fee = inputs - outputs when every input amount is known.
+	TotalInput  uint64 `protobuf:"varint,4,opt,name=total_input,json=totalInput,proto3" json:"total_input,omitempty"`
+	TotalOutput uint64 `protobuf:"varint,5,opt,name=total_output,json=totalOutput,proto3" json:"total_output,omitempty"`
+	Fee         uint64 `protobuf:"varint,6,opt,name=fee,proto3" json:"fee,omitempty"`
+	// Number of inputs this call signed.
+	SignedInputs uint32 `protobuf:"varint,7,opt,name=signed_inputs,json=signedInputs,proto3" json:"signed_inputs,omitempty"`
+	// For bitcoin_sighash: the scheme and type used.
+	Scheme        string `protobuf:"bytes,8,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BitcoinSummary) Reset() {
+	*x = BitcoinSummary{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BitcoinSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BitcoinSummary) ProtoMessage() {}
+
+func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BitcoinSummary.ProtoReflect.Descriptor instead.
+func (*BitcoinSummary) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BitcoinSummary) GetNetwork() BitcoinNetwork {
+	if x != nil {
+		return x.Network
+	}
+	return BitcoinNetwork_BITCOIN_NETWORK_UNSPECIFIED
+}
+
+func (x *BitcoinSummary) GetInputs() []*BitcoinInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *BitcoinSummary) GetOutputs() []*BitcoinOutput {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *BitcoinSummary) GetTotalInput() uint64 {
+	if x != nil {
+		return x.TotalInput
+	}
+	return 0
+}
+
+func (x *BitcoinSummary) GetTotalOutput() uint64 {
+	if x != nil {
+		return x.TotalOutput
+	}
+	return 0
+}
+
+func (x *BitcoinSummary) GetFee() uint64 {
+	if x != nil {
+		return x.Fee
+	}
+	return 0
+}
+
+func (x *BitcoinSummary) GetSignedInputs() uint32 {
+	if x != nil {
+		return x.SignedInputs
+	}
+	return 0
+}
+
+func (x *BitcoinSummary) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+type BitcoinInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Previous outpoint: txid in the usual display (reversed) hex, and index.
+	Txid   string `protobuf:"bytes,1,opt,name=txid,proto3" json:"txid,omitempty"`
+	Vout   uint32 `protobuf:"varint,2,opt,name=vout,proto3" json:"vout,omitempty"`
+	Amount uint64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Address of the spent output, if standard.
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// "p2wpkh", "p2tr", or another script kind.
+	ScriptType    string `protobuf:"bytes,5,opt,name=script_type,json=scriptType,proto3" json:"script_type,omitempty"`
+	Signed        bool   `protobuf:"varint,6,opt,name=signed,proto3" json:"signed,omitempty"`
+	SighashType   uint32 `protobuf:"varint,7,opt,name=sighash_type,json=sighashType,proto3" json:"sighash_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BitcoinInput) Reset() {
+	*x = BitcoinInput{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BitcoinInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BitcoinInput) ProtoMessage() {}
+
+func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BitcoinInput.ProtoReflect.Descriptor instead.
+func (*BitcoinInput) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BitcoinInput) GetTxid() string {
+	if x != nil {
+		return x.Txid
+	}
+	return ""
+}
+
+func (x *BitcoinInput) GetVout() uint32 {
+	if x != nil {
+		return x.Vout
+	}
+	return 0
+}
+
+func (x *BitcoinInput) GetAmount() uint64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *BitcoinInput) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BitcoinInput) GetScriptType() string {
+	if x != nil {
+		return x.ScriptType
+	}
+	return ""
+}
+
+func (x *BitcoinInput) GetSigned() bool {
+	if x != nil {
+		return x.Signed
+	}
+	return false
+}
+
+func (x *BitcoinInput) GetSighashType() uint32 {
+	if x != nil {
+		return x.SighashType
+	}
+	return 0
+}
+
+type BitcoinOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Standard address, or empty with script set.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Script  []byte `protobuf:"bytes,2,opt,name=script,proto3" json:"script,omitempty"`
+	Amount  uint64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// True when the output pays the signing key (change).
+	IsChange      bool `protobuf:"varint,4,opt,name=is_change,json=isChange,proto3" json:"is_change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BitcoinOutput) Reset() {
+	*x = BitcoinOutput{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BitcoinOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BitcoinOutput) ProtoMessage() {}
+
+func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BitcoinOutput.ProtoReflect.Descriptor instead.
+func (*BitcoinOutput) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BitcoinOutput) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BitcoinOutput) GetScript() []byte {
+	if x != nil {
+		return x.Script
+	}
+	return nil
+}
+
+func (x *BitcoinOutput) GetAmount() uint64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *BitcoinOutput) GetIsChange() bool {
+	if x != nil {
+		return x.IsChange
+	}
+	return false
+}
+
+type SolanaSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "legacy" or "v0".
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Base58 addresses.
+	FeePayer           string            `protobuf:"bytes,2,opt,name=fee_payer,json=feePayer,proto3" json:"fee_payer,omitempty"`
+	Signer             string            `protobuf:"bytes,3,opt,name=signer,proto3" json:"signer,omitempty"`
+	RecentBlockhash    string            `protobuf:"bytes,4,opt,name=recent_blockhash,json=recentBlockhash,proto3" json:"recent_blockhash,omitempty"`
+	RequiredSignatures uint32            `protobuf:"varint,5,opt,name=required_signatures,json=requiredSignatures,proto3" json:"required_signatures,omitempty"`
+	ProgramIds         []string          `protobuf:"bytes,6,rep,name=program_ids,json=programIds,proto3" json:"program_ids,omitempty"`
+	Transfers          []*SolanaTransfer `protobuf:"bytes,7,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// Address lookup tables used by a v0 message.
+	AddressTableLookups uint32 `protobuf:"varint,8,opt,name=address_table_lookups,json=addressTableLookups,proto3" json:"address_table_lookups,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *SolanaSummary) Reset() {
+	*x = SolanaSummary{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SolanaSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SolanaSummary) ProtoMessage() {}
+
+func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SolanaSummary.ProtoReflect.Descriptor instead.
+func (*SolanaSummary) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SolanaSummary) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *SolanaSummary) GetFeePayer() string {
+	if x != nil {
+		return x.FeePayer
+	}
+	return ""
+}
+
+func (x *SolanaSummary) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
+
+func (x *SolanaSummary) GetRecentBlockhash() string {
+	if x != nil {
+		return x.RecentBlockhash
+	}
+	return ""
+}
+
+func (x *SolanaSummary) GetRequiredSignatures() uint32 {
+	if x != nil {
+		return x.RequiredSignatures
+	}
+	return 0
+}
+
+func (x *SolanaSummary) GetProgramIds() []string {
+	if x != nil {
+		return x.ProgramIds
+	}
+	return nil
+}
+
+func (x *SolanaSummary) GetTransfers() []*SolanaTransfer {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *SolanaSummary) GetAddressTableLookups() uint32 {
+	if x != nil {
+		return x.AddressTableLookups
+	}
+	return 0
+}
+
+// SolanaTransfer is a System Program transfer found in the message.
+type SolanaTransfer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Lamports      uint64                 `protobuf:"varint,3,opt,name=lamports,proto3" json:"lamports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SolanaTransfer) Reset() {
+	*x = SolanaTransfer{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SolanaTransfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SolanaTransfer) ProtoMessage() {}
+
+func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SolanaTransfer.ProtoReflect.Descriptor instead.
+func (*SolanaTransfer) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SolanaTransfer) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *SolanaTransfer) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SolanaTransfer) GetLamports() uint64 {
+	if x != nil {
+		return x.Lamports
+	}
+	return 0
+}
+
 type SignBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1..256 requests.
@@ -681,7 +2262,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +2274,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +2287,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{9}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SignBatchRequest) GetRequests() []*SignRequest {
@@ -730,7 +2311,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +2323,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +2336,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{10}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignResult) GetResult() isSignResult_Result {
@@ -811,7 +2392,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +2404,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +2417,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{11}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Status) GetCode() int32 {
@@ -863,7 +2444,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +2456,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +2469,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{12}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -908,7 +2489,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +2501,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +2514,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -956,7 +2537,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +2549,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +2562,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAttestationResponse) GetDocument() []byte {
@@ -1017,7 +2598,7 @@ type EnclaveIdentity struct {
 
 func (x *EnclaveIdentity) Reset() {
 	*x = EnclaveIdentity{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +2610,7 @@ func (x *EnclaveIdentity) String() string {
 func (*EnclaveIdentity) ProtoMessage() {}
 
 func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +2623,7 @@ func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnclaveIdentity.ProtoReflect.Descriptor instead.
 func (*EnclaveIdentity) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EnclaveIdentity) GetVersion() uint32 {
@@ -1070,7 +2651,7 @@ var File_nitrosigner_v1_signer_proto protoreflect.FileDescriptor
 
 const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\n" +
-	"\x1bnitrosigner/v1/signer.proto\x12\x0enitrosigner.v1\"\xd1\x02\n" +
+	"\x1bnitrosigner/v1/signer.proto\x12\x0enitrosigner.v1\"\x84\x03\n" +
 	"\x03Key\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x127\n" +
 	"\talgorithm\x18\x02 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12\x1d\n" +
@@ -1078,10 +2659,20 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12.\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x18.nitrosigner.v1.KeyStateR\x05state\x12+\n" +
 	"\x12created_at_unix_ms\x18\x05 \x01(\x03R\x0fcreatedAtUnixMs\x127\n" +
-	"\x06labels\x18\x06 \x03(\v2\x1f.nitrosigner.v1.Key.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x06 \x03(\v2\x1f.nitrosigner.v1.Key.LabelsEntryR\x06labels\x127\n" +
+	"\taddresses\x18\a \x01(\v2\x19.nitrosigner.v1.AddressesR\taddresses\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\a\x10\bJ\x04\b\b\x10\t\"\xd8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\b\x10\t\"\xd9\x02\n" +
+	"\tAddresses\x12\x1a\n" +
+	"\bethereum\x18\x01 \x01(\tR\bethereum\x12%\n" +
+	"\x0ebitcoin_p2wpkh\x18\x02 \x01(\tR\rbitcoinP2wpkh\x12!\n" +
+	"\fbitcoin_p2tr\x18\x03 \x01(\tR\vbitcoinP2tr\x124\n" +
+	"\x16bitcoin_testnet_p2wpkh\x18\x04 \x01(\tR\x14bitcoinTestnetP2wpkh\x120\n" +
+	"\x14bitcoin_testnet_p2tr\x18\x05 \x01(\tR\x12bitcoinTestnetP2tr\x124\n" +
+	"\x16bitcoin_regtest_p2wpkh\x18\x06 \x01(\tR\x14bitcoinRegtestP2wpkh\x120\n" +
+	"\x14bitcoin_regtest_p2tr\x18\a \x01(\tR\x12bitcoinRegtestP2tr\x12\x16\n" +
+	"\x06solana\x18\b \x01(\tR\x06solana\"\xd8\x01\n" +
 	"\x10CreateKeyRequest\x127\n" +
 	"\talgorithm\x18\x01 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12D\n" +
 	"\x06labels\x18\x02 \x03(\v2,.nitrosigner.v1.CreateKeyRequest.LabelsEntryR\x06labels\x1a9\n" +
@@ -1100,16 +2691,132 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"c\n" +
 	"\x10ListKeysResponse\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.nitrosigner.v1.KeyR\x04keys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"k\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd1\x03\n" +
 	"\vSignRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\x06digest\x18\x02 \x01(\fH\x00R\x06digest\x12\x1a\n" +
-	"\amessage\x18\x03 \x01(\fH\x00R\amessageB\t\n" +
-	"\apayloadJ\x04\b\x10\x10\x14\"\x82\x01\n" +
+	"\amessage\x18\x03 \x01(\fH\x00R\amessage\x12I\n" +
+	"\x0feth_transaction\x18\x04 \x01(\v2\x1e.nitrosigner.v1.EthTransactionH\x00R\x0eethTransaction\x122\n" +
+	"\x14eth_personal_message\x18\x05 \x01(\fH\x00R\x12ethPersonalMessage\x12/\n" +
+	"\x13eth_typed_data_json\x18\x06 \x01(\tH\x00R\x10ethTypedDataJson\x12I\n" +
+	"\x0fbitcoin_sighash\x18\a \x01(\v2\x1e.nitrosigner.v1.BitcoinSighashH\x00R\x0ebitcoinSighash\x12@\n" +
+	"\fbitcoin_psbt\x18\b \x01(\v2\x1b.nitrosigner.v1.BitcoinPsbtH\x00R\vbitcoinPsbt\x12'\n" +
+	"\x0esolana_message\x18\t \x01(\fH\x00R\rsolanaMessageB\t\n" +
+	"\apayloadJ\x04\b\x10\x10\x14\"\xbf\x02\n" +
 	"\fSignResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x127\n" +
 	"\talgorithm\x18\x02 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignatureJ\x04\b\x10\x10\x11\"K\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12%\n" +
+	"\x0esigned_payload\x18\x04 \x01(\fR\rsignedPayload\x12\x17\n" +
+	"\atx_hash\x18\x05 \x01(\fR\x06txHash\x12A\n" +
+	"\reth_signature\x18\x06 \x01(\v2\x1c.nitrosigner.v1.EthSignatureR\fethSignature\x128\n" +
+	"\asummary\x18\a \x01(\v2\x1e.nitrosigner.v1.PayloadSummaryR\asummaryJ\x04\b\x10\x10\x11\"8\n" +
+	"\fEthSignature\x12\f\n" +
+	"\x01v\x18\x01 \x01(\x04R\x01v\x12\f\n" +
+	"\x01r\x18\x02 \x01(\fR\x01r\x12\f\n" +
+	"\x01s\x18\x03 \x01(\fR\x01s\"r\n" +
+	"\x0eEthTransaction\x12#\n" +
+	"\funsigned_rlp\x18\x01 \x01(\fH\x00R\vunsignedRlp\x125\n" +
+	"\x06fields\x18\x02 \x01(\v2\x1b.nitrosigner.v1.EthTxFieldsH\x00R\x06fieldsB\x04\n" +
+	"\x02tx\"\xdb\x02\n" +
+	"\vEthTxFields\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\rR\x04type\x12\x19\n" +
+	"\bchain_id\x18\x02 \x01(\tR\achainId\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\tR\x05nonce\x12\x1b\n" +
+	"\tgas_price\x18\x04 \x01(\tR\bgasPrice\x126\n" +
+	"\x18max_priority_fee_per_gas\x18\x05 \x01(\tR\x14maxPriorityFeePerGas\x12%\n" +
+	"\x0fmax_fee_per_gas\x18\x06 \x01(\tR\fmaxFeePerGas\x12\x10\n" +
+	"\x03gas\x18\a \x01(\tR\x03gas\x12\x0e\n" +
+	"\x02to\x18\b \x01(\tR\x02to\x12\x14\n" +
+	"\x05value\x18\t \x01(\tR\x05value\x12\x12\n" +
+	"\x04data\x18\n" +
+	" \x01(\tR\x04data\x12?\n" +
+	"\vaccess_list\x18\v \x03(\v2\x1e.nitrosigner.v1.EthAccessTupleR\n" +
+	"accessList\"M\n" +
+	"\x0eEthAccessTuple\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
+	"\fstorage_keys\x18\x02 \x03(\tR\vstorageKeys\"\xa9\x02\n" +
+	"\x0eBitcoinSighash\x12\x18\n" +
+	"\asighash\x18\x01 \x01(\fR\asighash\x12=\n" +
+	"\x06scheme\x18\x02 \x01(\x0e2%.nitrosigner.v1.BitcoinSighash.SchemeR\x06scheme\x12!\n" +
+	"\fsighash_type\x18\x03 \x01(\rR\vsighashType\x12#\n" +
+	"\rtaproot_tweak\x18\x04 \x01(\bR\ftaprootTweak\x12.\n" +
+	"\x13taproot_merkle_root\x18\x05 \x01(\fR\x11taprootMerkleRoot\"F\n" +
+	"\x06Scheme\x12\x16\n" +
+	"\x12SCHEME_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fSCHEME_ECDSA\x10\x01\x12\x12\n" +
+	"\x0eSCHEME_SCHNORR\x10\x02\"[\n" +
+	"\vBitcoinPsbt\x12\x12\n" +
+	"\x04psbt\x18\x01 \x01(\fR\x04psbt\x128\n" +
+	"\anetwork\x18\x02 \x01(\x0e2\x1e.nitrosigner.v1.BitcoinNetworkR\anetwork\"\xc8\x01\n" +
+	"\x0ePayloadSummary\x128\n" +
+	"\bethereum\x18\x01 \x01(\v2\x1a.nitrosigner.v1.EthSummaryH\x00R\bethereum\x12:\n" +
+	"\abitcoin\x18\x02 \x01(\v2\x1e.nitrosigner.v1.BitcoinSummaryH\x00R\abitcoin\x127\n" +
+	"\x06solana\x18\x03 \x01(\v2\x1d.nitrosigner.v1.SolanaSummaryH\x00R\x06solanaB\a\n" +
+	"\x05chain\"\x83\x05\n" +
+	"\n" +
+	"EthSummary\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x19\n" +
+	"\bchain_id\x18\x02 \x01(\tR\achainId\x12\x17\n" +
+	"\atx_type\x18\x03 \x01(\rR\x06txType\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\tR\x05value\x12\x14\n" +
+	"\x05nonce\x18\a \x01(\x04R\x05nonce\x12\x1b\n" +
+	"\tgas_limit\x18\b \x01(\x04R\bgasLimit\x12\x1b\n" +
+	"\tgas_price\x18\t \x01(\tR\bgasPrice\x12%\n" +
+	"\x0fmax_fee_per_gas\x18\n" +
+	" \x01(\tR\fmaxFeePerGas\x126\n" +
+	"\x18max_priority_fee_per_gas\x18\v \x01(\tR\x14maxPriorityFeePerGas\x12\x1a\n" +
+	"\bselector\x18\f \x01(\fR\bselector\x12\x1f\n" +
+	"\vdata_length\x18\r \x01(\rR\n" +
+	"dataLength\x12.\n" +
+	"\x13access_list_entries\x18\x0e \x01(\rR\x11accessListEntries\x12\x1f\n" +
+	"\vdomain_name\x18\x0f \x01(\tR\n" +
+	"domainName\x12%\n" +
+	"\x0edomain_version\x18\x10 \x01(\tR\rdomainVersion\x12-\n" +
+	"\x12verifying_contract\x18\x11 \x01(\tR\x11verifyingContract\x12!\n" +
+	"\fprimary_type\x18\x12 \x01(\tR\vprimaryType\x12%\n" +
+	"\x0emessage_length\x18\x13 \x01(\rR\rmessageLength\x12\x16\n" +
+	"\x06digest\x18\x14 \x01(\fR\x06digest\"\xcc\x02\n" +
+	"\x0eBitcoinSummary\x128\n" +
+	"\anetwork\x18\x01 \x01(\x0e2\x1e.nitrosigner.v1.BitcoinNetworkR\anetwork\x124\n" +
+	"\x06inputs\x18\x02 \x03(\v2\x1c.nitrosigner.v1.BitcoinInputR\x06inputs\x127\n" +
+	"\aoutputs\x18\x03 \x03(\v2\x1d.nitrosigner.v1.BitcoinOutputR\aoutputs\x12\x1f\n" +
+	"\vtotal_input\x18\x04 \x01(\x04R\n" +
+	"totalInput\x12!\n" +
+	"\ftotal_output\x18\x05 \x01(\x04R\vtotalOutput\x12\x10\n" +
+	"\x03fee\x18\x06 \x01(\x04R\x03fee\x12#\n" +
+	"\rsigned_inputs\x18\a \x01(\rR\fsignedInputs\x12\x16\n" +
+	"\x06scheme\x18\b \x01(\tR\x06scheme\"\xc4\x01\n" +
+	"\fBitcoinInput\x12\x12\n" +
+	"\x04txid\x18\x01 \x01(\tR\x04txid\x12\x12\n" +
+	"\x04vout\x18\x02 \x01(\rR\x04vout\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x04R\x06amount\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1f\n" +
+	"\vscript_type\x18\x05 \x01(\tR\n" +
+	"scriptType\x12\x16\n" +
+	"\x06signed\x18\x06 \x01(\bR\x06signed\x12!\n" +
+	"\fsighash_type\x18\a \x01(\rR\vsighashType\"v\n" +
+	"\rBitcoinOutput\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06script\x18\x02 \x01(\fR\x06script\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x04R\x06amount\x12\x1b\n" +
+	"\tis_change\x18\x04 \x01(\bR\bisChange\"\xcd\x02\n" +
+	"\rSolanaSummary\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
+	"\tfee_payer\x18\x02 \x01(\tR\bfeePayer\x12\x16\n" +
+	"\x06signer\x18\x03 \x01(\tR\x06signer\x12)\n" +
+	"\x10recent_blockhash\x18\x04 \x01(\tR\x0frecentBlockhash\x12/\n" +
+	"\x13required_signatures\x18\x05 \x01(\rR\x12requiredSignatures\x12\x1f\n" +
+	"\vprogram_ids\x18\x06 \x03(\tR\n" +
+	"programIds\x12<\n" +
+	"\ttransfers\x18\a \x03(\v2\x1e.nitrosigner.v1.SolanaTransferR\ttransfers\x122\n" +
+	"\x15address_table_lookups\x18\b \x01(\rR\x13addressTableLookups\"P\n" +
+	"\x0eSolanaTransfer\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +
+	"\blamports\x18\x03 \x01(\x04R\blamports\"K\n" +
 	"\x10SignBatchRequest\x127\n" +
 	"\brequests\x18\x01 \x03(\v2\x1b.nitrosigner.v1.SignRequestR\brequests\"\x82\x01\n" +
 	"\n" +
@@ -1130,15 +2837,21 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x0fEnclaveIdentity\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x13identity_public_key\x18\x02 \x01(\fR\x11identityPublicKey\x121\n" +
-	"\x15kms_public_key_sha256\x18\x03 \x01(\fR\x12kmsPublicKeySha256J\x04\b\x04\x10\x05*V\n" +
+	"\x15kms_public_key_sha256\x18\x03 \x01(\fR\x12kmsPublicKeySha256J\x04\b\x04\x10\x05*j\n" +
 	"\tAlgorithm\x12\x19\n" +
 	"\x15ALGORITHM_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ALGORITHM_SECP256K1\x10\x01\x12\x15\n" +
-	"\x11ALGORITHM_ED25519\x10\x02*T\n" +
+	"\x11ALGORITHM_ED25519\x10\x02\x12\x12\n" +
+	"\x0eALGORITHM_P256\x10\x03*T\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11KEY_STATE_ENABLED\x10\x01\x12\x16\n" +
-	"\x12KEY_STATE_DISABLED\x10\x022\xef\x03\n" +
+	"\x12KEY_STATE_DISABLED\x10\x02*\x88\x01\n" +
+	"\x0eBitcoinNetwork\x12\x1f\n" +
+	"\x1bBITCOIN_NETWORK_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17BITCOIN_NETWORK_MAINNET\x10\x01\x12\x1b\n" +
+	"\x17BITCOIN_NETWORK_TESTNET\x10\x02\x12\x1b\n" +
+	"\x17BITCOIN_NETWORK_REGTEST\x10\x032\xef\x03\n" +
 	"\rSignerService\x12P\n" +
 	"\tCreateKey\x12 .nitrosigner.v1.CreateKeyRequest\x1a!.nitrosigner.v1.CreateKeyResponse\x12G\n" +
 	"\x06GetKey\x12\x1d.nitrosigner.v1.GetKeyRequest\x1a\x1e.nitrosigner.v1.GetKeyResponse\x12M\n" +
@@ -1159,62 +2872,95 @@ func file_nitrosigner_v1_signer_proto_rawDescGZIP() []byte {
 	return file_nitrosigner_v1_signer_proto_rawDescData
 }
 
-var file_nitrosigner_v1_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_nitrosigner_v1_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(Algorithm)(0),                 // 0: nitrosigner.v1.Algorithm
 	(KeyState)(0),                  // 1: nitrosigner.v1.KeyState
-	(*Key)(nil),                    // 2: nitrosigner.v1.Key
-	(*CreateKeyRequest)(nil),       // 3: nitrosigner.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),      // 4: nitrosigner.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),          // 5: nitrosigner.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 6: nitrosigner.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),        // 7: nitrosigner.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 8: nitrosigner.v1.ListKeysResponse
-	(*SignRequest)(nil),            // 9: nitrosigner.v1.SignRequest
-	(*SignResponse)(nil),           // 10: nitrosigner.v1.SignResponse
-	(*SignBatchRequest)(nil),       // 11: nitrosigner.v1.SignBatchRequest
-	(*SignResult)(nil),             // 12: nitrosigner.v1.SignResult
-	(*Status)(nil),                 // 13: nitrosigner.v1.Status
-	(*SignBatchResponse)(nil),      // 14: nitrosigner.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),  // 15: nitrosigner.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil), // 16: nitrosigner.v1.GetAttestationResponse
-	(*EnclaveIdentity)(nil),        // 17: nitrosigner.v1.EnclaveIdentity
-	nil,                            // 18: nitrosigner.v1.Key.LabelsEntry
-	nil,                            // 19: nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	(BitcoinNetwork)(0),            // 2: nitrosigner.v1.BitcoinNetwork
+	(BitcoinSighash_Scheme)(0),     // 3: nitrosigner.v1.BitcoinSighash.Scheme
+	(*Key)(nil),                    // 4: nitrosigner.v1.Key
+	(*Addresses)(nil),              // 5: nitrosigner.v1.Addresses
+	(*CreateKeyRequest)(nil),       // 6: nitrosigner.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),      // 7: nitrosigner.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),          // 8: nitrosigner.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 9: nitrosigner.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),        // 10: nitrosigner.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 11: nitrosigner.v1.ListKeysResponse
+	(*SignRequest)(nil),            // 12: nitrosigner.v1.SignRequest
+	(*SignResponse)(nil),           // 13: nitrosigner.v1.SignResponse
+	(*EthSignature)(nil),           // 14: nitrosigner.v1.EthSignature
+	(*EthTransaction)(nil),         // 15: nitrosigner.v1.EthTransaction
+	(*EthTxFields)(nil),            // 16: nitrosigner.v1.EthTxFields
+	(*EthAccessTuple)(nil),         // 17: nitrosigner.v1.EthAccessTuple
+	(*BitcoinSighash)(nil),         // 18: nitrosigner.v1.BitcoinSighash
+	(*BitcoinPsbt)(nil),            // 19: nitrosigner.v1.BitcoinPsbt
+	(*PayloadSummary)(nil),         // 20: nitrosigner.v1.PayloadSummary
+	(*EthSummary)(nil),             // 21: nitrosigner.v1.EthSummary
+	(*BitcoinSummary)(nil),         // 22: nitrosigner.v1.BitcoinSummary
+	(*BitcoinInput)(nil),           // 23: nitrosigner.v1.BitcoinInput
+	(*BitcoinOutput)(nil),          // 24: nitrosigner.v1.BitcoinOutput
+	(*SolanaSummary)(nil),          // 25: nitrosigner.v1.SolanaSummary
+	(*SolanaTransfer)(nil),         // 26: nitrosigner.v1.SolanaTransfer
+	(*SignBatchRequest)(nil),       // 27: nitrosigner.v1.SignBatchRequest
+	(*SignResult)(nil),             // 28: nitrosigner.v1.SignResult
+	(*Status)(nil),                 // 29: nitrosigner.v1.Status
+	(*SignBatchResponse)(nil),      // 30: nitrosigner.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),  // 31: nitrosigner.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil), // 32: nitrosigner.v1.GetAttestationResponse
+	(*EnclaveIdentity)(nil),        // 33: nitrosigner.v1.EnclaveIdentity
+	nil,                            // 34: nitrosigner.v1.Key.LabelsEntry
+	nil,                            // 35: nitrosigner.v1.CreateKeyRequest.LabelsEntry
 }
 var file_nitrosigner_v1_signer_proto_depIdxs = []int32{
 	0,  // 0: nitrosigner.v1.Key.algorithm:type_name -> nitrosigner.v1.Algorithm
 	1,  // 1: nitrosigner.v1.Key.state:type_name -> nitrosigner.v1.KeyState
-	18, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
-	0,  // 3: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
-	19, // 4: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
-	2,  // 5: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	2,  // 6: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	2,  // 7: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
-	0,  // 8: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
-	9,  // 9: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
-	10, // 10: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
-	13, // 11: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
-	12, // 12: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
-	17, // 13: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
-	3,  // 14: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
-	5,  // 15: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
-	7,  // 16: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
-	9,  // 17: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
-	11, // 18: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
-	15, // 19: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
-	4,  // 20: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
-	6,  // 21: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
-	8,  // 22: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
-	10, // 23: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
-	14, // 24: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
-	16, // 25: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	34, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
+	5,  // 3: nitrosigner.v1.Key.addresses:type_name -> nitrosigner.v1.Addresses
+	0,  // 4: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
+	35, // 5: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	4,  // 6: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 7: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 8: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
+	15, // 9: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
+	18, // 10: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
+	19, // 11: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
+	0,  // 12: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
+	14, // 13: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
+	20, // 14: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
+	16, // 15: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
+	17, // 16: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
+	3,  // 17: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
+	2,  // 18: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	21, // 19: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
+	22, // 20: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
+	25, // 21: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
+	2,  // 22: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	23, // 23: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
+	24, // 24: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
+	26, // 25: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
+	12, // 26: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
+	13, // 27: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
+	29, // 28: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
+	28, // 29: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
+	33, // 30: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
+	6,  // 31: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
+	8,  // 32: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
+	10, // 33: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
+	12, // 34: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
+	27, // 35: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
+	31, // 36: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
+	7,  // 37: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
+	9,  // 38: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
+	11, // 39: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
+	13, // 40: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
+	30, // 41: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
+	32, // 42: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
+	37, // [37:43] is the sub-list for method output_type
+	31, // [31:37] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_v1_signer_proto_init() }
@@ -1222,11 +2968,26 @@ func file_nitrosigner_v1_signer_proto_init() {
 	if File_nitrosigner_v1_signer_proto != nil {
 		return
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[7].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[8].OneofWrappers = []any{
 		(*SignRequest_Digest)(nil),
 		(*SignRequest_Message)(nil),
+		(*SignRequest_EthTransaction)(nil),
+		(*SignRequest_EthPersonalMessage)(nil),
+		(*SignRequest_EthTypedDataJson)(nil),
+		(*SignRequest_BitcoinSighash)(nil),
+		(*SignRequest_BitcoinPsbt)(nil),
+		(*SignRequest_SolanaMessage)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[10].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[11].OneofWrappers = []any{
+		(*EthTransaction_UnsignedRlp)(nil),
+		(*EthTransaction_Fields)(nil),
+	}
+	file_nitrosigner_v1_signer_proto_msgTypes[16].OneofWrappers = []any{
+		(*PayloadSummary_Ethereum)(nil),
+		(*PayloadSummary_Bitcoin)(nil),
+		(*PayloadSummary_Solana)(nil),
+	}
+	file_nitrosigner_v1_signer_proto_msgTypes[24].OneofWrappers = []any{
 		(*SignResult_Response)(nil),
 		(*SignResult_Error)(nil),
 	}
@@ -1235,8 +2996,8 @@ func file_nitrosigner_v1_signer_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_v1_signer_proto_rawDesc), len(file_nitrosigner_v1_signer_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   18,
+			NumEnums:      4,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

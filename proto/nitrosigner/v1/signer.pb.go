@@ -240,7 +240,7 @@ func (x BitcoinSighash_Scheme) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BitcoinSighash_Scheme.Descriptor instead.
 func (BitcoinSighash_Scheme) EnumDescriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14, 0}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // Key is the public description of a key. It never carries private material.
@@ -259,7 +259,9 @@ type Key struct {
 	Labels map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Chain addresses derived inside the enclave from the public key; only
 	// those that apply to the algorithm are set.
-	Addresses     *Addresses `protobuf:"bytes,7,opt,name=addresses,proto3" json:"addresses,omitempty"`
+	Addresses *Addresses `protobuf:"bytes,7,opt,name=addresses,proto3" json:"addresses,omitempty"`
+	// How the key is sealed at rest.
+	Sealing       *Sealing `protobuf:"bytes,8,opt,name=sealing,proto3" json:"sealing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +345,86 @@ func (x *Key) GetAddresses() *Addresses {
 	return nil
 }
 
+func (x *Key) GetSealing() *Sealing {
+	if x != nil {
+		return x.Sealing
+	}
+	return nil
+}
+
+// Sealing tells under what a key is sealed. None of it is secret.
+type Sealing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ARN of the KMS key whose data key (the KEK) seals this key.
+	KmsKeyArn string `protobuf:"bytes,1,opt,name=kms_key_arn,json=kmsKeyArn,proto3" json:"kms_key_arn,omitempty"`
+	// The KEK's id.
+	KekId string `protobuf:"bytes,2,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	// Increases each time the key is re-sealed (state change, rotation).
+	Generation uint64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// When the current blob was sealed, Unix milliseconds.
+	SealedAtUnixMs int64 `protobuf:"varint,4,opt,name=sealed_at_unix_ms,json=sealedAtUnixMs,proto3" json:"sealed_at_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Sealing) Reset() {
+	*x = Sealing{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sealing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sealing) ProtoMessage() {}
+
+func (x *Sealing) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sealing.ProtoReflect.Descriptor instead.
+func (*Sealing) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Sealing) GetKmsKeyArn() string {
+	if x != nil {
+		return x.KmsKeyArn
+	}
+	return ""
+}
+
+func (x *Sealing) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *Sealing) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Sealing) GetSealedAtUnixMs() int64 {
+	if x != nil {
+		return x.SealedAtUnixMs
+	}
+	return 0
+}
+
 // Addresses are the chain addresses of a key. Bitcoin addresses are given for
 // mainnet, testnet (also signet) and regtest.
 type Addresses struct {
@@ -365,7 +447,7 @@ type Addresses struct {
 
 func (x *Addresses) Reset() {
 	*x = Addresses{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +459,7 @@ func (x *Addresses) String() string {
 func (*Addresses) ProtoMessage() {}
 
 func (x *Addresses) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[1]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +472,7 @@ func (x *Addresses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Addresses.ProtoReflect.Descriptor instead.
 func (*Addresses) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{1}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Addresses) GetEthereum() string {
@@ -459,7 +541,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +553,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[2]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +566,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{2}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateKeyRequest) GetAlgorithm() Algorithm {
@@ -510,7 +592,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +604,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[3]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +617,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{3}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateKeyResponse) GetKey() *Key {
@@ -543,6 +625,361 @@ func (x *CreateKeyResponse) GetKey() *Key {
 		return x.Key
 	}
 	return nil
+}
+
+type DisableKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableKeyRequest) Reset() {
+	*x = DisableKeyRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableKeyRequest) ProtoMessage() {}
+
+func (x *DisableKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableKeyRequest.ProtoReflect.Descriptor instead.
+func (*DisableKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DisableKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type DisableKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableKeyResponse) Reset() {
+	*x = DisableKeyResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableKeyResponse) ProtoMessage() {}
+
+func (x *DisableKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableKeyResponse.ProtoReflect.Descriptor instead.
+func (*DisableKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DisableKeyResponse) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type EnableKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableKeyRequest) Reset() {
+	*x = EnableKeyRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableKeyRequest) ProtoMessage() {}
+
+func (x *EnableKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableKeyRequest.ProtoReflect.Descriptor instead.
+func (*EnableKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EnableKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type EnableKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableKeyResponse) Reset() {
+	*x = EnableKeyResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableKeyResponse) ProtoMessage() {}
+
+func (x *EnableKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableKeyResponse.ProtoReflect.Descriptor instead.
+func (*EnableKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EnableKeyResponse) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type RotateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// KMS key ARN for the new KEK; empty keeps the enclave's default. The
+	// enclave accepts only KMS keys it was built to trust (PermissionDenied
+	// otherwise).
+	KmsKeyArn     string `protobuf:"bytes,2,opt,name=kms_key_arn,json=kmsKeyArn,proto3" json:"kms_key_arn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RotateKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RotateKeyRequest) GetKmsKeyArn() string {
+	if x != nil {
+		return x.KmsKeyArn
+	}
+	return ""
+}
+
+type RotateKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RotateKeyResponse) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type DeleteKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKeyRequest) Reset() {
+	*x = DeleteKeyRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKeyRequest) ProtoMessage() {}
+
+func (x *DeleteKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKeyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type DeleteKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKeyResponse) Reset() {
+	*x = DeleteKeyResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKeyResponse) ProtoMessage() {}
+
+func (x *DeleteKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKeyResponse.ProtoReflect.Descriptor instead.
+func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{12}
 }
 
 type GetKeyRequest struct {
@@ -554,7 +991,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +1003,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[4]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +1016,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{4}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -598,7 +1035,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +1047,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[5]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +1060,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{5}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetKeyResponse) GetKey() *Key {
@@ -645,7 +1082,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1094,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[6]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1107,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{6}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -698,7 +1135,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +1147,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[7]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +1160,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{7}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -762,7 +1199,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1211,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[8]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1224,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{8}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -969,7 +1406,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1418,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[9]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1431,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{9}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SignResponse) GetKeyId() string {
@@ -1059,7 +1496,7 @@ type EthSignature struct {
 
 func (x *EthSignature) Reset() {
 	*x = EthSignature{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1508,7 @@ func (x *EthSignature) String() string {
 func (*EthSignature) ProtoMessage() {}
 
 func (x *EthSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[10]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1521,7 @@ func (x *EthSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSignature.ProtoReflect.Descriptor instead.
 func (*EthSignature) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{10}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EthSignature) GetV() uint64 {
@@ -1122,7 +1559,7 @@ type EthTransaction struct {
 
 func (x *EthTransaction) Reset() {
 	*x = EthTransaction{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1571,7 @@ func (x *EthTransaction) String() string {
 func (*EthTransaction) ProtoMessage() {}
 
 func (x *EthTransaction) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[11]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1584,7 @@ func (x *EthTransaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTransaction.ProtoReflect.Descriptor instead.
 func (*EthTransaction) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{11}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EthTransaction) GetTx() isEthTransaction_Tx {
@@ -1221,7 +1658,7 @@ type EthTxFields struct {
 
 func (x *EthTxFields) Reset() {
 	*x = EthTxFields{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1670,7 @@ func (x *EthTxFields) String() string {
 func (*EthTxFields) ProtoMessage() {}
 
 func (x *EthTxFields) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[12]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1683,7 @@ func (x *EthTxFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTxFields.ProtoReflect.Descriptor instead.
 func (*EthTxFields) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{12}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EthTxFields) GetType() uint32 {
@@ -1336,7 +1773,7 @@ type EthAccessTuple struct {
 
 func (x *EthAccessTuple) Reset() {
 	*x = EthAccessTuple{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1785,7 @@ func (x *EthAccessTuple) String() string {
 func (*EthAccessTuple) ProtoMessage() {}
 
 func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1798,7 @@ func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthAccessTuple.ProtoReflect.Descriptor instead.
 func (*EthAccessTuple) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EthAccessTuple) GetAddress() string {
@@ -1397,7 +1834,7 @@ type BitcoinSighash struct {
 
 func (x *BitcoinSighash) Reset() {
 	*x = BitcoinSighash{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1846,7 @@ func (x *BitcoinSighash) String() string {
 func (*BitcoinSighash) ProtoMessage() {}
 
 func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1859,7 @@ func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSighash.ProtoReflect.Descriptor instead.
 func (*BitcoinSighash) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BitcoinSighash) GetSighash() []byte {
@@ -1471,7 +1908,7 @@ type BitcoinPsbt struct {
 
 func (x *BitcoinPsbt) Reset() {
 	*x = BitcoinPsbt{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1920,7 @@ func (x *BitcoinPsbt) String() string {
 func (*BitcoinPsbt) ProtoMessage() {}
 
 func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1933,7 @@ func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinPsbt.ProtoReflect.Descriptor instead.
 func (*BitcoinPsbt) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BitcoinPsbt) GetPsbt() []byte {
@@ -1529,7 +1966,7 @@ type PayloadSummary struct {
 
 func (x *PayloadSummary) Reset() {
 	*x = PayloadSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1978,7 @@ func (x *PayloadSummary) String() string {
 func (*PayloadSummary) ProtoMessage() {}
 
 func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1991,7 @@ func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayloadSummary.ProtoReflect.Descriptor instead.
 func (*PayloadSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{16}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PayloadSummary) GetChain() isPayloadSummary_Chain {
@@ -1652,7 +2089,7 @@ type EthSummary struct {
 
 func (x *EthSummary) Reset() {
 	*x = EthSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +2101,7 @@ func (x *EthSummary) String() string {
 func (*EthSummary) ProtoMessage() {}
 
 func (x *EthSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +2114,7 @@ func (x *EthSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSummary.ProtoReflect.Descriptor instead.
 func (*EthSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{17}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EthSummary) GetKind() string {
@@ -1839,7 +2276,7 @@ type BitcoinSummary struct {
 
 func (x *BitcoinSummary) Reset() {
 	*x = BitcoinSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2288,7 @@ func (x *BitcoinSummary) String() string {
 func (*BitcoinSummary) ProtoMessage() {}
 
 func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2301,7 @@ func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSummary.ProtoReflect.Descriptor instead.
 func (*BitcoinSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{18}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BitcoinSummary) GetNetwork() BitcoinNetwork {
@@ -1941,7 +2378,7 @@ type BitcoinInput struct {
 
 func (x *BitcoinInput) Reset() {
 	*x = BitcoinInput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2390,7 @@ func (x *BitcoinInput) String() string {
 func (*BitcoinInput) ProtoMessage() {}
 
 func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2403,7 @@ func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinInput.ProtoReflect.Descriptor instead.
 func (*BitcoinInput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{19}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BitcoinInput) GetTxid() string {
@@ -2032,7 +2469,7 @@ type BitcoinOutput struct {
 
 func (x *BitcoinOutput) Reset() {
 	*x = BitcoinOutput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2481,7 @@ func (x *BitcoinOutput) String() string {
 func (*BitcoinOutput) ProtoMessage() {}
 
 func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2494,7 @@ func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinOutput.ProtoReflect.Descriptor instead.
 func (*BitcoinOutput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{20}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BitcoinOutput) GetAddress() string {
@@ -2107,7 +2544,7 @@ type SolanaSummary struct {
 
 func (x *SolanaSummary) Reset() {
 	*x = SolanaSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2556,7 @@ func (x *SolanaSummary) String() string {
 func (*SolanaSummary) ProtoMessage() {}
 
 func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2569,7 @@ func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaSummary.ProtoReflect.Descriptor instead.
 func (*SolanaSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{21}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SolanaSummary) GetVersion() string {
@@ -2203,7 +2640,7 @@ type SolanaTransfer struct {
 
 func (x *SolanaTransfer) Reset() {
 	*x = SolanaTransfer{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2652,7 @@ func (x *SolanaTransfer) String() string {
 func (*SolanaTransfer) ProtoMessage() {}
 
 func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2665,7 @@ func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaTransfer.ProtoReflect.Descriptor instead.
 func (*SolanaTransfer) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SolanaTransfer) GetFrom() string {
@@ -2262,7 +2699,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2711,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2724,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SignBatchRequest) GetRequests() []*SignRequest {
@@ -2311,7 +2748,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2760,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2773,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SignResult) GetResult() isSignResult_Result {
@@ -2392,7 +2829,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2841,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2854,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Status) GetCode() int32 {
@@ -2444,7 +2881,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2893,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2906,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -2489,7 +2926,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2938,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2951,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -2537,7 +2974,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2986,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2999,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetAttestationResponse) GetDocument() []byte {
@@ -2598,7 +3035,7 @@ type EnclaveIdentity struct {
 
 func (x *EnclaveIdentity) Reset() {
 	*x = EnclaveIdentity{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +3047,7 @@ func (x *EnclaveIdentity) String() string {
 func (*EnclaveIdentity) ProtoMessage() {}
 
 func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +3060,7 @@ func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnclaveIdentity.ProtoReflect.Descriptor instead.
 func (*EnclaveIdentity) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EnclaveIdentity) GetVersion() uint32 {
@@ -2651,7 +3088,7 @@ var File_nitrosigner_v1_signer_proto protoreflect.FileDescriptor
 
 const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\n" +
-	"\x1bnitrosigner/v1/signer.proto\x12\x0enitrosigner.v1\"\x84\x03\n" +
+	"\x1bnitrosigner/v1/signer.proto\x12\x0enitrosigner.v1\"\xb1\x03\n" +
 	"\x03Key\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x127\n" +
 	"\talgorithm\x18\x02 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12\x1d\n" +
@@ -2660,10 +3097,18 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x18.nitrosigner.v1.KeyStateR\x05state\x12+\n" +
 	"\x12created_at_unix_ms\x18\x05 \x01(\x03R\x0fcreatedAtUnixMs\x127\n" +
 	"\x06labels\x18\x06 \x03(\v2\x1f.nitrosigner.v1.Key.LabelsEntryR\x06labels\x127\n" +
-	"\taddresses\x18\a \x01(\v2\x19.nitrosigner.v1.AddressesR\taddresses\x1a9\n" +
+	"\taddresses\x18\a \x01(\v2\x19.nitrosigner.v1.AddressesR\taddresses\x121\n" +
+	"\asealing\x18\b \x01(\v2\x17.nitrosigner.v1.SealingR\asealing\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\b\x10\t\"\xd9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\aSealing\x12\x1e\n" +
+	"\vkms_key_arn\x18\x01 \x01(\tR\tkmsKeyArn\x12\x15\n" +
+	"\x06kek_id\x18\x02 \x01(\tR\x05kekId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12)\n" +
+	"\x11sealed_at_unix_ms\x18\x04 \x01(\x03R\x0esealedAtUnixMs\"\xd9\x02\n" +
 	"\tAddresses\x12\x1a\n" +
 	"\bethereum\x18\x01 \x01(\tR\bethereum\x12%\n" +
 	"\x0ebitcoin_p2wpkh\x18\x02 \x01(\tR\rbitcoinP2wpkh\x12!\n" +
@@ -2680,7 +3125,23 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\":\n" +
 	"\x11CreateKeyResponse\x12%\n" +
-	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\"&\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\"*\n" +
+	"\x11DisableKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\";\n" +
+	"\x12DisableKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\")\n" +
+	"\x10EnableKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\":\n" +
+	"\x11EnableKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\"I\n" +
+	"\x10RotateKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\vkms_key_arn\x18\x02 \x01(\tR\tkmsKeyArn\":\n" +
+	"\x11RotateKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\")\n" +
+	"\x10DeleteKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x13\n" +
+	"\x11DeleteKeyResponse\"&\n" +
 	"\rGetKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"7\n" +
 	"\x0eGetKeyResponse\x12%\n" +
@@ -2851,14 +3312,19 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x1bBITCOIN_NETWORK_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17BITCOIN_NETWORK_MAINNET\x10\x01\x12\x1b\n" +
 	"\x17BITCOIN_NETWORK_TESTNET\x10\x02\x12\x1b\n" +
-	"\x17BITCOIN_NETWORK_REGTEST\x10\x032\xef\x03\n" +
+	"\x17BITCOIN_NETWORK_REGTEST\x10\x032\xba\x06\n" +
 	"\rSignerService\x12P\n" +
 	"\tCreateKey\x12 .nitrosigner.v1.CreateKeyRequest\x1a!.nitrosigner.v1.CreateKeyResponse\x12G\n" +
 	"\x06GetKey\x12\x1d.nitrosigner.v1.GetKeyRequest\x1a\x1e.nitrosigner.v1.GetKeyResponse\x12M\n" +
 	"\bListKeys\x12\x1f.nitrosigner.v1.ListKeysRequest\x1a .nitrosigner.v1.ListKeysResponse\x12A\n" +
 	"\x04Sign\x12\x1b.nitrosigner.v1.SignRequest\x1a\x1c.nitrosigner.v1.SignResponse\x12P\n" +
 	"\tSignBatch\x12 .nitrosigner.v1.SignBatchRequest\x1a!.nitrosigner.v1.SignBatchResponse\x12_\n" +
-	"\x0eGetAttestation\x12%.nitrosigner.v1.GetAttestationRequest\x1a&.nitrosigner.v1.GetAttestationResponseBBZ@github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1;signerv1b\x06proto3"
+	"\x0eGetAttestation\x12%.nitrosigner.v1.GetAttestationRequest\x1a&.nitrosigner.v1.GetAttestationResponse\x12S\n" +
+	"\n" +
+	"DisableKey\x12!.nitrosigner.v1.DisableKeyRequest\x1a\".nitrosigner.v1.DisableKeyResponse\x12P\n" +
+	"\tEnableKey\x12 .nitrosigner.v1.EnableKeyRequest\x1a!.nitrosigner.v1.EnableKeyResponse\x12P\n" +
+	"\tRotateKey\x12 .nitrosigner.v1.RotateKeyRequest\x1a!.nitrosigner.v1.RotateKeyResponse\x12P\n" +
+	"\tDeleteKey\x12 .nitrosigner.v1.DeleteKeyRequest\x1a!.nitrosigner.v1.DeleteKeyResponseBBZ@github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1;signerv1b\x06proto3"
 
 var (
 	file_nitrosigner_v1_signer_proto_rawDescOnce sync.Once
@@ -2873,94 +3339,115 @@ func file_nitrosigner_v1_signer_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_v1_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(Algorithm)(0),                 // 0: nitrosigner.v1.Algorithm
 	(KeyState)(0),                  // 1: nitrosigner.v1.KeyState
 	(BitcoinNetwork)(0),            // 2: nitrosigner.v1.BitcoinNetwork
 	(BitcoinSighash_Scheme)(0),     // 3: nitrosigner.v1.BitcoinSighash.Scheme
 	(*Key)(nil),                    // 4: nitrosigner.v1.Key
-	(*Addresses)(nil),              // 5: nitrosigner.v1.Addresses
-	(*CreateKeyRequest)(nil),       // 6: nitrosigner.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),      // 7: nitrosigner.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),          // 8: nitrosigner.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 9: nitrosigner.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),        // 10: nitrosigner.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 11: nitrosigner.v1.ListKeysResponse
-	(*SignRequest)(nil),            // 12: nitrosigner.v1.SignRequest
-	(*SignResponse)(nil),           // 13: nitrosigner.v1.SignResponse
-	(*EthSignature)(nil),           // 14: nitrosigner.v1.EthSignature
-	(*EthTransaction)(nil),         // 15: nitrosigner.v1.EthTransaction
-	(*EthTxFields)(nil),            // 16: nitrosigner.v1.EthTxFields
-	(*EthAccessTuple)(nil),         // 17: nitrosigner.v1.EthAccessTuple
-	(*BitcoinSighash)(nil),         // 18: nitrosigner.v1.BitcoinSighash
-	(*BitcoinPsbt)(nil),            // 19: nitrosigner.v1.BitcoinPsbt
-	(*PayloadSummary)(nil),         // 20: nitrosigner.v1.PayloadSummary
-	(*EthSummary)(nil),             // 21: nitrosigner.v1.EthSummary
-	(*BitcoinSummary)(nil),         // 22: nitrosigner.v1.BitcoinSummary
-	(*BitcoinInput)(nil),           // 23: nitrosigner.v1.BitcoinInput
-	(*BitcoinOutput)(nil),          // 24: nitrosigner.v1.BitcoinOutput
-	(*SolanaSummary)(nil),          // 25: nitrosigner.v1.SolanaSummary
-	(*SolanaTransfer)(nil),         // 26: nitrosigner.v1.SolanaTransfer
-	(*SignBatchRequest)(nil),       // 27: nitrosigner.v1.SignBatchRequest
-	(*SignResult)(nil),             // 28: nitrosigner.v1.SignResult
-	(*Status)(nil),                 // 29: nitrosigner.v1.Status
-	(*SignBatchResponse)(nil),      // 30: nitrosigner.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),  // 31: nitrosigner.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil), // 32: nitrosigner.v1.GetAttestationResponse
-	(*EnclaveIdentity)(nil),        // 33: nitrosigner.v1.EnclaveIdentity
-	nil,                            // 34: nitrosigner.v1.Key.LabelsEntry
-	nil,                            // 35: nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	(*Sealing)(nil),                // 5: nitrosigner.v1.Sealing
+	(*Addresses)(nil),              // 6: nitrosigner.v1.Addresses
+	(*CreateKeyRequest)(nil),       // 7: nitrosigner.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),      // 8: nitrosigner.v1.CreateKeyResponse
+	(*DisableKeyRequest)(nil),      // 9: nitrosigner.v1.DisableKeyRequest
+	(*DisableKeyResponse)(nil),     // 10: nitrosigner.v1.DisableKeyResponse
+	(*EnableKeyRequest)(nil),       // 11: nitrosigner.v1.EnableKeyRequest
+	(*EnableKeyResponse)(nil),      // 12: nitrosigner.v1.EnableKeyResponse
+	(*RotateKeyRequest)(nil),       // 13: nitrosigner.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),      // 14: nitrosigner.v1.RotateKeyResponse
+	(*DeleteKeyRequest)(nil),       // 15: nitrosigner.v1.DeleteKeyRequest
+	(*DeleteKeyResponse)(nil),      // 16: nitrosigner.v1.DeleteKeyResponse
+	(*GetKeyRequest)(nil),          // 17: nitrosigner.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 18: nitrosigner.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),        // 19: nitrosigner.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 20: nitrosigner.v1.ListKeysResponse
+	(*SignRequest)(nil),            // 21: nitrosigner.v1.SignRequest
+	(*SignResponse)(nil),           // 22: nitrosigner.v1.SignResponse
+	(*EthSignature)(nil),           // 23: nitrosigner.v1.EthSignature
+	(*EthTransaction)(nil),         // 24: nitrosigner.v1.EthTransaction
+	(*EthTxFields)(nil),            // 25: nitrosigner.v1.EthTxFields
+	(*EthAccessTuple)(nil),         // 26: nitrosigner.v1.EthAccessTuple
+	(*BitcoinSighash)(nil),         // 27: nitrosigner.v1.BitcoinSighash
+	(*BitcoinPsbt)(nil),            // 28: nitrosigner.v1.BitcoinPsbt
+	(*PayloadSummary)(nil),         // 29: nitrosigner.v1.PayloadSummary
+	(*EthSummary)(nil),             // 30: nitrosigner.v1.EthSummary
+	(*BitcoinSummary)(nil),         // 31: nitrosigner.v1.BitcoinSummary
+	(*BitcoinInput)(nil),           // 32: nitrosigner.v1.BitcoinInput
+	(*BitcoinOutput)(nil),          // 33: nitrosigner.v1.BitcoinOutput
+	(*SolanaSummary)(nil),          // 34: nitrosigner.v1.SolanaSummary
+	(*SolanaTransfer)(nil),         // 35: nitrosigner.v1.SolanaTransfer
+	(*SignBatchRequest)(nil),       // 36: nitrosigner.v1.SignBatchRequest
+	(*SignResult)(nil),             // 37: nitrosigner.v1.SignResult
+	(*Status)(nil),                 // 38: nitrosigner.v1.Status
+	(*SignBatchResponse)(nil),      // 39: nitrosigner.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),  // 40: nitrosigner.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil), // 41: nitrosigner.v1.GetAttestationResponse
+	(*EnclaveIdentity)(nil),        // 42: nitrosigner.v1.EnclaveIdentity
+	nil,                            // 43: nitrosigner.v1.Key.LabelsEntry
+	nil,                            // 44: nitrosigner.v1.CreateKeyRequest.LabelsEntry
 }
 var file_nitrosigner_v1_signer_proto_depIdxs = []int32{
 	0,  // 0: nitrosigner.v1.Key.algorithm:type_name -> nitrosigner.v1.Algorithm
 	1,  // 1: nitrosigner.v1.Key.state:type_name -> nitrosigner.v1.KeyState
-	34, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
-	5,  // 3: nitrosigner.v1.Key.addresses:type_name -> nitrosigner.v1.Addresses
-	0,  // 4: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
-	35, // 5: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
-	4,  // 6: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 7: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 8: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
-	15, // 9: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
-	18, // 10: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
-	19, // 11: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
-	0,  // 12: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
-	14, // 13: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
-	20, // 14: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
-	16, // 15: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
-	17, // 16: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
-	3,  // 17: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
-	2,  // 18: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	21, // 19: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
-	22, // 20: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
-	25, // 21: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
-	2,  // 22: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	23, // 23: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
-	24, // 24: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
-	26, // 25: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
-	12, // 26: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
-	13, // 27: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
-	29, // 28: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
-	28, // 29: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
-	33, // 30: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
-	6,  // 31: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
-	8,  // 32: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
-	10, // 33: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
-	12, // 34: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
-	27, // 35: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
-	31, // 36: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
-	7,  // 37: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
-	9,  // 38: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
-	11, // 39: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
-	13, // 40: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
-	30, // 41: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
-	32, // 42: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
-	37, // [37:43] is the sub-list for method output_type
-	31, // [31:37] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	43, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
+	6,  // 3: nitrosigner.v1.Key.addresses:type_name -> nitrosigner.v1.Addresses
+	5,  // 4: nitrosigner.v1.Key.sealing:type_name -> nitrosigner.v1.Sealing
+	0,  // 5: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
+	44, // 6: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	4,  // 7: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 8: nitrosigner.v1.DisableKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 9: nitrosigner.v1.EnableKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 10: nitrosigner.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 11: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 12: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
+	24, // 13: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
+	27, // 14: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
+	28, // 15: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
+	0,  // 16: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
+	23, // 17: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
+	29, // 18: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
+	25, // 19: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
+	26, // 20: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
+	3,  // 21: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
+	2,  // 22: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	30, // 23: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
+	31, // 24: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
+	34, // 25: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
+	2,  // 26: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	32, // 27: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
+	33, // 28: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
+	35, // 29: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
+	21, // 30: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
+	22, // 31: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
+	38, // 32: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
+	37, // 33: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
+	42, // 34: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
+	7,  // 35: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
+	17, // 36: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
+	19, // 37: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
+	21, // 38: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
+	36, // 39: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
+	40, // 40: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
+	9,  // 41: nitrosigner.v1.SignerService.DisableKey:input_type -> nitrosigner.v1.DisableKeyRequest
+	11, // 42: nitrosigner.v1.SignerService.EnableKey:input_type -> nitrosigner.v1.EnableKeyRequest
+	13, // 43: nitrosigner.v1.SignerService.RotateKey:input_type -> nitrosigner.v1.RotateKeyRequest
+	15, // 44: nitrosigner.v1.SignerService.DeleteKey:input_type -> nitrosigner.v1.DeleteKeyRequest
+	8,  // 45: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
+	18, // 46: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
+	20, // 47: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
+	22, // 48: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
+	39, // 49: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
+	41, // 50: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
+	10, // 51: nitrosigner.v1.SignerService.DisableKey:output_type -> nitrosigner.v1.DisableKeyResponse
+	12, // 52: nitrosigner.v1.SignerService.EnableKey:output_type -> nitrosigner.v1.EnableKeyResponse
+	14, // 53: nitrosigner.v1.SignerService.RotateKey:output_type -> nitrosigner.v1.RotateKeyResponse
+	16, // 54: nitrosigner.v1.SignerService.DeleteKey:output_type -> nitrosigner.v1.DeleteKeyResponse
+	45, // [45:55] is the sub-list for method output_type
+	35, // [35:45] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_v1_signer_proto_init() }
@@ -2968,7 +3455,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 	if File_nitrosigner_v1_signer_proto != nil {
 		return
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[8].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[17].OneofWrappers = []any{
 		(*SignRequest_Digest)(nil),
 		(*SignRequest_Message)(nil),
 		(*SignRequest_EthTransaction)(nil),
@@ -2978,16 +3465,16 @@ func file_nitrosigner_v1_signer_proto_init() {
 		(*SignRequest_BitcoinPsbt)(nil),
 		(*SignRequest_SolanaMessage)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[11].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[20].OneofWrappers = []any{
 		(*EthTransaction_UnsignedRlp)(nil),
 		(*EthTransaction_Fields)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[16].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[25].OneofWrappers = []any{
 		(*PayloadSummary_Ethereum)(nil),
 		(*PayloadSummary_Bitcoin)(nil),
 		(*PayloadSummary_Solana)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[24].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[33].OneofWrappers = []any{
 		(*SignResult_Response)(nil),
 		(*SignResult_Error)(nil),
 	}
@@ -2997,7 +3484,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_v1_signer_proto_rawDesc), len(file_nitrosigner_v1_signer_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   32,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

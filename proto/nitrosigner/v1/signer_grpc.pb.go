@@ -33,6 +33,10 @@ const (
 	SignerService_Sign_FullMethodName           = "/nitrosigner.v1.SignerService/Sign"
 	SignerService_SignBatch_FullMethodName      = "/nitrosigner.v1.SignerService/SignBatch"
 	SignerService_GetAttestation_FullMethodName = "/nitrosigner.v1.SignerService/GetAttestation"
+	SignerService_DisableKey_FullMethodName     = "/nitrosigner.v1.SignerService/DisableKey"
+	SignerService_EnableKey_FullMethodName      = "/nitrosigner.v1.SignerService/EnableKey"
+	SignerService_RotateKey_FullMethodName      = "/nitrosigner.v1.SignerService/RotateKey"
+	SignerService_DeleteKey_FullMethodName      = "/nitrosigner.v1.SignerService/DeleteKey"
 )
 
 // SignerServiceClient is the client API for SignerService service.
@@ -43,7 +47,9 @@ const (
 //
 // Status codes: NotFound (unknown key id), InvalidArgument (a field is
 // missing, malformed or too large; the message names the field),
-// FailedPrecondition (the key exists but cannot be used now, e.g. disabled),
+// FailedPrecondition (the key exists but cannot be used now, e.g. disabled,
+// or its KMS key is disabled), PermissionDenied (KMS refused the enclave's
+// attestation, or a KMS key the enclave does not trust was named),
 // Unavailable (the enclave cannot be reached; safe to retry),
 // DeadlineExceeded, Internal (a bug; never carries key material).
 type SignerServiceClient interface {
@@ -62,6 +68,16 @@ type SignerServiceClient interface {
 	// GetAttestation returns a fresh Nitro attestation document over the
 	// caller's nonce. Its user_data is an encoded EnclaveIdentity.
 	GetAttestation(ctx context.Context, in *GetAttestationRequest, opts ...grpc.CallOption) (*GetAttestationResponse, error)
+	// DisableKey stops a key from signing, at once and across restarts.
+	DisableKey(ctx context.Context, in *DisableKeyRequest, opts ...grpc.CallOption) (*DisableKeyResponse, error)
+	// EnableKey lets a disabled key sign again.
+	EnableKey(ctx context.Context, in *EnableKeyRequest, opts ...grpc.CallOption) (*EnableKeyResponse, error)
+	// RotateKey re-seals a key under a new data key (KEK), optionally from
+	// another KMS key. The key, its public key and addresses do not change.
+	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
+	// DeleteKey destroys a key for good (crypto-shredding its sealed blob).
+	// Later calls with its id get NotFound.
+	DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error)
 }
 
 type signerServiceClient struct {
@@ -132,6 +148,46 @@ func (c *signerServiceClient) GetAttestation(ctx context.Context, in *GetAttesta
 	return out, nil
 }
 
+func (c *signerServiceClient) DisableKey(ctx context.Context, in *DisableKeyRequest, opts ...grpc.CallOption) (*DisableKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableKeyResponse)
+	err := c.cc.Invoke(ctx, SignerService_DisableKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *signerServiceClient) EnableKey(ctx context.Context, in *EnableKeyRequest, opts ...grpc.CallOption) (*EnableKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableKeyResponse)
+	err := c.cc.Invoke(ctx, SignerService_EnableKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *signerServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeyResponse)
+	err := c.cc.Invoke(ctx, SignerService_RotateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *signerServiceClient) DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteKeyResponse)
+	err := c.cc.Invoke(ctx, SignerService_DeleteKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SignerServiceServer is the server API for SignerService service.
 // All implementations must embed UnimplementedSignerServiceServer
 // for forward compatibility.
@@ -140,7 +196,9 @@ func (c *signerServiceClient) GetAttestation(ctx context.Context, in *GetAttesta
 //
 // Status codes: NotFound (unknown key id), InvalidArgument (a field is
 // missing, malformed or too large; the message names the field),
-// FailedPrecondition (the key exists but cannot be used now, e.g. disabled),
+// FailedPrecondition (the key exists but cannot be used now, e.g. disabled,
+// or its KMS key is disabled), PermissionDenied (KMS refused the enclave's
+// attestation, or a KMS key the enclave does not trust was named),
 // Unavailable (the enclave cannot be reached; safe to retry),
 // DeadlineExceeded, Internal (a bug; never carries key material).
 type SignerServiceServer interface {
@@ -159,6 +217,16 @@ type SignerServiceServer interface {
 	// GetAttestation returns a fresh Nitro attestation document over the
 	// caller's nonce. Its user_data is an encoded EnclaveIdentity.
 	GetAttestation(context.Context, *GetAttestationRequest) (*GetAttestationResponse, error)
+	// DisableKey stops a key from signing, at once and across restarts.
+	DisableKey(context.Context, *DisableKeyRequest) (*DisableKeyResponse, error)
+	// EnableKey lets a disabled key sign again.
+	EnableKey(context.Context, *EnableKeyRequest) (*EnableKeyResponse, error)
+	// RotateKey re-seals a key under a new data key (KEK), optionally from
+	// another KMS key. The key, its public key and addresses do not change.
+	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
+	// DeleteKey destroys a key for good (crypto-shredding its sealed blob).
+	// Later calls with its id get NotFound.
+	DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error)
 	mustEmbedUnimplementedSignerServiceServer()
 }
 
@@ -186,6 +254,18 @@ func (UnimplementedSignerServiceServer) SignBatch(context.Context, *SignBatchReq
 }
 func (UnimplementedSignerServiceServer) GetAttestation(context.Context, *GetAttestationRequest) (*GetAttestationResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetAttestation not implemented")
+}
+func (UnimplementedSignerServiceServer) DisableKey(context.Context, *DisableKeyRequest) (*DisableKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DisableKey not implemented")
+}
+func (UnimplementedSignerServiceServer) EnableKey(context.Context, *EnableKeyRequest) (*EnableKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EnableKey not implemented")
+}
+func (UnimplementedSignerServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RotateKey not implemented")
+}
+func (UnimplementedSignerServiceServer) DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteKey not implemented")
 }
 func (UnimplementedSignerServiceServer) mustEmbedUnimplementedSignerServiceServer() {}
 func (UnimplementedSignerServiceServer) testEmbeddedByValue()                       {}
@@ -316,6 +396,78 @@ func _SignerService_GetAttestation_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SignerService_DisableKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).DisableKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_DisableKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).DisableKey(ctx, req.(*DisableKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SignerService_EnableKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).EnableKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_EnableKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).EnableKey(ctx, req.(*EnableKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SignerService_RotateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).RotateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_RotateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).RotateKey(ctx, req.(*RotateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SignerService_DeleteKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).DeleteKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_DeleteKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).DeleteKey(ctx, req.(*DeleteKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SignerService_ServiceDesc is the grpc.ServiceDesc for SignerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,6 +498,22 @@ var SignerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAttestation",
 			Handler:    _SignerService_GetAttestation_Handler,
+		},
+		{
+			MethodName: "DisableKey",
+			Handler:    _SignerService_DisableKey_Handler,
+		},
+		{
+			MethodName: "EnableKey",
+			Handler:    _SignerService_EnableKey_Handler,
+		},
+		{
+			MethodName: "RotateKey",
+			Handler:    _SignerService_RotateKey_Handler,
+		},
+		{
+			MethodName: "DeleteKey",
+			Handler:    _SignerService_DeleteKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

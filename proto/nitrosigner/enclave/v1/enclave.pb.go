@@ -43,20 +43,32 @@ const (
 	Method_METHOD_SIGN_BATCH      Method = 6
 	Method_METHOD_GET_ATTESTATION Method = 7
 	Method_METHOD_GET_STATS       Method = 8
+	Method_METHOD_LOAD_KEYS       Method = 9
+	Method_METHOD_DESCRIBE_KEYS   Method = 10
+	Method_METHOD_SET_KEY_STATE   Method = 11
+	Method_METHOD_ROTATE_KEY      Method = 12
+	Method_METHOD_EVICT_KEY       Method = 13
+	Method_METHOD_SET_CREDENTIALS Method = 14 // 15..: audit.
 )
 
 // Enum value maps for Method.
 var (
 	Method_name = map[int32]string{
-		0: "METHOD_UNSPECIFIED",
-		1: "METHOD_PING",
-		2: "METHOD_CREATE_KEY",
-		3: "METHOD_GET_KEY",
-		4: "METHOD_LIST_KEYS",
-		5: "METHOD_SIGN",
-		6: "METHOD_SIGN_BATCH",
-		7: "METHOD_GET_ATTESTATION",
-		8: "METHOD_GET_STATS",
+		0:  "METHOD_UNSPECIFIED",
+		1:  "METHOD_PING",
+		2:  "METHOD_CREATE_KEY",
+		3:  "METHOD_GET_KEY",
+		4:  "METHOD_LIST_KEYS",
+		5:  "METHOD_SIGN",
+		6:  "METHOD_SIGN_BATCH",
+		7:  "METHOD_GET_ATTESTATION",
+		8:  "METHOD_GET_STATS",
+		9:  "METHOD_LOAD_KEYS",
+		10: "METHOD_DESCRIBE_KEYS",
+		11: "METHOD_SET_KEY_STATE",
+		12: "METHOD_ROTATE_KEY",
+		13: "METHOD_EVICT_KEY",
+		14: "METHOD_SET_CREDENTIALS",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":     0,
@@ -68,6 +80,12 @@ var (
 		"METHOD_SIGN_BATCH":      6,
 		"METHOD_GET_ATTESTATION": 7,
 		"METHOD_GET_STATS":       8,
+		"METHOD_LOAD_KEYS":       9,
+		"METHOD_DESCRIBE_KEYS":   10,
+		"METHOD_SET_KEY_STATE":   11,
+		"METHOD_ROTATE_KEY":      12,
+		"METHOD_EVICT_KEY":       13,
+		"METHOD_SET_CREDENTIALS": 14,
 	}
 )
 
@@ -98,6 +116,709 @@ func (Method) EnumDescriptor() ([]byte, []int) {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{0}
 }
 
+// KeyNotLoaded is the exact status message (with code FailedPrecondition)
+// of a call that needs a key the enclave has not loaded. The enum only
+// documents it; see enclavev1.KeyNotLoaded in Go.
+type ErrorMessage int32
+
+const (
+	ErrorMessage_ERROR_MESSAGE_UNSPECIFIED ErrorMessage = 0
+	// "key not loaded"
+	ErrorMessage_ERROR_MESSAGE_KEY_NOT_LOADED ErrorMessage = 1
+)
+
+// Enum value maps for ErrorMessage.
+var (
+	ErrorMessage_name = map[int32]string{
+		0: "ERROR_MESSAGE_UNSPECIFIED",
+		1: "ERROR_MESSAGE_KEY_NOT_LOADED",
+	}
+	ErrorMessage_value = map[string]int32{
+		"ERROR_MESSAGE_UNSPECIFIED":    0,
+		"ERROR_MESSAGE_KEY_NOT_LOADED": 1,
+	}
+)
+
+func (x ErrorMessage) Enum() *ErrorMessage {
+	p := new(ErrorMessage)
+	*p = x
+	return p
+}
+
+func (x ErrorMessage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorMessage) Descriptor() protoreflect.EnumDescriptor {
+	return file_nitrosigner_enclave_v1_enclave_proto_enumTypes[1].Descriptor()
+}
+
+func (ErrorMessage) Type() protoreflect.EnumType {
+	return &file_nitrosigner_enclave_v1_enclave_proto_enumTypes[1]
+}
+
+func (x ErrorMessage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorMessage.Descriptor instead.
+func (ErrorMessage) EnumDescriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{1}
+}
+
+// SealedBlobs are a key's stored blobs as the parent read them.
+type SealedBlobs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A serialized nitrosigner.sealed.v1.SealedKey.
+	SealedKey []byte `protobuf:"bytes,1,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
+	// The serialized SealedKEK the key names (may be omitted by DescribeKeys).
+	SealedKek     []byte `protobuf:"bytes,2,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedBlobs) Reset() {
+	*x = SealedBlobs{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedBlobs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedBlobs) ProtoMessage() {}
+
+func (x *SealedBlobs) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedBlobs.ProtoReflect.Descriptor instead.
+func (*SealedBlobs) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SealedBlobs) GetSealedKey() []byte {
+	if x != nil {
+		return x.SealedKey
+	}
+	return nil
+}
+
+func (x *SealedBlobs) GetSealedKek() []byte {
+	if x != nil {
+		return x.SealedKek
+	}
+	return nil
+}
+
+type LoadKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*SealedBlobs         `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadKeysRequest) Reset() {
+	*x = LoadKeysRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadKeysRequest) ProtoMessage() {}
+
+func (x *LoadKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadKeysRequest.ProtoReflect.Descriptor instead.
+func (*LoadKeysRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LoadKeysRequest) GetKeys() []*SealedBlobs {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type LoadKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One status per request item, in order (code 0 = loaded).
+	Results       []*v1.Status `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadKeysResponse) Reset() {
+	*x = LoadKeysResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadKeysResponse) ProtoMessage() {}
+
+func (x *LoadKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadKeysResponse.ProtoReflect.Descriptor instead.
+func (*LoadKeysResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LoadKeysResponse) GetResults() []*v1.Status {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type DescribeKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SealedKeys    [][]byte               `protobuf:"bytes,1,rep,name=sealed_keys,json=sealedKeys,proto3" json:"sealed_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeKeysRequest) Reset() {
+	*x = DescribeKeysRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeKeysRequest) ProtoMessage() {}
+
+func (x *DescribeKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeKeysRequest.ProtoReflect.Descriptor instead.
+func (*DescribeKeysRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DescribeKeysRequest) GetSealedKeys() [][]byte {
+	if x != nil {
+		return x.SealedKeys
+	}
+	return nil
+}
+
+type DescribeKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One key per blob, in order; a blob that does not decode fails the call.
+	Keys          []*v1.Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeKeysResponse) Reset() {
+	*x = DescribeKeysResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeKeysResponse) ProtoMessage() {}
+
+func (x *DescribeKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeKeysResponse.ProtoReflect.Descriptor instead.
+func (*DescribeKeysResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DescribeKeysResponse) GetKeys() []*v1.Key {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type SetKeyStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	State v1.KeyState            `protobuf:"varint,2,opt,name=state,proto3,enum=nitrosigner.v1.KeyState" json:"state,omitempty"`
+	// The key's current blobs.
+	Current       *SealedBlobs `protobuf:"bytes,3,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetKeyStateRequest) Reset() {
+	*x = SetKeyStateRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetKeyStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetKeyStateRequest) ProtoMessage() {}
+
+func (x *SetKeyStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetKeyStateRequest.ProtoReflect.Descriptor instead.
+func (*SetKeyStateRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetKeyStateRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SetKeyStateRequest) GetState() v1.KeyState {
+	if x != nil {
+		return x.State
+	}
+	return v1.KeyState(0)
+}
+
+func (x *SetKeyStateRequest) GetCurrent() *SealedBlobs {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+type SetKeyStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The re-sealed key (same KEK).
+	SealedKey     []byte `protobuf:"bytes,2,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetKeyStateResponse) Reset() {
+	*x = SetKeyStateResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetKeyStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetKeyStateResponse) ProtoMessage() {}
+
+func (x *SetKeyStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetKeyStateResponse.ProtoReflect.Descriptor instead.
+func (*SetKeyStateResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetKeyStateResponse) GetKey() *v1.Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SetKeyStateResponse) GetSealedKey() []byte {
+	if x != nil {
+		return x.SealedKey
+	}
+	return nil
+}
+
+type RotateKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KmsKeyArn     string                 `protobuf:"bytes,2,opt,name=kms_key_arn,json=kmsKeyArn,proto3" json:"kms_key_arn,omitempty"`
+	Current       *SealedBlobs           `protobuf:"bytes,3,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RotateKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RotateKeyRequest) GetKmsKeyArn() string {
+	if x != nil {
+		return x.KmsKeyArn
+	}
+	return ""
+}
+
+func (x *RotateKeyRequest) GetCurrent() *SealedBlobs {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+type RotateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The new KEK (store first, put-if-absent) and the key sealed under it.
+	SealedKek     []byte `protobuf:"bytes,2,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	SealedKey     []byte `protobuf:"bytes,3,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RotateKeyResponse) GetKey() *v1.Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RotateKeyResponse) GetSealedKek() []byte {
+	if x != nil {
+		return x.SealedKek
+	}
+	return nil
+}
+
+func (x *RotateKeyResponse) GetSealedKey() []byte {
+	if x != nil {
+		return x.SealedKey
+	}
+	return nil
+}
+
+type EvictKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvictKeyRequest) Reset() {
+	*x = EvictKeyRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvictKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvictKeyRequest) ProtoMessage() {}
+
+func (x *EvictKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvictKeyRequest.ProtoReflect.Descriptor instead.
+func (*EvictKeyRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EvictKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type EvictKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvictKeyResponse) Reset() {
+	*x = EvictKeyResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvictKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvictKeyResponse) ProtoMessage() {}
+
+func (x *EvictKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvictKeyResponse.ProtoReflect.Descriptor instead.
+func (*EvictKeyResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{10}
+}
+
+type SetCredentialsRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	SecretAccessKey string                 `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	SessionToken    string                 `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// Expiry, Unix milliseconds; 0 = none.
+	ExpiresUnixMs int64 `protobuf:"varint,4,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCredentialsRequest) Reset() {
+	*x = SetCredentialsRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCredentialsRequest) ProtoMessage() {}
+
+func (x *SetCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*SetCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetCredentialsRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SetCredentialsRequest) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *SetCredentialsRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *SetCredentialsRequest) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+type SetCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCredentialsResponse) Reset() {
+	*x = SetCredentialsResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCredentialsResponse) ProtoMessage() {}
+
+func (x *SetCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*SetCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
+}
+
 type PingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -106,7 +827,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[0]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +839,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[0]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +852,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{0}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
 }
 
 type PingResponse struct {
@@ -144,7 +865,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[1]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +877,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[1]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +890,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{1}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PingResponse) GetVersion() string {
@@ -188,7 +909,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[2]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +921,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[2]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +934,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{2}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateKeyRequest) GetRequest() *v1.CreateKeyRequest {
@@ -224,15 +945,20 @@ func (x *CreateKeyRequest) GetRequest() *v1.CreateKeyRequest {
 }
 
 type CreateKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The sealed key the parent must store (put-if-absent) before answering.
+	SealedKey []byte `protobuf:"bytes,2,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
+	// The SealedKEK the key is sealed under. The parent stores it
+	// (put-if-absent) before the key, unless it already has.
+	SealedKek     []byte `protobuf:"bytes,3,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[3]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +970,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[3]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,12 +983,26 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{3}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateKeyResponse) GetKey() *v1.Key {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateKeyResponse) GetSealedKey() []byte {
+	if x != nil {
+		return x.SealedKey
+	}
+	return nil
+}
+
+func (x *CreateKeyResponse) GetSealedKek() []byte {
+	if x != nil {
+		return x.SealedKek
 	}
 	return nil
 }
@@ -276,7 +1016,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[4]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +1028,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[4]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +1041,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{4}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -320,7 +1060,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +1072,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +1085,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{5}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetKeyResponse) GetKey() *v1.Key {
@@ -364,7 +1104,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +1116,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +1129,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{6}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListKeysRequest) GetRequest() *v1.ListKeysRequest {
@@ -408,7 +1148,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +1160,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +1173,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{7}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListKeysResponse) GetResponse() *v1.ListKeysResponse {
@@ -452,7 +1192,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +1204,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +1217,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{8}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SignRequest) GetRequest() *v1.SignRequest {
@@ -496,7 +1236,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +1248,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +1261,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{9}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SignResponse) GetResponse() *v1.SignResponse {
@@ -540,7 +1280,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +1292,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +1305,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{10}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SignBatchRequest) GetRequest() *v1.SignBatchRequest {
@@ -584,7 +1324,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +1336,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +1349,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{11}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignBatchResponse) GetResponse() *v1.SignBatchResponse {
@@ -628,7 +1368,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +1380,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +1393,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -672,7 +1412,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +1424,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +1437,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetAttestationResponse) GetResponse() *v1.GetAttestationResponse {
@@ -715,7 +1455,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +1467,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1480,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
 }
 
 // GetStatsResponse holds counters of the enclave process. None of them
@@ -763,7 +1503,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1515,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1528,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetStatsResponse) GetUserCpuMicros() uint64 {
@@ -837,15 +1577,60 @@ var File_nitrosigner_enclave_v1_enclave_proto protoreflect.FileDescriptor
 
 const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\n" +
-	"$nitrosigner/enclave/v1/enclave.proto\x12\x16nitrosigner.enclave.v1\x1a\x1bnitrosigner/v1/signer.proto\"\r\n" +
+	"$nitrosigner/enclave/v1/enclave.proto\x12\x16nitrosigner.enclave.v1\x1a\x1bnitrosigner/v1/signer.proto\"K\n" +
+	"\vSealedBlobs\x12\x1d\n" +
+	"\n" +
+	"sealed_key\x18\x01 \x01(\fR\tsealedKey\x12\x1d\n" +
+	"\n" +
+	"sealed_kek\x18\x02 \x01(\fR\tsealedKek\"J\n" +
+	"\x0fLoadKeysRequest\x127\n" +
+	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\"D\n" +
+	"\x10LoadKeysResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.nitrosigner.v1.StatusR\aresults\"6\n" +
+	"\x13DescribeKeysRequest\x12\x1f\n" +
+	"\vsealed_keys\x18\x01 \x03(\fR\n" +
+	"sealedKeys\"?\n" +
+	"\x14DescribeKeysResponse\x12'\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.nitrosigner.v1.KeyR\x04keys\"\x9a\x01\n" +
+	"\x12SetKeyStateRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.nitrosigner.v1.KeyStateR\x05state\x12=\n" +
+	"\acurrent\x18\x03 \x01(\v2#.nitrosigner.enclave.v1.SealedBlobsR\acurrent\"[\n" +
+	"\x13SetKeyStateResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12\x1d\n" +
+	"\n" +
+	"sealed_key\x18\x02 \x01(\fR\tsealedKey\"\x88\x01\n" +
+	"\x10RotateKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\vkms_key_arn\x18\x02 \x01(\tR\tkmsKeyArn\x12=\n" +
+	"\acurrent\x18\x03 \x01(\v2#.nitrosigner.enclave.v1.SealedBlobsR\acurrent\"x\n" +
+	"\x11RotateKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12\x1d\n" +
+	"\n" +
+	"sealed_kek\x18\x02 \x01(\fR\tsealedKek\x12\x1d\n" +
+	"\n" +
+	"sealed_key\x18\x03 \x01(\fR\tsealedKey\"(\n" +
+	"\x0fEvictKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x12\n" +
+	"\x10EvictKeyResponse\"\xb4\x01\n" +
+	"\x15SetCredentialsRequest\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
+	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\"\x18\n" +
+	"\x16SetCredentialsResponse\"\r\n" +
 	"\vPingRequest\"(\n" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"T\n" +
 	"\x10CreateKeyRequest\x12:\n" +
 	"\arequest\x18\x01 \x01(\v2 .nitrosigner.v1.CreateKeyRequestR\arequestJ\x04\b\x02\x10\n" +
-	"\"@\n" +
+	"\"x\n" +
 	"\x11CreateKeyResponse\x12%\n" +
-	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03keyJ\x04\b\x02\x10\x03\",\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12\x1d\n" +
+	"\n" +
+	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12\x1d\n" +
+	"\n" +
+	"sealed_kek\x18\x03 \x01(\fR\tsealedKek\",\n" +
 	"\rGetKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyIdJ\x04\b\x02\x10\x03\"7\n" +
 	"\x0eGetKeyResponse\x12%\n" +
@@ -876,7 +1661,7 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\n" +
 	"goroutines\x18\x05 \x01(\x04R\n" +
 	"goroutines\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion*\xcc\x01\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion*\xdf\x02\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +
@@ -886,7 +1671,18 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\vMETHOD_SIGN\x10\x05\x12\x15\n" +
 	"\x11METHOD_SIGN_BATCH\x10\x06\x12\x1a\n" +
 	"\x16METHOD_GET_ATTESTATION\x10\a\x12\x14\n" +
-	"\x10METHOD_GET_STATS\x10\b2\x82\x06\n" +
+	"\x10METHOD_GET_STATS\x10\b\x12\x14\n" +
+	"\x10METHOD_LOAD_KEYS\x10\t\x12\x18\n" +
+	"\x14METHOD_DESCRIBE_KEYS\x10\n" +
+	"\x12\x18\n" +
+	"\x14METHOD_SET_KEY_STATE\x10\v\x12\x15\n" +
+	"\x11METHOD_ROTATE_KEY\x10\f\x12\x14\n" +
+	"\x10METHOD_EVICT_KEY\x10\r\x12\x1a\n" +
+	"\x16METHOD_SET_CREDENTIALS\x10\x0e*O\n" +
+	"\fErrorMessage\x12\x1d\n" +
+	"\x19ERROR_MESSAGE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cERROR_MESSAGE_KEY_NOT_LOADED\x10\x012\xe6\n" +
+	"\n" +
 	"\x0eEnclaveService\x12Q\n" +
 	"\x04Ping\x12#.nitrosigner.enclave.v1.PingRequest\x1a$.nitrosigner.enclave.v1.PingResponse\x12`\n" +
 	"\tCreateKey\x12(.nitrosigner.enclave.v1.CreateKeyRequest\x1a).nitrosigner.enclave.v1.CreateKeyResponse\x12W\n" +
@@ -895,7 +1691,13 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x04Sign\x12#.nitrosigner.enclave.v1.SignRequest\x1a$.nitrosigner.enclave.v1.SignResponse\x12`\n" +
 	"\tSignBatch\x12(.nitrosigner.enclave.v1.SignBatchRequest\x1a).nitrosigner.enclave.v1.SignBatchResponse\x12o\n" +
 	"\x0eGetAttestation\x12-.nitrosigner.enclave.v1.GetAttestationRequest\x1a..nitrosigner.enclave.v1.GetAttestationResponse\x12]\n" +
-	"\bGetStats\x12'.nitrosigner.enclave.v1.GetStatsRequest\x1a(.nitrosigner.enclave.v1.GetStatsResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
+	"\bGetStats\x12'.nitrosigner.enclave.v1.GetStatsRequest\x1a(.nitrosigner.enclave.v1.GetStatsResponse\x12]\n" +
+	"\bLoadKeys\x12'.nitrosigner.enclave.v1.LoadKeysRequest\x1a(.nitrosigner.enclave.v1.LoadKeysResponse\x12i\n" +
+	"\fDescribeKeys\x12+.nitrosigner.enclave.v1.DescribeKeysRequest\x1a,.nitrosigner.enclave.v1.DescribeKeysResponse\x12f\n" +
+	"\vSetKeyState\x12*.nitrosigner.enclave.v1.SetKeyStateRequest\x1a+.nitrosigner.enclave.v1.SetKeyStateResponse\x12`\n" +
+	"\tRotateKey\x12(.nitrosigner.enclave.v1.RotateKeyRequest\x1a).nitrosigner.enclave.v1.RotateKeyResponse\x12]\n" +
+	"\bEvictKey\x12'.nitrosigner.enclave.v1.EvictKeyRequest\x1a(.nitrosigner.enclave.v1.EvictKeyResponse\x12o\n" +
+	"\x0eSetCredentials\x12-.nitrosigner.enclave.v1.SetCredentialsRequest\x1a..nitrosigner.enclave.v1.SetCredentialsResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
 
 var (
 	file_nitrosigner_enclave_v1_enclave_proto_rawDescOnce sync.Once
@@ -909,68 +1711,104 @@ func file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP() []byte {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescData
 }
 
-var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(Method)(0),                       // 0: nitrosigner.enclave.v1.Method
-	(*PingRequest)(nil),               // 1: nitrosigner.enclave.v1.PingRequest
-	(*PingResponse)(nil),              // 2: nitrosigner.enclave.v1.PingResponse
-	(*CreateKeyRequest)(nil),          // 3: nitrosigner.enclave.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),         // 4: nitrosigner.enclave.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),             // 5: nitrosigner.enclave.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),            // 6: nitrosigner.enclave.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),           // 7: nitrosigner.enclave.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),          // 8: nitrosigner.enclave.v1.ListKeysResponse
-	(*SignRequest)(nil),               // 9: nitrosigner.enclave.v1.SignRequest
-	(*SignResponse)(nil),              // 10: nitrosigner.enclave.v1.SignResponse
-	(*SignBatchRequest)(nil),          // 11: nitrosigner.enclave.v1.SignBatchRequest
-	(*SignBatchResponse)(nil),         // 12: nitrosigner.enclave.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),     // 13: nitrosigner.enclave.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil),    // 14: nitrosigner.enclave.v1.GetAttestationResponse
-	(*GetStatsRequest)(nil),           // 15: nitrosigner.enclave.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),          // 16: nitrosigner.enclave.v1.GetStatsResponse
-	(*v1.CreateKeyRequest)(nil),       // 17: nitrosigner.v1.CreateKeyRequest
-	(*v1.Key)(nil),                    // 18: nitrosigner.v1.Key
-	(*v1.ListKeysRequest)(nil),        // 19: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 20: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 21: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 22: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 23: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 24: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 25: nitrosigner.v1.GetAttestationResponse
+	(ErrorMessage)(0),                 // 1: nitrosigner.enclave.v1.ErrorMessage
+	(*SealedBlobs)(nil),               // 2: nitrosigner.enclave.v1.SealedBlobs
+	(*LoadKeysRequest)(nil),           // 3: nitrosigner.enclave.v1.LoadKeysRequest
+	(*LoadKeysResponse)(nil),          // 4: nitrosigner.enclave.v1.LoadKeysResponse
+	(*DescribeKeysRequest)(nil),       // 5: nitrosigner.enclave.v1.DescribeKeysRequest
+	(*DescribeKeysResponse)(nil),      // 6: nitrosigner.enclave.v1.DescribeKeysResponse
+	(*SetKeyStateRequest)(nil),        // 7: nitrosigner.enclave.v1.SetKeyStateRequest
+	(*SetKeyStateResponse)(nil),       // 8: nitrosigner.enclave.v1.SetKeyStateResponse
+	(*RotateKeyRequest)(nil),          // 9: nitrosigner.enclave.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),         // 10: nitrosigner.enclave.v1.RotateKeyResponse
+	(*EvictKeyRequest)(nil),           // 11: nitrosigner.enclave.v1.EvictKeyRequest
+	(*EvictKeyResponse)(nil),          // 12: nitrosigner.enclave.v1.EvictKeyResponse
+	(*SetCredentialsRequest)(nil),     // 13: nitrosigner.enclave.v1.SetCredentialsRequest
+	(*SetCredentialsResponse)(nil),    // 14: nitrosigner.enclave.v1.SetCredentialsResponse
+	(*PingRequest)(nil),               // 15: nitrosigner.enclave.v1.PingRequest
+	(*PingResponse)(nil),              // 16: nitrosigner.enclave.v1.PingResponse
+	(*CreateKeyRequest)(nil),          // 17: nitrosigner.enclave.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),         // 18: nitrosigner.enclave.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),             // 19: nitrosigner.enclave.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),            // 20: nitrosigner.enclave.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),           // 21: nitrosigner.enclave.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),          // 22: nitrosigner.enclave.v1.ListKeysResponse
+	(*SignRequest)(nil),               // 23: nitrosigner.enclave.v1.SignRequest
+	(*SignResponse)(nil),              // 24: nitrosigner.enclave.v1.SignResponse
+	(*SignBatchRequest)(nil),          // 25: nitrosigner.enclave.v1.SignBatchRequest
+	(*SignBatchResponse)(nil),         // 26: nitrosigner.enclave.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),     // 27: nitrosigner.enclave.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil),    // 28: nitrosigner.enclave.v1.GetAttestationResponse
+	(*GetStatsRequest)(nil),           // 29: nitrosigner.enclave.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),          // 30: nitrosigner.enclave.v1.GetStatsResponse
+	(*v1.Status)(nil),                 // 31: nitrosigner.v1.Status
+	(*v1.Key)(nil),                    // 32: nitrosigner.v1.Key
+	(v1.KeyState)(0),                  // 33: nitrosigner.v1.KeyState
+	(*v1.CreateKeyRequest)(nil),       // 34: nitrosigner.v1.CreateKeyRequest
+	(*v1.ListKeysRequest)(nil),        // 35: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 36: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 37: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 38: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 39: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 40: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 41: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
-	17, // 0: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	18, // 1: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	18, // 2: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	19, // 3: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	20, // 4: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	21, // 5: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	22, // 6: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	23, // 7: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	24, // 8: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	25, // 9: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
-	1,  // 10: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
-	3,  // 11: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
-	5,  // 12: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
-	7,  // 13: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
-	9,  // 14: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
-	11, // 15: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
-	13, // 16: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	15, // 17: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
-	2,  // 18: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	4,  // 19: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	6,  // 20: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	8,  // 21: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	10, // 22: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	12, // 23: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	14, // 24: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	16, // 25: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: nitrosigner.enclave.v1.LoadKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	31, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
+	32, // 2: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.v1.Key
+	33, // 3: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
+	2,  // 4: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	32, // 5: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
+	2,  // 6: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	32, // 7: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	34, // 8: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	32, // 9: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	32, // 10: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	35, // 11: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	36, // 12: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	37, // 13: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	38, // 14: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	39, // 15: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	40, // 16: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	41, // 17: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	15, // 18: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
+	17, // 19: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
+	19, // 20: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
+	21, // 21: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
+	23, // 22: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
+	25, // 23: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
+	27, // 24: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
+	29, // 25: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	3,  // 26: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
+	5,  // 27: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
+	7,  // 28: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
+	9,  // 29: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
+	11, // 30: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
+	13, // 31: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
+	16, // 32: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	18, // 33: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	20, // 34: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	22, // 35: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	24, // 36: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	26, // 37: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	28, // 38: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	30, // 39: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	4,  // 40: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
+	6,  // 41: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
+	8,  // 42: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
+	10, // 43: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
+	12, // 44: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
+	14, // 45: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
+	32, // [32:46] is the sub-list for method output_type
+	18, // [18:32] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_enclave_v1_enclave_proto_init() }
@@ -983,8 +1821,8 @@ func file_nitrosigner_enclave_v1_enclave_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_enclave_v1_enclave_proto_rawDesc), len(file_nitrosigner_enclave_v1_enclave_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

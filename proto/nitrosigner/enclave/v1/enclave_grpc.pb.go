@@ -35,6 +35,12 @@ const (
 	EnclaveService_SignBatch_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/SignBatch"
 	EnclaveService_GetAttestation_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/GetAttestation"
 	EnclaveService_GetStats_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/GetStats"
+	EnclaveService_LoadKeys_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/LoadKeys"
+	EnclaveService_DescribeKeys_FullMethodName   = "/nitrosigner.enclave.v1.EnclaveService/DescribeKeys"
+	EnclaveService_SetKeyState_FullMethodName    = "/nitrosigner.enclave.v1.EnclaveService/SetKeyState"
+	EnclaveService_RotateKey_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/RotateKey"
+	EnclaveService_EvictKey_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/EvictKey"
+	EnclaveService_SetCredentials_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/SetCredentials"
 )
 
 // EnclaveServiceClient is the client API for EnclaveService service.
@@ -52,6 +58,23 @@ type EnclaveServiceClient interface {
 	// nothing over the network itself; the parent re-exports these figures as
 	// Prometheus metrics.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// LoadKeys opens sealed keys into the enclave's cache. The parent calls it
+	// when a call failed with FailedPrecondition "key not loaded" (see
+	// KEY_NOT_LOADED below) and then retries the call.
+	LoadKeys(ctx context.Context, in *LoadKeysRequest, opts ...grpc.CallOption) (*LoadKeysResponse, error)
+	// DescribeKeys decodes the public headers of sealed keys (no KMS call, no
+	// decryption) and derives their addresses; used by GetKey and ListKeys.
+	DescribeKeys(ctx context.Context, in *DescribeKeysRequest, opts ...grpc.CallOption) (*DescribeKeysResponse, error)
+	// SetKeyState re-seals a key with a new state. The parent stores the new
+	// blob (compare-and-swap) and then loads it with LoadKeys.
+	SetKeyState(ctx context.Context, in *SetKeyStateRequest, opts ...grpc.CallOption) (*SetKeyStateResponse, error)
+	// RotateKey re-seals a key under a new KEK.
+	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
+	// EvictKey drops a key from the cache, zeroizing it (after deletion).
+	EvictKey(ctx context.Context, in *EvictKeyRequest, opts ...grpc.CallOption) (*EvictKeyResponse, error)
+	// SetCredentials hands the enclave the AWS credentials it signs KMS
+	// requests with (the parent's role credentials, refreshed before expiry).
+	SetCredentials(ctx context.Context, in *SetCredentialsRequest, opts ...grpc.CallOption) (*SetCredentialsResponse, error)
 }
 
 type enclaveServiceClient struct {
@@ -142,6 +165,66 @@ func (c *enclaveServiceClient) GetStats(ctx context.Context, in *GetStatsRequest
 	return out, nil
 }
 
+func (c *enclaveServiceClient) LoadKeys(ctx context.Context, in *LoadKeysRequest, opts ...grpc.CallOption) (*LoadKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoadKeysResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_LoadKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enclaveServiceClient) DescribeKeys(ctx context.Context, in *DescribeKeysRequest, opts ...grpc.CallOption) (*DescribeKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeKeysResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_DescribeKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enclaveServiceClient) SetKeyState(ctx context.Context, in *SetKeyStateRequest, opts ...grpc.CallOption) (*SetKeyStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetKeyStateResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_SetKeyState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enclaveServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeyResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_RotateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enclaveServiceClient) EvictKey(ctx context.Context, in *EvictKeyRequest, opts ...grpc.CallOption) (*EvictKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvictKeyResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_EvictKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enclaveServiceClient) SetCredentials(ctx context.Context, in *SetCredentialsRequest, opts ...grpc.CallOption) (*SetCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCredentialsResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_SetCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnclaveServiceServer is the server API for EnclaveService service.
 // All implementations must embed UnimplementedEnclaveServiceServer
 // for forward compatibility.
@@ -157,6 +240,23 @@ type EnclaveServiceServer interface {
 	// nothing over the network itself; the parent re-exports these figures as
 	// Prometheus metrics.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// LoadKeys opens sealed keys into the enclave's cache. The parent calls it
+	// when a call failed with FailedPrecondition "key not loaded" (see
+	// KEY_NOT_LOADED below) and then retries the call.
+	LoadKeys(context.Context, *LoadKeysRequest) (*LoadKeysResponse, error)
+	// DescribeKeys decodes the public headers of sealed keys (no KMS call, no
+	// decryption) and derives their addresses; used by GetKey and ListKeys.
+	DescribeKeys(context.Context, *DescribeKeysRequest) (*DescribeKeysResponse, error)
+	// SetKeyState re-seals a key with a new state. The parent stores the new
+	// blob (compare-and-swap) and then loads it with LoadKeys.
+	SetKeyState(context.Context, *SetKeyStateRequest) (*SetKeyStateResponse, error)
+	// RotateKey re-seals a key under a new KEK.
+	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
+	// EvictKey drops a key from the cache, zeroizing it (after deletion).
+	EvictKey(context.Context, *EvictKeyRequest) (*EvictKeyResponse, error)
+	// SetCredentials hands the enclave the AWS credentials it signs KMS
+	// requests with (the parent's role credentials, refreshed before expiry).
+	SetCredentials(context.Context, *SetCredentialsRequest) (*SetCredentialsResponse, error)
 	mustEmbedUnimplementedEnclaveServiceServer()
 }
 
@@ -190,6 +290,24 @@ func (UnimplementedEnclaveServiceServer) GetAttestation(context.Context, *GetAtt
 }
 func (UnimplementedEnclaveServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedEnclaveServiceServer) LoadKeys(context.Context, *LoadKeysRequest) (*LoadKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LoadKeys not implemented")
+}
+func (UnimplementedEnclaveServiceServer) DescribeKeys(context.Context, *DescribeKeysRequest) (*DescribeKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DescribeKeys not implemented")
+}
+func (UnimplementedEnclaveServiceServer) SetKeyState(context.Context, *SetKeyStateRequest) (*SetKeyStateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetKeyState not implemented")
+}
+func (UnimplementedEnclaveServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RotateKey not implemented")
+}
+func (UnimplementedEnclaveServiceServer) EvictKey(context.Context, *EvictKeyRequest) (*EvictKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvictKey not implemented")
+}
+func (UnimplementedEnclaveServiceServer) SetCredentials(context.Context, *SetCredentialsRequest) (*SetCredentialsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetCredentials not implemented")
 }
 func (UnimplementedEnclaveServiceServer) mustEmbedUnimplementedEnclaveServiceServer() {}
 func (UnimplementedEnclaveServiceServer) testEmbeddedByValue()                        {}
@@ -356,6 +474,114 @@ func _EnclaveService_GetStats_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnclaveService_LoadKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).LoadKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_LoadKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).LoadKeys(ctx, req.(*LoadKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnclaveService_DescribeKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).DescribeKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_DescribeKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).DescribeKeys(ctx, req.(*DescribeKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnclaveService_SetKeyState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetKeyStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).SetKeyState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_SetKeyState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).SetKeyState(ctx, req.(*SetKeyStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnclaveService_RotateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).RotateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_RotateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).RotateKey(ctx, req.(*RotateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnclaveService_EvictKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvictKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).EvictKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_EvictKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).EvictKey(ctx, req.(*EvictKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnclaveService_SetCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).SetCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_SetCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).SetCredentials(ctx, req.(*SetCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnclaveService_ServiceDesc is the grpc.ServiceDesc for EnclaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -394,6 +620,30 @@ var EnclaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _EnclaveService_GetStats_Handler,
+		},
+		{
+			MethodName: "LoadKeys",
+			Handler:    _EnclaveService_LoadKeys_Handler,
+		},
+		{
+			MethodName: "DescribeKeys",
+			Handler:    _EnclaveService_DescribeKeys_Handler,
+		},
+		{
+			MethodName: "SetKeyState",
+			Handler:    _EnclaveService_SetKeyState_Handler,
+		},
+		{
+			MethodName: "RotateKey",
+			Handler:    _EnclaveService_RotateKey_Handler,
+		},
+		{
+			MethodName: "EvictKey",
+			Handler:    _EnclaveService_EvictKey_Handler,
+		},
+		{
+			MethodName: "SetCredentials",
+			Handler:    _EnclaveService_SetCredentials_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

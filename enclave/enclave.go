@@ -19,11 +19,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/hf/nsm/request"
 	"github.com/hf/nsm/response"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/kms"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/nsm"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/server"
 	"github.com/nitrosigner/nitrosigner/internal/link"
@@ -74,7 +77,33 @@ type Config struct {
 	// OnListen, if set, is called with the listener's address once the
 	// enclave accepts connections (used by tests and local tooling).
 	OnListen func(net.Addr)
+
+	// Region is the AWS region of KMS. Required.
+	Region string
+	// KMSEndpoint is the KMS URL (TLS server name and SigV4 host; never
+	// resolved). Default https://kms.REGION.amazonaws.com.
+	KMSEndpoint string
+	// KMSDial is the transport address of the byte pipe to KMS. Default
+	// DefaultKMSDial (the parent's forwarder or AWS's vsock-proxy).
+	KMSDial string
+	// KMSKeys are the KMS key ARNs the enclave trusts; the first seals new
+	// KEKs. They are part of the measured image (its command line), so the
+	// parent cannot make the enclave use a KMS key it controls. Required.
+	KMSKeys []string
+	// KMSRoots verifies KMS's TLS certificate. Default: the public roots
+	// compiled into the binary. Simulator builds add kmssim's CA.
+	KMSRoots *x509.CertPool
+	// KEKMaxKeys and KEKMaxAge start a new KEK after this many keys or this
+	// age; zero means the keyring's defaults.
+	KEKMaxKeys int
+	KEKMaxAge  time.Duration
+	// MaxKeys bounds the cache of opened keys; zero means the default.
+	MaxKeys int
 }
+
+// DefaultKMSDial is where the enclave reaches KMS: the parent (CID 3),
+// port 8000, by convention (nitro-reference.md section 4.1).
+const DefaultKMSDial = "vsock://3:8000"
 
 // Validate applies defaults and checks required fields.
 func (c *Config) Validate() error {
@@ -89,6 +118,30 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Region == "" {
+		return errors.New("enclave: Region is required")
+	}
+	if len(c.KMSKeys) == 0 {
+		return errors.New("enclave: at least one KMS key ARN is required")
+	}
+	for _, a := range c.KMSKeys {
+		if !keyring.ValidKeyARN(a) {
+			return fmt.Errorf("enclave: KMS key %q is not a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)", a)
+		}
+	}
+	if c.KMSDial == "" {
+		c.KMSDial = DefaultKMSDial
+	}
+	if _, err := transport.Parse(c.KMSDial); err != nil {
+		return fmt.Errorf("enclave: KMSDial: %w", err)
+	}
+	if c.KMSRoots == nil {
+		roots, err := kms.PublicRoots()
+		if err != nil {
+			return err
+		}
+		c.KMSRoots = roots
 	}
 	return nil
 }
@@ -140,11 +193,43 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer clear(id.signing)
-	kr := keyring.NewMemory(keyring.Config{})
+	userData, err := proto.MarshalOptions{Deterministic: true}.Marshal(id.proto)
+	if err != nil {
+		return fmt.Errorf("enclave: encode identity: %w", err)
+	}
+	dial, err := transport.Dialer(cfg.KMSDial)
+	if err != nil {
+		return fmt.Errorf("enclave: KMSDial: %w", err)
+	}
+	kc, err := kms.New(kms.Config{
+		Region:   cfg.Region,
+		Endpoint: cfg.KMSEndpoint,
+		Dial:     func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
+		RootCAs:  cfg.KMSRoots,
+		Attester: cfg.Attester,
+		RSAKey:   id.kms,
+		UserData: userData,
+	})
+	if err != nil {
+		return fmt.Errorf("enclave: %w", err)
+	}
+	defer kc.Close()
+	kr, err := keyring.New(keyring.Config{
+		KMS:        kc,
+		KMSKeys:    cfg.KMSKeys,
+		KEKMaxKeys: cfg.KEKMaxKeys,
+		KEKMaxAge:  cfg.KEKMaxAge,
+		MaxKeys:    cfg.MaxKeys,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("enclave: %w", err)
+	}
 	defer kr.Close()
 
 	srv, err := server.New(server.Config{
 		Keyring:      kr,
+		Credentials:  kc,
 		Attester:     cfg.Attester,
 		Identity:     id.proto,
 		KMSPublicKey: id.kmsSPKI,
@@ -158,7 +243,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("enclave: %w", err)
 	}
-	cfg.Logger.InfoContext(ctx, "enclave serving", "addr", cfg.Listen, "version", cfg.Version)
+	cfg.Logger.InfoContext(ctx, "enclave serving", "addr", cfg.Listen, "version", cfg.Version,
+		"kms_dial", cfg.KMSDial, "kms_keys", cfg.KMSKeys)
 	if cfg.OnListen != nil {
 		cfg.OnListen(l.Addr())
 	}

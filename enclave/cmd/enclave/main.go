@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/nitrosigner/nitrosigner/internal/gctune"
@@ -32,6 +33,17 @@ type simFlags struct {
 	debug      bool
 	instanceID string
 	roleARN    string
+	kmsCA      string
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 func main() {
@@ -49,6 +61,15 @@ func run(args []string, stderr io.Writer) int {
 	fs.BoolVar(&sf.debug, "sim-debug", false, "simulator: behave like an enclave in debug mode (PCR0-2 zero)")
 	fs.StringVar(&sf.instanceID, "sim-instance-id", "", "simulator: parent instance id for PCR4 (default random)")
 	fs.StringVar(&sf.roleARN, "sim-role-arn", "", "simulator: parent IAM role ARN for PCR3")
+	fs.StringVar(&sf.kmsCA, "kms-sim-ca", "", "simulator builds only: PEM file of an extra TLS root for KMS (kmssim's ca.pem)")
+	region := fs.String("region", "", "AWS region of KMS (required)")
+	kmsEndpoint := fs.String("kms-endpoint", "", "KMS URL; its host is the TLS name, never resolved (default https://kms.REGION.amazonaws.com)")
+	kmsDial := fs.String("kms-dial", enclave.DefaultKMSDial, "transport address of the byte pipe to KMS (the parent's forwarder)")
+	var kmsKeys stringList
+	fs.Var(&kmsKeys, "kms-key-id", "ARN of a KMS key this enclave trusts; repeat for more; the first seals new KEKs (required)")
+	kekMaxKeys := fs.Int("kek-max-keys", 0, "start a new KEK after this many keys (default 100000)")
+	kekMaxAge := fs.Duration("kek-max-age", 0, "start a new KEK after this age (default 720h)")
+	maxKeys := fs.Int("max-keys", 0, "bound of the cache of opened keys (default 4194304)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -81,11 +102,24 @@ func run(args []string, stderr io.Writer) int {
 	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	roots, err := kmsRoots(sf)
+	if err != nil {
+		fmt.Fprintf(stderr, "enclave: %v\n", err)
+		return 1
+	}
 	err = enclave.Run(ctx, enclave.Config{
-		Listen:   *listen,
-		Attester: att,
-		Version:  version,
-		Logger:   log,
+		Listen:      *listen,
+		Attester:    att,
+		Version:     version,
+		Logger:      log,
+		Region:      *region,
+		KMSEndpoint: *kmsEndpoint,
+		KMSDial:     *kmsDial,
+		KMSKeys:     kmsKeys,
+		KMSRoots:    roots,
+		KEKMaxKeys:  *kekMaxKeys,
+		KEKMaxAge:   *kekMaxAge,
+		MaxKeys:     *maxKeys,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("enclave stopped", "err", err)

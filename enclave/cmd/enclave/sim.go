@@ -3,11 +3,13 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/nitrosigner/nitrosigner/enclave"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/kms"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
 )
 
@@ -35,4 +37,25 @@ func newSimulator(f simFlags) (enclave.Attester, io.Closer, error) {
 	// The production adapter runs over the simulated device.
 	d := enclave.NewNSMAttester(sim)
 	return d, d, nil
+}
+
+// kmsRoots returns nil (the public roots) unless --kms-sim-ca names
+// kmssim's CA, which is then trusted in addition. Production builds
+// (-tags nosim) have no such flag effect: see nosim.go.
+func kmsRoots(f simFlags) (*x509.CertPool, error) {
+	if f.kmsCA == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(f.kmsCA)
+	if err != nil {
+		return nil, fmt.Errorf("--kms-sim-ca: %w", err)
+	}
+	pool, err := kms.PublicRoots()
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--kms-sim-ca: %s holds no PEM certificate", f.kmsCA)
+	}
+	return pool, nil
 }

@@ -1,232 +1,837 @@
 // Package keyring is the only place in the enclave where plaintext private
-// keys live.
+// keys and KEKs live.
 //
-// This version keeps keys in enclave memory only: they are lost when the
-// enclave stops. Sealing under a KMS data key and storage by the parent come
-// next; callers use the keyring through the small interface they declare, so
-// a sealed implementation can replace [Memory] without touching them.
+// Keys are sealed (package seal) under KEKs that only KMS can unwrap, and
+// only for an attested enclave. The parent stores the sealed blobs and hands
+// them back when a key is needed; the keyring opens them into a bounded,
+// compact cache. Private key bytes leave the package only as the argument of
+// the callback given to [Keyring.Use], which must not retain them. Evicted
+// and deleted keys, and dropped KEKs, are zeroized.
 //
-// Private key bytes never leave the package except as the argument of the
-// callback given to [Memory.Use], which must not retain them. Deleted keys are
-// zeroized.
+// The cache is laid out for scale (DESIGN.md section 8): a map from the
+// 16-byte key id to an index into one array of fixed-size slots, both free
+// of pointers, so a million cached keys cost about 100 bytes each and
+// nothing for the garbage collector to scan.
 package keyring
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/cipher"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
+	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
+	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
-// Errors callers branch on.
+// Errors callers branch on. None carries key material.
 var (
-	// ErrNotFound means no key has the given id.
-	ErrNotFound = errors.New("key not found")
+	// ErrNotLoaded means the key is not in the cache: the parent must hand
+	// in its sealed blobs (LoadKeys) and retry.
+	ErrNotLoaded = errors.New("key not loaded")
 	// ErrDisabled means the key exists but may not sign.
 	ErrDisabled = errors.New("key is disabled")
 	// ErrUnknownAlgorithm means no signature scheme is registered for the
 	// requested algorithm.
 	ErrUnknownAlgorithm = errors.New("unknown algorithm")
+	// ErrKMSKeyNotAllowed means a blob or request names a KMS key the
+	// enclave was not configured to trust.
+	ErrKMSKeyNotAllowed = errors.New("KMS key is not one this enclave trusts")
+	// ErrMismatch means blobs do not belong together or to the request:
+	// another key's blob, a KEK other than the one the key names, or a
+	// public key that does not match the private key.
+	ErrMismatch = errors.New("sealed blobs do not match")
+	// ErrStale means a blob is older (lower generation) than the version of
+	// the key this enclave has already seen.
+	ErrStale = errors.New("sealed key is older than the version already loaded")
+	// ErrFull means the KEK table cannot take a KEK; never expected with a
+	// sane MaxKEKs.
+	ErrFull = errors.New("KEK cache is full")
+	// ErrClosed means the keyring was closed.
+	ErrClosed = errors.New("keyring closed")
 )
 
-// IDPrefix starts every key id; 32 lowercase hex digits follow.
-const IDPrefix = "key_"
-
-// Key is the public description of a key.
-type Key struct {
-	ID        string
-	Algorithm signerv1.Algorithm
-	PublicKey []byte
-	State     signerv1.KeyState
-	CreatedAt time.Time
-	Labels    map[string]string
+// KMS is what the keyring needs from AWS KMS. Implementations call KMS with
+// Recipient (the enclave's attestation), so plaintext data keys exist only
+// inside the enclave, and they report the ARN of the key KMS used.
+type KMS interface {
+	// GenerateDataKey returns a fresh 32-byte data key and its KMS
+	// ciphertext, bound to encCtx.
+	GenerateDataKey(ctx context.Context, kmsKeyARN string, encCtx map[string]string) (plaintext, ciphertext []byte, keyARN string, err error)
+	// Decrypt unwraps a data key; encCtx must be the one it was made with.
+	Decrypt(ctx context.Context, kmsKeyARN string, ciphertext []byte, encCtx map[string]string) (plaintext []byte, keyARN string, err error)
 }
 
-type entry struct {
-	scheme sign.Scheme
-	priv   []byte
-	key    Key
-}
-
-// Config configures a [Memory] keyring.
+// Config configures a [Keyring].
 type Config struct {
+	// KMS unwraps and makes KEKs. Required.
+	KMS KMS
+	// KMSKeys are the ARNs of the KMS keys this enclave trusts. The first
+	// seals new KEKs; all may open KEKs and be named by RotateKey. Required.
+	KMSKeys []string
+	// KEKMaxKeys starts a new KEK after this many keys (default 100000).
+	KEKMaxKeys int
+	// KEKMaxAge starts a new KEK after this age (default 30 days).
+	KEKMaxAge time.Duration
+	// MaxKeys bounds the key cache (default 4M); a full cache evicts a
+	// random key, which is loaded again on its next use.
+	MaxKeys int
+	// MaxKEKs bounds the cache of unwrapped KEKs (default 4096).
+	MaxKEKs int
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// Logger receives operator logs (never key material).
+	Logger *slog.Logger
 }
 
-// Memory is an in-memory keyring. It is safe for concurrent use.
-type Memory struct {
-	now  func() time.Time
-	mu   sync.RWMutex
-	keys map[string]*entry
+const (
+	flagEnabled  = 1 << iota // key may sign
+	flagVerified             // public key checked against the private key
+)
+
+// slot is one cached key: 72 bytes, no pointers.
+type slot struct {
+	key   sign.Packed
+	alg   uint8
+	flags uint8
+	_     [1]byte
+	gen   uint32
 }
 
-// NewMemory returns an empty in-memory keyring.
-func NewMemory(cfg Config) *Memory {
+// kek is an unwrapped KEK.
+type kek struct {
+	id     [16]byte
+	arn    string
+	aead   cipher.AEAD
+	secret []byte // the 32 plaintext bytes, zeroized when dropped
+	blob   []byte // the SealedKEK as stored
+	keys   int    // keys sealed under it by this enclave
+	born   time.Time
+}
+
+// Keyring caches opened keys and seals new ones. It is safe for concurrent
+// use.
+type Keyring struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	index   map[[16]byte]uint32
+	slots   []slot
+	free    []uint32
+	keks    map[[16]byte]*kek
+	current *kek // KEK for new keys
+	closed  bool
+
+	unwrap   singleflight.Group
+	newKEK   sync.Mutex
+	kmsCalls atomic.Uint64
+}
+
+// New checks cfg and returns an empty keyring.
+func New(cfg Config) (*Keyring, error) {
+	if cfg.KMS == nil {
+		return nil, errors.New("keyring: KMS is required")
+	}
+	if len(cfg.KMSKeys) == 0 {
+		return nil, errors.New("keyring: at least one KMS key ARN is required")
+	}
+	for _, a := range cfg.KMSKeys {
+		if !ValidKeyARN(a) {
+			return nil, fmt.Errorf("keyring: %q is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)", a)
+		}
+	}
+	if cfg.KEKMaxKeys <= 0 {
+		cfg.KEKMaxKeys = 100000
+	}
+	if cfg.KEKMaxAge <= 0 {
+		cfg.KEKMaxAge = 30 * 24 * time.Hour
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 4 << 20
+	}
+	if cfg.MaxKEKs <= 0 {
+		cfg.MaxKEKs = 4096
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Memory{now: cfg.Now, keys: make(map[string]*entry)}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Keyring{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		index: make(map[[16]byte]uint32),
+		keks:  make(map[[16]byte]*kek),
+	}, nil
 }
 
-func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("read key id: %w", err)
-	}
-	return IDPrefix + hex.EncodeToString(b[:]), nil
+// ValidKeyARN reports whether s looks like a KMS key ARN,
+// arn:PARTITION:kms:REGION:ACCOUNT:key/ID. Aliases are not accepted: the
+// enclave compares the ARNs KMS reports with these exactly.
+func ValidKeyARN(s string) bool {
+	parts := strings.Split(s, ":")
+	return len(s) < 2048 && len(parts) == 6 && parts[0] == "arn" && parts[1] != "" && parts[2] == "kms" &&
+		parts[4] != "" && strings.HasPrefix(parts[5], "key/") && len(parts[5]) > len("key/")
 }
 
-// ValidID reports whether s has the shape of a key id. Unknown ids of the
-// right shape are reported by the keyring as [ErrNotFound].
-func ValidID(s string) bool {
-	rest, ok := strings.CutPrefix(s, IDPrefix)
-	if !ok || len(rest) != 32 {
-		return false
-	}
-	for _, c := range []byte(rest) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+func (r *Keyring) allowed(arn string) bool { return slices.Contains(r.cfg.KMSKeys, arn) }
+
+// KMSCalls reports how many KMS calls the keyring has made.
+func (r *Keyring) KMSCalls() uint64 { return r.kmsCalls.Load() }
+
+// Len reports the number of cached keys.
+func (r *Keyring) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.index)
 }
 
-// Create generates a key of the given algorithm inside the enclave. Labels
-// are copied.
-func (m *Memory) Create(_ context.Context, alg signerv1.Algorithm, labels map[string]string) (Key, error) {
-	s, ok := sign.Lookup(alg)
+// Info describes a key from its authenticated header.
+type Info struct {
+	Header *sealedv1.SealedKeyHeader
+	// KMSKeyARN is the KMS key of the KEK the key is sealed under.
+	KMSKeyARN string
+}
+
+// Created is the result of [Keyring.Create].
+type Created struct {
+	Info
+	// SealedKey and SealedKEK are the blobs the parent must store, the KEK
+	// first.
+	SealedKey, SealedKEK []byte
+}
+
+// Create generates a key of the given algorithm, seals it under the current
+// KEK (starting a new KEK through KMS when needed) and caches it.
+func (r *Keyring) Create(ctx context.Context, alg signerv1.Algorithm, labels map[string]string) (*Created, error) {
+	sc, ok := sign.Lookup(alg)
 	if !ok {
-		return Key{}, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, alg)
+		return nil, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, alg)
 	}
-	priv, pub, err := s.Generate()
+	k, err := r.currentKEK(ctx)
 	if err != nil {
-		return Key{}, err
+		return nil, err
 	}
-	id, err := newID()
+	priv, pub, err := sc.Generate()
 	if err != nil {
-		sign.Zero(priv)
-		return Key{}, err
+		return nil, err
 	}
-	k := Key{
-		ID:        id,
-		Algorithm: alg,
-		PublicKey: pub,
-		State:     signerv1.KeyState_KEY_STATE_ENABLED,
-		CreatedAt: m.now(),
-		Labels:    copyLabels(labels),
+	defer sign.Zero(priv)
+	id, err := seal.NewID(seal.KeyIDPrefix)
+	if err != nil {
+		return nil, err
 	}
-	m.mu.Lock()
-	m.keys[id] = &entry{scheme: s, priv: priv, key: k}
-	m.mu.Unlock()
-	return k.clone(), nil
+	now := r.cfg.Now().UnixMilli()
+	hdr := &sealedv1.SealedKeyHeader{
+		KeyId: id, Algorithm: alg, PublicKey: pub, KekId: seal.FormatID(seal.KEKIDPrefix, k.id),
+		Labels: labels, State: signerv1.KeyState_KEY_STATE_ENABLED,
+		CreatedAtUnixMs: now, SealedAtUnixMs: now, Generation: 1,
+	}
+	blob, err := seal.SealKey(k.aead, hdr, priv)
+	if err != nil {
+		return nil, err
+	}
+	var s slot
+	defer s.key.Zero()
+	if err := sc.Pack(priv, pub, &s.key); err != nil {
+		return nil, err
+	}
+	s.alg = uint8(alg)
+	s.flags = flagEnabled | flagVerified
+	s.gen = 1
+	kid, _ := seal.ParseID(seal.KeyIDPrefix, id)
+	r.mu.Lock()
+	err = r.insertLocked(kid, &s)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return &Created{Info: Info{Header: hdr, KMSKeyARN: k.arn}, SealedKey: blob, SealedKEK: k.blob}, nil
 }
 
-// Get returns the public description of a key.
-func (m *Memory) Get(_ context.Context, id string) (Key, error) {
-	m.mu.RLock()
-	e, ok := m.keys[id]
-	var k Key
-	if ok {
-		k = e.key.clone()
+// currentKEK returns the KEK for new keys, making a new one through KMS when
+// there is none or the current one is full or old.
+func (r *Keyring) currentKEK(ctx context.Context) (*kek, error) {
+	r.newKEK.Lock()
+	defer r.newKEK.Unlock()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
 	}
-	m.mu.RUnlock()
-	if !ok {
-		return Key{}, ErrNotFound
+	k := r.current
+	if k != nil && k.keys < r.cfg.KEKMaxKeys && r.cfg.Now().Sub(k.born) < r.cfg.KEKMaxAge {
+		k.keys++
+		r.mu.Unlock()
+		return k, nil
 	}
+	r.mu.Unlock()
+	k, err := r.makeKEK(ctx, r.cfg.KMSKeys[0])
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.addKEKLocked(k); err != nil {
+		k.zero()
+		return nil, err
+	}
+	r.current = k
+	k.keys++
+	r.log.Info("new KEK", "kek_id", seal.FormatID(seal.KEKIDPrefix, k.id), "kms_key_arn", k.arn)
 	return k, nil
 }
 
-// List returns up to limit keys whose ids sort after the given id, in id
-// order.
-func (m *Memory) List(_ context.Context, after string, limit int) ([]Key, error) {
-	m.mu.RLock()
-	ids := make([]string, 0, len(m.keys))
-	for id := range m.keys {
-		if id > after {
-			ids = append(ids, id)
-		}
+// makeKEK asks KMS for a new data key under arn.
+func (r *Keyring) makeKEK(ctx context.Context, arn string) (*kek, error) {
+	if !r.allowed(arn) {
+		return nil, fmt.Errorf("%w: %s", ErrKMSKeyNotAllowed, arn)
 	}
-	slices.Sort(ids)
-	if len(ids) > limit {
-		ids = ids[:limit]
+	id, err := seal.NewID(seal.KEKIDPrefix)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]Key, len(ids))
-	for i, id := range ids {
-		out[i] = m.keys[id].key.clone()
+	now := r.cfg.Now()
+	encCtx := seal.KEKContext(id, now.UnixMilli())
+	r.kmsCalls.Add(1)
+	pt, ct, gotARN, err := r.cfg.KMS.GenerateDataKey(ctx, arn, encCtx)
+	if err != nil {
+		return nil, fmt.Errorf("new KEK: %w", err)
 	}
-	m.mu.RUnlock()
-	return out, nil
+	defer clear(pt)
+	if gotARN != arn {
+		return nil, fmt.Errorf("%w: KMS answered for %s, asked %s", ErrKMSKeyNotAllowed, gotARN, arn)
+	}
+	blob, err := seal.MarshalKEK(&sealedv1.SealedKEK{
+		KekId: id, KmsKeyArn: gotARN, EncryptionContext: encCtx, KmsCiphertext: ct, CreatedAtUnixMs: now.UnixMilli(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newKEK(id, gotARN, pt, blob, now)
 }
 
-// Use calls fn with the key's scheme and private key bytes, under a read
-// lock. fn must not retain or copy priv. It returns [ErrNotFound] or
-// [ErrDisabled] without calling fn, and the key's algorithm otherwise.
-func (m *Memory) Use(_ context.Context, id string, fn func(s sign.Scheme, priv []byte) error) (signerv1.Algorithm, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	e, ok := m.keys[id]
+func newKEK(id, arn string, secret, blob []byte, born time.Time) (*kek, error) {
+	bid, ok := seal.ParseID(seal.KEKIDPrefix, id)
 	if !ok {
-		return 0, ErrNotFound
+		return nil, fmt.Errorf("%w: bad KEK id", seal.ErrMalformed)
 	}
-	if e.key.State != signerv1.KeyState_KEY_STATE_ENABLED {
-		return e.key.Algorithm, ErrDisabled
+	if len(secret) != seal.KEKSize {
+		return nil, fmt.Errorf("KMS returned a %d-byte data key, want %d", len(secret), seal.KEKSize)
 	}
-	return e.key.Algorithm, fn(e.scheme, e.priv)
-}
-
-// Len returns the number of keys held.
-func (m *Memory) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.keys)
-}
-
-// Delete removes a key and zeroizes its private bytes.
-func (m *Memory) Delete(_ context.Context, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.keys[id]
-	if !ok {
-		return ErrNotFound
+	own := slices.Clone(secret)
+	aead, err := seal.AEAD(own)
+	if err != nil {
+		clear(own)
+		return nil, err
 	}
-	sign.Zero(e.priv)
-	delete(m.keys, id)
-	return nil
+	return &kek{id: bid, arn: arn, aead: aead, secret: own, blob: blob, born: born}, nil
 }
 
-// Close zeroizes every private key. The keyring must not be used afterwards.
-func (m *Memory) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id, e := range m.keys {
-		sign.Zero(e.priv)
-		delete(m.keys, id)
+// zero drops the KEK's secret. The AES key schedule inside aead cannot be
+// reached to clear; dropping the last reference is all Go allows.
+func (k *kek) zero() {
+	clear(k.secret)
+	k.aead = nil
+}
+
+// addKEKLocked registers k, evicting another KEK (never the current one)
+// when the table is full. Keys already opened stay usable.
+func (r *Keyring) addKEKLocked(k *kek) error {
+	if r.closed {
+		return ErrClosed
 	}
-	return nil
-}
-
-func (k Key) clone() Key {
-	k.PublicKey = slices.Clone(k.PublicKey)
-	k.Labels = copyLabels(k.Labels)
-	return k
-}
-
-func copyLabels(l map[string]string) map[string]string {
-	if len(l) == 0 {
+	if _, ok := r.keks[k.id]; ok {
 		return nil
 	}
-	out := make(map[string]string, len(l))
-	for k, v := range l {
-		out[k] = v
+	if len(r.keks) >= r.cfg.MaxKEKs {
+		for id, v := range r.keks { // map order is random
+			if v != r.current {
+				v.zero()
+				delete(r.keks, id)
+				break
+			}
+		}
+		if len(r.keks) >= r.cfg.MaxKEKs {
+			return ErrFull
+		}
 	}
-	return out
+	r.keks[k.id] = k
+	return nil
+}
+
+// kekFor returns the unwrapped KEK with the given id, unwrapping sealedKEK
+// through KMS if needed. Concurrent calls for one KEK make one KMS call.
+func (r *Keyring) kekFor(ctx context.Context, id [16]byte, sealedKEK []byte) (*kek, error) {
+	r.mu.RLock()
+	k, ok := r.keks[id]
+	r.mu.RUnlock()
+	if ok {
+		return k, nil
+	}
+	if len(sealedKEK) == 0 {
+		return nil, fmt.Errorf("%w: the key's KEK is not loaded and no sealed KEK was given", ErrMismatch)
+	}
+	v, err, _ := r.unwrap.Do(string(id[:]), func() (any, error) {
+		r.mu.RLock()
+		k, ok := r.keks[id]
+		r.mu.RUnlock()
+		if ok {
+			return k, nil
+		}
+		sk, err := seal.ParseKEK(sealedKEK)
+		if err != nil {
+			return nil, err
+		}
+		if got, _ := seal.ParseID(seal.KEKIDPrefix, sk.KekId); got != id {
+			return nil, fmt.Errorf("%w: sealed KEK %s is not the KEK the key names", ErrMismatch, sk.KekId)
+		}
+		if !r.allowed(sk.KmsKeyArn) {
+			return nil, fmt.Errorf("%w: %s", ErrKMSKeyNotAllowed, sk.KmsKeyArn)
+		}
+		r.kmsCalls.Add(1)
+		// The context goes to KMS as recomputed from the id, never as
+		// stored: ParseKEK already refused a blob whose stored one differs.
+		pt, arn, err := r.cfg.KMS.Decrypt(ctx, sk.KmsKeyArn, sk.KmsCiphertext, seal.KEKContext(sk.KekId, sk.CreatedAtUnixMs))
+		if err != nil {
+			return nil, fmt.Errorf("unwrap KEK %s: %w", sk.KekId, err)
+		}
+		defer clear(pt)
+		if arn != sk.KmsKeyArn {
+			return nil, fmt.Errorf("%w: KMS decrypted with %s", ErrKMSKeyNotAllowed, arn)
+		}
+		k, err = newKEK(sk.KekId, arn, pt, slices.Clone(sealedKEK), time.UnixMilli(sk.CreatedAtUnixMs))
+		if err != nil {
+			return nil, err
+		}
+		// An unwrapped KEK never becomes the current one: new keys go under
+		// a KEK this enclave made, whose age and count it knows.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err := r.addKEKLocked(k); err != nil {
+			k.zero()
+			return nil, err
+		}
+		return k, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*kek), nil
+}
+
+// insertLocked puts s into the cache under id, replacing an older
+// generation and evicting a random key when full.
+func (r *Keyring) insertLocked(id [16]byte, s *slot) error {
+	if r.closed {
+		return ErrClosed
+	}
+	if i, ok := r.index[id]; ok {
+		old := &r.slots[i]
+		switch {
+		case s.gen < old.gen:
+			return ErrStale
+		case s.gen > old.gen:
+			*old = *s
+		}
+		return nil
+	}
+	var i uint32
+	switch {
+	case len(r.free) > 0:
+		i = r.free[len(r.free)-1]
+		r.free = r.free[:len(r.free)-1]
+	case len(r.slots) < r.cfg.MaxKeys:
+		r.slots = append(r.slots, slot{})
+		i = uint32(len(r.slots) - 1)
+	default:
+		for vid, vi := range r.index { // map order is random
+			delete(r.index, vid)
+			i = vi
+			break
+		}
+	}
+	r.slots[i] = *s
+	r.index[id] = i
+	return nil
+}
+
+// Blobs are a key's sealed blobs as the parent handed them in.
+type Blobs struct {
+	// KeyID is the key the caller wants; a blob of another key is refused.
+	KeyID                string
+	SealedKey, SealedKEK []byte
+}
+
+// Load opens the given keys into the cache, in parallel. It returns one
+// error per item (nil = loaded). Each KEK is unwrapped once.
+func (r *Keyring) Load(ctx context.Context, items []Blobs) []error {
+	errs := make([]error, len(items))
+	workers := min(runtime.GOMAXPROCS(0), (len(items)+255)/256)
+	if workers <= 1 {
+		r.loadRange(ctx, items, errs)
+		return errs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(items) + workers - 1) / workers
+	for lo := 0; lo < len(items); lo += chunk {
+		hi := min(lo+chunk, len(items))
+		wg.Go(func() { r.loadRange(ctx, items[lo:hi], errs[lo:hi]) })
+	}
+	wg.Wait()
+	return errs
+}
+
+type opened struct {
+	id  [16]byte
+	at  int
+	key slot
+}
+
+// loadRange opens items and inserts them in batches, so the write lock is
+// taken once per batch rather than once per key.
+func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
+	const batch = 256
+	var (
+		f       seal.Fast
+		pt      = make([]byte, 0, 64)
+		aadBuf  = make([]byte, 0, 512)
+		pending = make([]opened, 0, batch)
+	)
+	defer func() { clear(pt[:cap(pt)]) }()
+	flush := func() {
+		r.mu.Lock()
+		for j := range pending {
+			p := &pending[j]
+			errs[p.at] = r.insertLocked(p.id, &p.key)
+			p.key.key.Zero()
+		}
+		r.mu.Unlock()
+		pending = pending[:0]
+	}
+	for i := range items {
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		pending = append(pending, opened{at: i})
+		p := &pending[len(pending)-1]
+		var err error
+		pt, aadBuf, err = r.open(ctx, items[i], &f, pt, aadBuf, &p.key)
+		if err != nil {
+			errs[i] = err
+			p.key.key.Zero()
+			pending = pending[:len(pending)-1]
+			continue
+		}
+		p.id = f.KeyID
+		if len(pending) == batch {
+			flush()
+		}
+	}
+	flush()
+}
+
+// open parses and decrypts one key into s. pt and aadBuf are scratch
+// buffers, returned for reuse; pt is zeroized before open returns.
+func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []byte, s *slot) ([]byte, []byte, error) {
+	if err := seal.ParseFast(b.SealedKey, f); err != nil {
+		return pt, aadBuf, err
+	}
+	if want, ok := seal.ParseID(seal.KeyIDPrefix, b.KeyID); !ok || want != f.KeyID {
+		return pt, aadBuf, fmt.Errorf("%w: blob is for another key", ErrMismatch)
+	}
+	sc, ok := sign.Lookup(f.Algorithm)
+	if !ok {
+		return pt, aadBuf, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, f.Algorithm)
+	}
+	if f.Generation == 0 || f.Generation > 1<<32-1 {
+		return pt, aadBuf, fmt.Errorf("%w: generation %d out of range", seal.ErrMalformed, f.Generation)
+	}
+	k, err := r.kekFor(ctx, f.KEKID, b.SealedKEK)
+	if err != nil {
+		return pt, aadBuf, err
+	}
+	out, aadBuf, err := f.Open(k.aead, pt, aadBuf)
+	if err != nil {
+		return pt, aadBuf, err
+	}
+	defer clear(out)
+	if len(out) != sc.PrivateKeySize() {
+		return out, aadBuf, fmt.Errorf("%w: private key has %d bytes", ErrMismatch, len(out))
+	}
+	if err := sc.Pack(out, f.PublicKey, &s.key); err != nil {
+		return out, aadBuf, fmt.Errorf("%w: %v", ErrMismatch, err)
+	}
+	s.alg = uint8(f.Algorithm)
+	s.flags = 0
+	if f.State == signerv1.KeyState_KEY_STATE_ENABLED {
+		s.flags |= flagEnabled
+	}
+	s.gen = uint32(f.Generation)
+	return out, aadBuf, nil
+}
+
+// Use runs fn with the key's scheme, private key and public key. The public
+// key is checked against the private key on the key's first use. fn must not
+// retain priv, which is zeroized when fn returns.
+func (r *Keyring) Use(id string, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {
+	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
+	if !ok {
+		return 0, ErrNotLoaded
+	}
+	var s slot
+	defer s.key.Zero()
+	r.mu.RLock()
+	i, ok := r.index[bid]
+	if ok {
+		s = r.slots[i]
+	}
+	r.mu.RUnlock()
+	if !ok {
+		return 0, ErrNotLoaded
+	}
+	alg := signerv1.Algorithm(s.alg)
+	if s.flags&flagEnabled == 0 {
+		return alg, ErrDisabled
+	}
+	sc, ok := sign.Lookup(alg)
+	if !ok {
+		return alg, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, alg)
+	}
+	var buf [64]byte
+	defer clear(buf[:])
+	priv := sc.Unpack(&s.key, buf[:0])
+	pub, err := sc.UnpackPublic(&s.key)
+	if err != nil {
+		return alg, err
+	}
+	if s.flags&flagVerified == 0 {
+		derived, err := sc.PublicKey(priv)
+		if err != nil {
+			return alg, err
+		}
+		if string(derived) != string(pub) {
+			r.log.Error("sealed public key does not match its private key; evicting", "key_id", id)
+			r.Evict(id)
+			return alg, fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch)
+		}
+		r.mu.Lock()
+		if j, ok := r.index[bid]; ok && j == i && r.slots[i].gen == s.gen {
+			r.slots[i].flags |= flagVerified
+		}
+		r.mu.Unlock()
+	}
+	return alg, fn(sc, priv, pub)
+}
+
+// Describe opens a key's blobs to authenticate its header and returns it;
+// the key is not cached. Only the KEK may need a KMS call.
+func (r *Keyring) Describe(ctx context.Context, b Blobs) (*Info, error) {
+	k, err := seal.ParseKey(b.SealedKey)
+	if err != nil {
+		return nil, err
+	}
+	if b.KeyID != "" && k.Header.KeyId != b.KeyID {
+		return nil, fmt.Errorf("%w: blob is for another key", ErrMismatch)
+	}
+	kid, _ := seal.ParseID(seal.KEKIDPrefix, k.Header.KekId)
+	kk, err := r.kekFor(ctx, kid, b.SealedKEK)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := k.Open(kk.aead, nil)
+	clear(priv)
+	if err != nil {
+		return nil, err
+	}
+	return &Info{Header: k.Header, KMSKeyARN: kk.arn}, nil
+}
+
+// Loaded reports whether the key is cached, and its generation and state.
+func (r *Keyring) Loaded(id string) (gen uint64, enabled, ok bool) {
+	bid, valid := seal.ParseID(seal.KeyIDPrefix, id)
+	if !valid {
+		return 0, false, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	i, ok := r.index[bid]
+	if !ok {
+		return 0, false, false
+	}
+	return uint64(r.slots[i].gen), r.slots[i].flags&flagEnabled != 0, true
+}
+
+// openFull opens a key completely, checking that it is the key id and that
+// the KEK blob is the one it names. The caller zeroizes the private key.
+func (r *Keyring) openFull(ctx context.Context, id string, b Blobs) (*seal.Key, *kek, []byte, error) {
+	k, err := seal.ParseKey(b.SealedKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if k.Header.KeyId != id || (b.KeyID != "" && b.KeyID != id) {
+		return nil, nil, nil, fmt.Errorf("%w: blob is for another key", ErrMismatch)
+	}
+	kid, _ := seal.ParseID(seal.KEKIDPrefix, k.Header.KekId)
+	kk, err := r.kekFor(ctx, kid, b.SealedKEK)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	priv, err := k.Open(kk.aead, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*seal.Key, *kek, []byte, error) {
+		clear(priv)
+		return nil, nil, nil, err
+	}
+	sc, ok := sign.Lookup(k.Header.Algorithm)
+	if !ok {
+		return fail(fmt.Errorf("%w: %v", ErrUnknownAlgorithm, k.Header.Algorithm))
+	}
+	pub, err := sc.PublicKey(priv)
+	if err != nil || string(pub) != string(k.Header.PublicKey) {
+		return fail(fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch))
+	}
+	if k.Header.Generation == 0 || k.Header.Generation >= 1<<32-1 {
+		return fail(fmt.Errorf("%w: generation %d out of range", seal.ErrMalformed, k.Header.Generation))
+	}
+	if gen, _, ok := r.Loaded(id); ok && gen > k.Header.Generation {
+		return fail(ErrStale)
+	}
+	return k, kk, priv, nil
+}
+
+// Resealed is the result of [Keyring.SetState] and [Keyring.Rotate]: blobs
+// for the parent to store. The cache is not changed: the parent loads the
+// new blob once it is stored, so the cache never runs ahead of the store.
+type Resealed struct {
+	Info
+	SealedKey []byte
+	// SealedKEK is set by Rotate: a new KEK to store before the key.
+	SealedKEK []byte
+}
+
+// SetState re-seals a key (given by its current blobs) with a new state and
+// the next generation, under the same KEK.
+func (r *Keyring) SetState(ctx context.Context, id string, state signerv1.KeyState, b Blobs) (*Resealed, error) {
+	k, kk, priv, err := r.openFull(ctx, id, b)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(priv)
+	h := cloneHeader(k.Header)
+	h.State = state
+	h.Generation++
+	h.SealedAtUnixMs = r.cfg.Now().UnixMilli()
+	blob, err := seal.SealKey(kk.aead, h, priv)
+	if err != nil {
+		return nil, err
+	}
+	return &Resealed{Info: Info{Header: h, KMSKeyARN: kk.arn}, SealedKey: blob}, nil
+}
+
+// Rotate re-seals a key under a new KEK made from kmsKeyARN (the default
+// KMS key when empty). The private key does not change.
+func (r *Keyring) Rotate(ctx context.Context, id, kmsKeyARN string, b Blobs) (*Resealed, error) {
+	if kmsKeyARN == "" {
+		kmsKeyARN = r.cfg.KMSKeys[0]
+	}
+	if !r.allowed(kmsKeyARN) {
+		return nil, fmt.Errorf("%w: %s", ErrKMSKeyNotAllowed, kmsKeyARN)
+	}
+	k, _, priv, err := r.openFull(ctx, id, b)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(priv)
+	nk, err := r.makeKEK(ctx, kmsKeyARN)
+	if err != nil {
+		return nil, err
+	}
+	nk.keys = 1
+	r.mu.Lock()
+	err = r.addKEKLocked(nk)
+	r.mu.Unlock()
+	if err != nil {
+		nk.zero()
+		return nil, err
+	}
+	h := cloneHeader(k.Header)
+	h.KekId = seal.FormatID(seal.KEKIDPrefix, nk.id)
+	h.Generation++
+	h.SealedAtUnixMs = r.cfg.Now().UnixMilli()
+	blob, err := seal.SealKey(nk.aead, h, priv)
+	if err != nil {
+		return nil, err
+	}
+	return &Resealed{Info: Info{Header: h, KMSKeyARN: nk.arn}, SealedKey: blob, SealedKEK: nk.blob}, nil
+}
+
+func cloneHeader(h *sealedv1.SealedKeyHeader) *sealedv1.SealedKeyHeader {
+	return &sealedv1.SealedKeyHeader{
+		Version: h.Version, KeyId: h.KeyId, Algorithm: h.Algorithm, PublicKey: slices.Clone(h.PublicKey),
+		KekId: h.KekId, Labels: maps.Clone(h.Labels), State: h.State, CreatedAtUnixMs: h.CreatedAtUnixMs,
+		SealedAtUnixMs: h.SealedAtUnixMs, Generation: h.Generation,
+	}
+}
+
+// Evict drops a key from the cache and zeroizes it.
+func (r *Keyring) Evict(id string) {
+	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i, ok := r.index[bid]; ok {
+		r.slots[i] = slot{}
+		delete(r.index, bid)
+		r.free = append(r.free, i)
+	}
+}
+
+// KEKARN returns the KMS key ARN of a cached KEK, or "".
+func (r *Keyring) KEKARN(kekID string) string {
+	id, ok := seal.ParseID(seal.KEKIDPrefix, kekID)
+	if !ok {
+		return ""
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if k, ok := r.keks[id]; ok {
+		return k.arn
+	}
+	return ""
+}
+
+// Close zeroizes every cached key and KEK.
+func (r *Keyring) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.slots)
+	r.slots = nil
+	clear(r.index)
+	for id, k := range r.keks {
+		k.zero()
+		delete(r.keks, id)
+	}
+	r.current = nil
+	r.closed = true
+	return nil
 }

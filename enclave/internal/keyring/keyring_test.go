@@ -1,117 +1,366 @@
-package keyring_test
+package keyring
 
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"log/slog"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
-	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring/keyringtest"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
+	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
-func TestCreateGetUse(t *testing.T) {
-	ctx := context.Background()
-	kr := keyring.NewMemory(keyring.Config{})
-	k, err := kr.Create(ctx, signerv1.Algorithm_ALGORITHM_ED25519, map[string]string{"team": "ops"})
-	require.NoError(t, err)
-	assert.True(t, keyring.ValidID(k.ID), k.ID)
-	assert.Equal(t, signerv1.KeyState_KEY_STATE_ENABLED, k.State)
+const (
+	arnA = "arn:aws:kms:us-east-1:111122223333:key/aaaaaaaa-0000-0000-0000-000000000001"
+	arnB = "arn:aws:kms:us-east-1:111122223333:key/bbbbbbbb-0000-0000-0000-000000000002"
+	arnX = "arn:aws:kms:us-east-1:999999999999:key/cccccccc-0000-0000-0000-000000000003"
+)
 
-	got, err := kr.Get(ctx, k.ID)
+func newRing(t testing.TB, kms KMS, arns ...string) *Keyring {
+	t.Helper()
+	if len(arns) == 0 {
+		arns = []string{arnA}
+	}
+	r, err := New(Config{KMS: kms, KMSKeys: arns, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	assert.Equal(t, k, got)
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
 
-	// Returned values are copies: mutating them does not change the keyring.
-	got.PublicKey[0] ^= 1
-	got.Labels["team"] = "x"
-	again, err := kr.Get(ctx, k.ID)
-	require.NoError(t, err)
-	assert.Equal(t, k, again)
-
+func signDigest(t *testing.T, r *Keyring, id string) ([]byte, error) {
+	t.Helper()
+	digest := sha256.Sum256([]byte("payload"))
 	var sig []byte
-	alg, err := kr.Use(ctx, k.ID, func(s sign.Scheme, priv []byte) error {
-		var err error
-		sig, err = s.SignMessage(priv, []byte("m"))
+	_, err := r.Use(id, func(sc sign.Scheme, priv, _ []byte) (err error) {
+		sig, err = sc.SignDigest(priv, digest[:])
 		return err
 	})
-	require.NoError(t, err)
-	assert.Equal(t, signerv1.Algorithm_ALGORITHM_ED25519, alg)
-	assert.True(t, ed25519.Verify(k.PublicKey, []byte("m"), sig))
+	return sig, err
 }
 
-func TestErrors(t *testing.T) {
-	ctx := context.Background()
-	kr := keyring.NewMemory(keyring.Config{})
-	_, err := kr.Create(ctx, signerv1.Algorithm(99), nil)
-	require.ErrorIs(t, err, keyring.ErrUnknownAlgorithm)
-	_, err = kr.Get(ctx, "key_00000000000000000000000000000000")
-	require.ErrorIs(t, err, keyring.ErrNotFound)
-	_, err = kr.Use(ctx, "nope", func(sign.Scheme, []byte) error { t.Fatal("called"); return nil })
-	require.ErrorIs(t, err, keyring.ErrNotFound)
-	require.ErrorIs(t, kr.Delete(ctx, "nope"), keyring.ErrNotFound)
+func verifySecp(t *testing.T, pub, sig []byte) {
+	t.Helper()
+	digest := sha256.Sum256([]byte("payload"))
+	compact := append([]byte{27 + sig[64]}, sig[:64]...)
+	got, _, err := ecdsa.RecoverCompact(compact, digest[:])
+	require.NoError(t, err)
+	want, err := secp256k1.ParsePubKey(pub)
+	require.NoError(t, err)
+	require.True(t, got.IsEqual(want))
 }
 
-func TestDeleteZeroizes(t *testing.T) {
-	ctx := context.Background()
-	kr := keyring.NewMemory(keyring.Config{})
-	k, err := kr.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
-	require.NoError(t, err)
-	var held []byte
-	_, err = kr.Use(ctx, k.ID, func(_ sign.Scheme, priv []byte) error { held = priv; return nil })
-	require.NoError(t, err)
-	require.NotEqual(t, make([]byte, 32), held)
-	require.NoError(t, kr.Delete(ctx, k.ID))
-	assert.Equal(t, make([]byte, 32), held, "private bytes must be zeroized on delete")
-	_, err = kr.Get(ctx, k.ID)
-	require.ErrorIs(t, err, keyring.ErrNotFound)
+func blobs(c *Created) Blobs {
+	return Blobs{KeyID: c.Header.KeyId, SealedKey: c.SealedKey, SealedKEK: c.SealedKEK}
 }
 
-func TestListPages(t *testing.T) {
-	ctx := context.Background()
-	kr := keyring.NewMemory(keyring.Config{})
-	const n = 25
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			_, err := kr.Create(ctx, signerv1.Algorithm_ALGORITHM_ED25519, nil)
-			assert.NoError(t, err)
+func TestNewRejectsBadConfig(t *testing.T) {
+	_, err := New(Config{KMSKeys: []string{arnA}})
+	require.Error(t, err)
+	_, err = New(Config{KMS: keyringtest.New()})
+	require.Error(t, err)
+	_, err = New(Config{KMS: keyringtest.New(), KMSKeys: []string{"alias/signer"}})
+	require.ErrorContains(t, err, "not a KMS key ARN")
+}
+
+func TestCreateSignAndReloadAfterRestart(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	c, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, map[string]string{"team": "ops"})
+	require.NoError(t, err)
+	require.Equal(t, arnA, c.KMSKeyARN)
+	require.EqualValues(t, 1, c.Header.Generation)
+	sig, err := signDigest(t, r, c.Header.KeyId)
+	require.NoError(t, err)
+	verifySecp(t, c.Header.PublicKey, sig)
+	require.EqualValues(t, 1, kms.Generated.Load())
+
+	// A restarted enclave knows nothing until the parent loads the blobs.
+	r2 := newRing(t, kms)
+	_, err = signDigest(t, r2, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrNotLoaded)
+	errs := r2.Load(context.Background(), []Blobs{blobs(c)})
+	require.NoError(t, errs[0])
+	sig, err = signDigest(t, r2, c.Header.KeyId)
+	require.NoError(t, err)
+	verifySecp(t, c.Header.PublicKey, sig)
+	require.EqualValues(t, 1, kms.Decrypted.Load())
+}
+
+func TestEd25519AndP256RoundTrip(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	for _, alg := range []signerv1.Algorithm{signerv1.Algorithm_ALGORITHM_ED25519, signerv1.Algorithm_ALGORITHM_P256} {
+		c, err := r.Create(context.Background(), alg, nil)
+		require.NoError(t, err)
+		r2 := newRing(t, kms)
+		require.NoError(t, r2.Load(context.Background(), []Blobs{blobs(c)})[0])
+		_, err = r2.Use(c.Header.KeyId, func(sc sign.Scheme, priv, pub []byte) error {
+			require.Equal(t, c.Header.PublicKey, pub)
+			if alg == signerv1.Algorithm_ALGORITHM_ED25519 {
+				sig, err := sc.SignMessage(priv, []byte("m"))
+				require.NoError(t, err)
+				require.True(t, ed25519.Verify(pub, []byte("m"), sig))
+			}
+			return nil
 		})
+		require.NoError(t, err)
+	}
+}
+
+func TestColdLoadOneKMSCallPerKEK(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	kms.Delay = 5 * time.Millisecond
+	r, err := New(Config{KMS: kms, KMSKeys: []string{arnA}, KEKMaxKeys: 50, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var items []Blobs
+	for range 200 {
+		c, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+		require.NoError(t, err)
+		items = append(items, blobs(c))
+	}
+	require.EqualValues(t, 4, kms.Generated.Load(), "a new KEK every 50 keys")
+
+	r2 := newRing(t, kms)
+	// Load from many goroutines at once: concurrent loads of one KEK make
+	// one KMS call.
+	var wg sync.WaitGroup
+	for i := range items {
+		wg.Go(func() { assert.NoError(t, r2.Load(context.Background(), items[i:i+1])[0]) })
 	}
 	wg.Wait()
-	var all []string
-	after := ""
-	for {
-		page, err := kr.List(ctx, after, 10)
+	require.EqualValues(t, 4, kms.Decrypted.Load())
+	require.Equal(t, 200, r2.Len())
+	for _, it := range items[:5] {
+		_, err := signDigest(t, r2, it.KeyID)
 		require.NoError(t, err)
-		if len(page) == 0 {
-			break
-		}
-		for _, k := range page {
-			all = append(all, k.ID)
-		}
-		after = page[len(page)-1].ID
 	}
-	require.Len(t, all, n)
-	assert.IsIncreasing(t, all)
+	require.EqualValues(t, 4, kms.Decrypted.Load(), "warm signing never calls KMS")
 }
 
-func TestValidID(t *testing.T) {
-	tests := []struct {
-		id   string
-		want bool
-	}{
-		{"key_0123456789abcdef0123456789abcdef", true},
-		{"key_0123456789ABCDEF0123456789abcdef", false},
-		{"key_0123", false},
-		{"0123456789abcdef0123456789abcdef", false},
-		{"", false},
+func TestSwappedBlobRefused(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	a, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	b, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	r2 := newRing(t, kms)
+	swapped := Blobs{KeyID: a.Header.KeyId, SealedKey: b.SealedKey, SealedKEK: b.SealedKEK}
+	require.ErrorIs(t, r2.Load(context.Background(), []Blobs{swapped})[0], ErrMismatch)
+	_, err = r2.SetState(context.Background(), a.Header.KeyId, signerv1.KeyState_KEY_STATE_DISABLED, swapped)
+	require.ErrorIs(t, err, ErrMismatch)
+
+	// A header edited to claim another key's id (re-encoded, so it parses)
+	// fails authentication.
+	var sk sealedv1.SealedKey
+	require.NoError(t, proto.Unmarshal(b.SealedKey, &sk))
+	var h sealedv1.SealedKeyHeader
+	require.NoError(t, proto.Unmarshal(sk.Header, &h))
+	h.KeyId = a.Header.KeyId
+	sk.Header, err = proto.Marshal(&h)
+	require.NoError(t, err)
+	forged, err := proto.Marshal(&sk)
+	require.NoError(t, err)
+	err = r2.Load(context.Background(), []Blobs{{KeyID: a.Header.KeyId, SealedKey: forged, SealedKEK: b.SealedKEK}})[0]
+	require.ErrorIs(t, err, seal.ErrOpen)
+}
+
+func TestEveryFlippedByteRefused(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	c, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, map[string]string{"a": "b"})
+	require.NoError(t, err)
+	// One keyring with the KEK already unwrapped checks the key blob; a
+	// fresh one per flip checks the KEK blob.
+	warm := newRing(t, kms)
+	require.NoError(t, warm.Load(context.Background(), []Blobs{blobs(c)})[0])
+	warm.Evict(c.Header.KeyId)
+	for i := range c.SealedKey {
+		for _, bit := range []byte{0x01, 0x80} {
+			bad := slices.Clone(c.SealedKey)
+			bad[i] ^= bit
+			err := warm.Load(context.Background(), []Blobs{{KeyID: c.Header.KeyId, SealedKey: bad, SealedKEK: c.SealedKEK}})[0]
+			require.Error(t, err, "key blob byte %d bit %#x", i, bit)
+			require.Zero(t, warm.Len())
+		}
 	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, keyring.ValidID(tt.id), tt.id)
+	for i := range c.SealedKEK {
+		bad := slices.Clone(c.SealedKEK)
+		bad[i] ^= 0x01
+		cold := newRing(t, kms)
+		err := cold.Load(context.Background(), []Blobs{{KeyID: c.Header.KeyId, SealedKey: c.SealedKey, SealedKEK: bad}})[0]
+		require.Error(t, err, "KEK blob byte %d", i)
 	}
+}
+
+func TestKEKContextEditedRefused(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	c, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	var k sealedv1.SealedKEK
+	require.NoError(t, proto.Unmarshal(c.SealedKEK, &k))
+	k.EncryptionContext[seal.ContextPurpose] = "something-else"
+	edited, err := proto.Marshal(&k)
+	require.NoError(t, err)
+	cold := newRing(t, kms)
+	err = cold.Load(context.Background(), []Blobs{{KeyID: c.Header.KeyId, SealedKey: c.SealedKey, SealedKEK: edited}})[0]
+	require.ErrorIs(t, err, seal.ErrMalformed)
+	require.Zero(t, kms.Decrypted.Load(), "refused before calling KMS")
+}
+
+func TestUntrustedKMSKeyRefused(t *testing.T) {
+	// The parent made its own KEK under a KMS key it controls (so it knows
+	// the data key) and sealed a key of its choosing under it. The enclave
+	// must not use it: the KMS key is not one it trusts.
+	kms := keyringtest.New(arnA, arnX)
+	rogue := newRing(t, kms, arnX)
+	c, err := rogue.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	r := newRing(t, kms, arnA)
+	before := kms.Decrypted.Load()
+	err = r.Load(context.Background(), []Blobs{blobs(c)})[0]
+	require.ErrorIs(t, err, ErrKMSKeyNotAllowed)
+	require.Equal(t, before, kms.Decrypted.Load(), "no KMS call for an untrusted key")
+	_, err = r.Rotate(context.Background(), c.Header.KeyId, arnX, blobs(c))
+	require.ErrorIs(t, err, ErrKMSKeyNotAllowed)
+}
+
+func TestDisableEnableAndStale(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	ctx := context.Background()
+	c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	d, err := r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_DISABLED, blobs(c))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, d.Header.Generation)
+	// The cache follows the store: still enabled until the new blob is loaded.
+	_, err = signDigest(t, r, c.Header.KeyId)
+	require.NoError(t, err)
+	require.NoError(t, r.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: d.SealedKey, SealedKEK: c.SealedKEK}})[0])
+	_, err = signDigest(t, r, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrDisabled)
+	// Replaying the older, enabled blob to this enclave is refused.
+	require.ErrorIs(t, r.Load(ctx, []Blobs{blobs(c)})[0], ErrStale)
+	_, err = r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED, blobs(c))
+	require.ErrorIs(t, err, ErrStale)
+
+	// Disabled survives a restart: a new enclave loads the stored blob.
+	r2 := newRing(t, kms)
+	require.NoError(t, r2.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: d.SealedKey, SealedKEK: c.SealedKEK}})[0])
+	_, err = signDigest(t, r2, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrDisabled)
+	e, err := r2.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED,
+		Blobs{KeyID: c.Header.KeyId, SealedKey: d.SealedKey, SealedKEK: c.SealedKEK})
+	require.NoError(t, err)
+	require.NoError(t, r2.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: e.SealedKey, SealedKEK: c.SealedKEK}})[0])
+	_, err = signDigest(t, r2, c.Header.KeyId)
+	require.NoError(t, err)
+}
+
+func TestRotateKeepsKeyChangesKEK(t *testing.T) {
+	kms := keyringtest.New(arnA, arnB)
+	r := newRing(t, kms, arnA, arnB)
+	ctx := context.Background()
+	c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	rot, err := r.Rotate(ctx, c.Header.KeyId, arnB, blobs(c))
+	require.NoError(t, err)
+	require.Equal(t, arnB, rot.KMSKeyARN)
+	require.NotEqual(t, c.Header.KekId, rot.Header.KekId)
+	require.Equal(t, c.Header.PublicKey, rot.Header.PublicKey)
+	require.NotEmpty(t, rot.SealedKEK)
+
+	r2 := newRing(t, kms, arnA, arnB)
+	nb := Blobs{KeyID: c.Header.KeyId, SealedKey: rot.SealedKey, SealedKEK: rot.SealedKEK}
+	require.NoError(t, r2.Load(ctx, []Blobs{nb})[0])
+	sig, err := signDigest(t, r2, c.Header.KeyId)
+	require.NoError(t, err)
+	verifySecp(t, c.Header.PublicKey, sig)
+	// The new blob does not open with the old KEK blob.
+	r3 := newRing(t, kms, arnA, arnB)
+	require.ErrorIs(t, r3.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: rot.SealedKey, SealedKEK: c.SealedKEK}})[0], ErrMismatch)
+}
+
+func TestPublicKeyMismatchCaughtBeforeSigning(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	ctx := context.Background()
+	c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	other, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	// Seal the first key's private key under a header that claims the other
+	// key's public key: only someone holding the KEK can do this, so it is
+	// a bug or corruption, and it must never sign.
+	kid, _ := seal.ParseID(seal.KEKIDPrefix, c.Header.KekId)
+	kk := r.keks[kid]
+	var priv []byte
+	_, err = r.Use(c.Header.KeyId, func(_ sign.Scheme, p, _ []byte) error { priv = slices.Clone(p); return nil })
+	require.NoError(t, err)
+	h := cloneHeader(c.Header)
+	h.PublicKey = other.Header.PublicKey
+	bad, err := seal.SealKey(kk.aead, h, priv)
+	clear(priv)
+	require.NoError(t, err)
+	r2 := newRing(t, kms)
+	require.NoError(t, r2.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: bad, SealedKEK: c.SealedKEK}})[0])
+	_, err = signDigest(t, r2, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrMismatch)
+	require.Zero(t, r2.Len(), "mismatched key evicted")
+}
+
+func TestEvictionBoundedAndZeroized(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r, err := New(Config{KMS: kms, KMSKeys: []string{arnA}, MaxKeys: 8, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx := context.Background()
+	var items []Blobs
+	for range 20 {
+		c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_ED25519, nil)
+		require.NoError(t, err)
+		items = append(items, blobs(c))
+	}
+	require.Equal(t, 8, r.Len())
+	require.Len(t, r.slots, 8)
+	r.Evict(items[19].KeyID)
+	require.Equal(t, 7, r.Len())
+	zeroSlots := 0
+	for _, s := range r.slots {
+		if s == (slot{}) {
+			zeroSlots++
+		}
+	}
+	require.Equal(t, 1, zeroSlots, "the evicted slot is zeroized")
+	// Evicted keys come back on load.
+	errs := r.Load(ctx, items)
+	for _, e := range errs {
+		require.NoError(t, e)
+	}
+	require.Equal(t, 8, r.Len())
+	require.NoError(t, r.Close())
+	require.Nil(t, r.slots)
+	_, err = r.Create(ctx, signerv1.Algorithm_ALGORITHM_ED25519, nil)
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestKMSFailureIsReported(t *testing.T) {
+	kms := keyringtest.New() // knows no key: every call fails
+	r := newRing(t, kms)
+	_, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.ErrorContains(t, err, "new KEK")
 }

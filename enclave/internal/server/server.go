@@ -17,13 +17,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unicode/utf8"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/kms"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -48,11 +50,19 @@ const (
 
 // Keyring is the part of the keyring the server uses.
 type Keyring interface {
-	Create(ctx context.Context, alg signerv1.Algorithm, labels map[string]string) (keyring.Key, error)
-	Get(ctx context.Context, id string) (keyring.Key, error)
-	List(ctx context.Context, after string, limit int) ([]keyring.Key, error)
-	Use(ctx context.Context, id string, fn func(s sign.Scheme, priv []byte) error) (signerv1.Algorithm, error)
+	Create(ctx context.Context, alg signerv1.Algorithm, labels map[string]string) (*keyring.Created, error)
+	Load(ctx context.Context, items []keyring.Blobs) []error
+	Use(id string, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error)
+	Describe(ctx context.Context, b keyring.Blobs) (*keyring.Info, error)
+	SetState(ctx context.Context, id string, state signerv1.KeyState, b keyring.Blobs) (*keyring.Resealed, error)
+	Rotate(ctx context.Context, id, kmsKeyARN string, b keyring.Blobs) (*keyring.Resealed, error)
+	Evict(id string)
 	Len() int
+}
+
+// Credentials receives the AWS credentials the parent pushes.
+type Credentials interface {
+	SetCredentials(accessKeyID, secretAccessKey, sessionToken string, expires time.Time) error
 }
 
 // Attester produces NSM attestation documents. Nil arguments are omitted
@@ -65,6 +75,8 @@ type Attester interface {
 type Config struct {
 	// Keyring holds the keys. Required.
 	Keyring Keyring
+	// Credentials receives pushed AWS credentials. Required.
+	Credentials Credentials
 	// Attester makes attestation documents. Required.
 	Attester Attester
 	// Identity is bound into every attestation document's user_data. Required.
@@ -90,6 +102,8 @@ func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Keyring == nil:
 		return nil, errors.New("server: Keyring is required")
+	case cfg.Credentials == nil:
+		return nil, errors.New("server: Credentials is required")
 	case cfg.Attester == nil:
 		return nil, errors.New("server: Attester is required")
 	case cfg.Identity == nil:
@@ -137,23 +151,40 @@ func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([
 	case enclavev1.Method_METHOD_CREATE_KEY:
 		in := new(enclavev1.CreateKeyRequest)
 		if err = unmarshal(req, in); err == nil {
-			var k *signerv1.Key
-			k, err = s.createKey(ctx, in.GetRequest())
-			out = &enclavev1.CreateKeyResponse{Key: k}
+			out, err = s.createKey(ctx, in.GetRequest())
 		}
-	case enclavev1.Method_METHOD_GET_KEY:
-		in := new(enclavev1.GetKeyRequest)
+	case enclavev1.Method_METHOD_LOAD_KEYS:
+		in := new(enclavev1.LoadKeysRequest)
 		if err = unmarshal(req, in); err == nil {
-			var k *signerv1.Key
-			k, err = s.getKey(ctx, in.GetKeyId())
-			out = &enclavev1.GetKeyResponse{Key: k}
+			out, err = s.loadKeys(ctx, in)
 		}
-	case enclavev1.Method_METHOD_LIST_KEYS:
-		in := new(enclavev1.ListKeysRequest)
+	case enclavev1.Method_METHOD_DESCRIBE_KEYS:
+		in := new(enclavev1.DescribeKeysRequest)
 		if err = unmarshal(req, in); err == nil {
-			var r *signerv1.ListKeysResponse
-			r, err = s.listKeys(ctx, in.GetRequest())
-			out = &enclavev1.ListKeysResponse{Response: r}
+			out, err = s.describeKeys(ctx, in)
+		}
+	case enclavev1.Method_METHOD_SET_KEY_STATE:
+		in := new(enclavev1.SetKeyStateRequest)
+		if err = unmarshal(req, in); err == nil {
+			out, err = s.setKeyState(ctx, in)
+		}
+	case enclavev1.Method_METHOD_ROTATE_KEY:
+		in := new(enclavev1.RotateKeyRequest)
+		if err = unmarshal(req, in); err == nil {
+			out, err = s.rotateKey(ctx, in)
+		}
+	case enclavev1.Method_METHOD_EVICT_KEY:
+		in := new(enclavev1.EvictKeyRequest)
+		if err = unmarshal(req, in); err == nil {
+			if err = validKeyID(in.GetKeyId()); err == nil {
+				s.cfg.Keyring.Evict(in.GetKeyId())
+				out = &enclavev1.EvictKeyResponse{}
+			}
+		}
+	case enclavev1.Method_METHOD_SET_CREDENTIALS:
+		in := new(enclavev1.SetCredentialsRequest)
+		if err = unmarshal(req, in); err == nil {
+			out, err = s.setCredentials(in)
 		}
 	case enclavev1.Method_METHOD_GET_ATTESTATION:
 		in := new(enclavev1.GetAttestationRequest)
@@ -185,17 +216,35 @@ func invalid(field, format string, args ...any) error {
 }
 
 // toStatus picks the status code for err. Status errors pass unchanged;
-// sentinels map to codes; anything else is logged and becomes Internal
+// sentinels map to codes with messages that say what happened (none of them
+// carries key material); anything else is logged and becomes Internal
 // without its text.
 func (s *Server) toStatus(ctx context.Context, m enclavev1.Method, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
 	switch {
-	case errors.Is(err, keyring.ErrNotFound):
-		return status.Error(codes.NotFound, "key not found")
+	case errors.Is(err, keyring.ErrNotLoaded):
+		return status.Error(codes.FailedPrecondition, enclavev1.KeyNotLoaded)
 	case errors.Is(err, keyring.ErrDisabled):
 		return status.Error(codes.FailedPrecondition, "key is disabled")
+	case errors.Is(err, keyring.ErrUnknownAlgorithm):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, keyring.ErrKMSKeyNotAllowed):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, kms.ErrAttestationRefused):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, kms.ErrKeyUnusable):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, keyring.ErrStale):
+		return status.Error(codes.Aborted, err.Error()+"; read the key's blob again")
+	case errors.Is(err, keyring.ErrMismatch), errors.Is(err, seal.ErrOpen), errors.Is(err, seal.ErrMalformed),
+		errors.Is(err, seal.ErrUnsupportedVersion), errors.Is(err, kms.ErrInvalidCiphertext):
+		s.log.WarnContext(ctx, "sealed blob refused", "method", m.String(), "err", err)
+		return status.Error(codes.DataLoss, "sealed key refused: "+err.Error())
+	case errors.Is(err, kms.ErrNoCredentials), errors.Is(err, kms.ErrUnavailable), errors.Is(err, keyring.ErrClosed):
+		s.log.WarnContext(ctx, "KMS unavailable", "method", m.String(), "err", err)
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded in enclave")
 	case errors.Is(err, context.Canceled):
@@ -220,13 +269,13 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 		return nil, err
 	}
 	var sig []byte
-	var fn func(sc sign.Scheme, priv []byte) error
+	var fn func(sc sign.Scheme, priv, pub []byte) error
 	switch p := r.GetPayload().(type) {
 	case *signerv1.SignRequest_Digest:
 		if len(p.Digest) != sign.DigestSize {
 			return nil, invalid("digest", "must be %d bytes, got %d", sign.DigestSize, len(p.Digest))
 		}
-		fn = func(sc sign.Scheme, priv []byte) (err error) {
+		fn = func(sc sign.Scheme, priv, _ []byte) (err error) {
 			sig, err = sc.SignDigest(priv, p.Digest)
 			if errors.Is(err, sign.ErrUnsupported) {
 				return invalid("digest", "%s keys do not sign digests; send the message field", sc.Name())
@@ -240,7 +289,7 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 		case len(p.Message) > MaxMessageSize:
 			return nil, invalid("message", "must be at most %d bytes, got %d", MaxMessageSize, len(p.Message))
 		}
-		fn = func(sc sign.Scheme, priv []byte) (err error) {
+		fn = func(sc sign.Scheme, priv, _ []byte) (err error) {
 			sig, err = sc.SignMessage(priv, p.Message)
 			if errors.Is(err, sign.ErrUnsupported) {
 				return invalid("message", "%s keys sign 32-byte digests; send the digest field", sc.Name())
@@ -250,7 +299,7 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 	default:
 		return nil, invalid("payload", "one of digest or message is required")
 	}
-	alg, err := s.cfg.Keyring.Use(ctx, r.GetKeyId(), fn)
+	alg, err := s.cfg.Keyring.Use(r.GetKeyId(), fn)
 	if err != nil {
 		return nil, err
 	}
@@ -288,73 +337,6 @@ func (s *Server) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*
 	return &signerv1.SignBatchResponse{Results: results}, nil
 }
 
-func (s *Server) createKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*signerv1.Key, error) {
-	if _, ok := sign.Lookup(r.GetAlgorithm()); !ok {
-		return nil, invalid("algorithm", "must be ALGORITHM_SECP256K1 or ALGORITHM_ED25519, got %v", r.GetAlgorithm())
-	}
-	if len(r.GetLabels()) > MaxLabels {
-		return nil, invalid("labels", "at most %d labels, got %d", MaxLabels, len(r.GetLabels()))
-	}
-	for k, v := range r.GetLabels() {
-		if k == "" || len(k) > MaxLabelLen || len(v) > MaxLabelLen {
-			return nil, invalid("labels", "keys must be 1..%d bytes and values at most %d bytes", MaxLabelLen, MaxLabelLen)
-		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, invalid("labels", "must be valid UTF-8")
-		}
-	}
-	k, err := s.cfg.Keyring.Create(ctx, r.GetAlgorithm(), r.GetLabels())
-	if err != nil {
-		return nil, err
-	}
-	s.log.InfoContext(ctx, "key created", "key_id", k.ID, "algorithm", k.Algorithm.String())
-	return keyProto(k), nil
-}
-
-func (s *Server) getKey(ctx context.Context, id string) (*signerv1.Key, error) {
-	if err := validKeyID(id); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Keyring.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return keyProto(k), nil
-}
-
-func (s *Server) listKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*signerv1.ListKeysResponse, error) {
-	size := int(r.GetPageSize())
-	switch {
-	case size < 0 || size > MaxPageSize:
-		return nil, invalid("page_size", "must be 0..%d, got %d", MaxPageSize, size)
-	case size == 0:
-		size = DefaultPage
-	}
-	after := r.GetPageToken()
-	if after != "" && !keyring.ValidID(after) {
-		return nil, invalid("page_token", "malformed; pass the next_page_token of the previous page")
-	}
-	// Ask for one more than the page to know whether another page exists.
-	keys, err := s.cfg.Keyring.List(ctx, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	out := &signerv1.ListKeysResponse{Keys: make([]*signerv1.Key, 0, min(len(keys), size))}
-	bytes := 0
-	for _, k := range keys[:min(len(keys), size)] {
-		kp := keyProto(k)
-		bytes += proto.Size(kp)
-		if bytes > MaxListBytes && len(out.Keys) > 0 {
-			break
-		}
-		out.Keys = append(out.Keys, kp)
-	}
-	if len(keys) > len(out.Keys) {
-		out.NextPageToken = out.Keys[len(out.Keys)-1].GetKeyId()
-	}
-	return out, nil
-}
-
 func (s *Server) attest(ctx context.Context, nonce []byte) (*signerv1.GetAttestationResponse, error) {
 	if len(nonce) == 0 || len(nonce) > MaxNonce {
 		return nil, invalid("nonce", "must be 1..%d bytes, got %d", MaxNonce, len(nonce))
@@ -386,15 +368,4 @@ func (s *Server) stats() (*enclavev1.GetStatsResponse, error) {
 		Goroutines:      uint64(runtime.NumGoroutine()),
 		Version:         s.cfg.Version,
 	}, nil
-}
-
-func keyProto(k keyring.Key) *signerv1.Key {
-	return &signerv1.Key{
-		KeyId:           k.ID,
-		Algorithm:       k.Algorithm,
-		PublicKey:       k.PublicKey,
-		State:           k.State,
-		CreatedAtUnixMs: k.CreatedAt.UnixMilli(),
-		Labels:          k.Labels,
-	}
 }

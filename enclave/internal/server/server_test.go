@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"strings"
+	"log/slog"
 	"testing"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring/keyringtest"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/server"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -37,16 +38,29 @@ func (f *fakeAttester) Attest(_ context.Context, nonce, userData, publicKey []by
 func newServer(t *testing.T) (*server.Server, *fakeAttester) {
 	t.Helper()
 	att := &fakeAttester{}
+	kms := keyringtest.New(testARN, otherARN)
+	kr, err := keyring.New(keyring.Config{KMS: kms, KMSKeys: []string{testARN}, Logger: quiet})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kr.Close() })
 	s, err := server.New(server.Config{
-		Keyring:      keyring.NewMemory(keyring.Config{}),
+		Keyring:      kr,
+		Credentials:  kms,
 		Attester:     att,
 		Identity:     &signerv1.EnclaveIdentity{Version: 1, IdentityPublicKey: make([]byte, 32)},
 		KMSPublicKey: []byte("spki"),
 		Version:      "test",
+		Logger:       quiet,
 	})
 	require.NoError(t, err)
 	return s, att
 }
+
+const (
+	testARN  = "arn:aws:kms:us-east-1:111122223333:key/test"
+	otherARN = "arn:aws:kms:us-east-1:444455556666:key/other"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
 
 func call[T proto.Message](t *testing.T, s *server.Server, m enclavev1.Method, req proto.Message, resp T) (T, error) {
 	t.Helper()
@@ -62,10 +76,15 @@ func call[T proto.Message](t *testing.T, s *server.Server, m enclavev1.Method, r
 
 func createKey(t *testing.T, s *server.Server, alg signerv1.Algorithm) *signerv1.Key {
 	t.Helper()
+	return createFull(t, s, alg).GetKey()
+}
+
+func createFull(t *testing.T, s *server.Server, alg signerv1.Algorithm) *enclavev1.CreateKeyResponse {
+	t.Helper()
 	r, err := call(t, s, enclavev1.Method_METHOD_CREATE_KEY,
 		&enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{Algorithm: alg}}, &enclavev1.CreateKeyResponse{})
 	require.NoError(t, err)
-	return r.GetKey()
+	return r
 }
 
 func signReq(id string, digest, msg []byte) *enclavev1.SignRequest {
@@ -115,8 +134,8 @@ func TestBadInput(t *testing.T) {
 		wantCode codes.Code
 		wantMsg  string
 	}{
-		{"unknown key", enclavev1.Method_METHOD_SIGN, signReq(unknown, make([]byte, 32), nil), codes.NotFound, "key not found"},
-		{"unknown key shape", enclavev1.Method_METHOD_GET_KEY, &enclavev1.GetKeyRequest{KeyId: "nope"}, codes.NotFound, "key not found"},
+		{"unknown key", enclavev1.Method_METHOD_SIGN, signReq(unknown, make([]byte, 32), nil), codes.FailedPrecondition, enclavev1.KeyNotLoaded},
+		{"unknown key shape", enclavev1.Method_METHOD_SIGN, signReq("nope", make([]byte, 32), nil), codes.FailedPrecondition, enclavev1.KeyNotLoaded},
 		{"missing key id", enclavev1.Method_METHOD_SIGN, signReq("", make([]byte, 32), nil), codes.InvalidArgument, "key_id"},
 		{"short digest", enclavev1.Method_METHOD_SIGN, signReq(k1, make([]byte, 31), nil), codes.InvalidArgument, "digest: must be 32 bytes, got 31"},
 		{"long digest", enclavev1.Method_METHOD_SIGN, signReq(k1, make([]byte, 64), nil), codes.InvalidArgument, "digest"},
@@ -130,8 +149,14 @@ func TestBadInput(t *testing.T) {
 		{"unspecified algorithm", enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{}}, codes.InvalidArgument, "algorithm"},
 		{"too many labels", enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{
 			Algorithm: signerv1.Algorithm_ALGORITHM_ED25519, Labels: manyLabels(17)}}, codes.InvalidArgument, "labels"},
-		{"bad page size", enclavev1.Method_METHOD_LIST_KEYS, &enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageSize: 5000}}, codes.InvalidArgument, "page_size"},
-		{"bad page token", enclavev1.Method_METHOD_LIST_KEYS, &enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageToken: "zz"}}, codes.InvalidArgument, "page_token"},
+		{"load nothing", enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{}, codes.InvalidArgument, "keys"},
+		{"load without id", enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{{SealedKey: []byte{1}}}}, codes.InvalidArgument, "keys.key_id"},
+		{"load without blob", enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{{KeyId: unknown}}}, codes.InvalidArgument, "keys.sealed_key"},
+		{"bad state", enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{KeyId: k1, State: 9}, codes.InvalidArgument, "state"},
+		{"state without blob", enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{KeyId: k1, State: 2}, codes.InvalidArgument, "current.sealed_key"},
+		{"rotate to alias", enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{KeyId: k1, KmsKeyArn: "alias/x"}, codes.InvalidArgument, "kms_key_arn"},
+		{"credentials without secret", enclavev1.Method_METHOD_SET_CREDENTIALS, &enclavev1.SetCredentialsRequest{AccessKeyId: "AKID"}, codes.InvalidArgument, "secret_access_key"},
+		{"list in the enclave", enclavev1.Method_METHOD_LIST_KEYS, &enclavev1.ListKeysRequest{}, codes.Unimplemented, "unknown method"},
 		{"empty nonce", enclavev1.Method_METHOD_GET_ATTESTATION, &enclavev1.GetAttestationRequest{}, codes.InvalidArgument, "nonce"},
 		{"huge nonce", enclavev1.Method_METHOD_GET_ATTESTATION, &enclavev1.GetAttestationRequest{Nonce: make([]byte, 513)}, codes.InvalidArgument, "nonce"},
 		{"empty batch", enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: &signerv1.SignBatchRequest{}}, codes.InvalidArgument, "requests"},
@@ -184,7 +209,8 @@ func TestSignBatch(t *testing.T) {
 		case 7:
 			assert.Equal(t, int32(codes.InvalidArgument), x.GetError().GetCode())
 		case 9:
-			assert.Equal(t, int32(codes.NotFound), x.GetError().GetCode())
+			assert.Equal(t, int32(codes.FailedPrecondition), x.GetError().GetCode())
+			assert.Equal(t, enclavev1.KeyNotLoaded, x.GetError().GetMessage())
 		default:
 			require.NotNil(t, x.GetResponse(), i)
 			assert.Len(t, x.GetResponse().GetSignature(), 65)
@@ -198,27 +224,6 @@ func TestSignBatch(t *testing.T) {
 	_, err = call(t, s, enclavev1.Method_METHOD_SIGN_BATCH,
 		&enclavev1.SignBatchRequest{Request: &signerv1.SignBatchRequest{Requests: tooMany}}, &enclavev1.SignBatchResponse{})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-}
-
-func TestListKeysPaging(t *testing.T) {
-	s, _ := newServer(t)
-	for range 5 {
-		createKey(t, s, signerv1.Algorithm_ALGORITHM_ED25519)
-	}
-	seen := 0
-	token := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, 10)
-		r, err := call(t, s, enclavev1.Method_METHOD_LIST_KEYS,
-			&enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageSize: 2, PageToken: token}}, &enclavev1.ListKeysResponse{})
-		require.NoError(t, err)
-		seen += len(r.GetResponse().GetKeys())
-		token = r.GetResponse().GetNextPageToken()
-		if token == "" {
-			break
-		}
-	}
-	assert.Equal(t, 5, seen)
 }
 
 func TestAttestationBindsIdentity(t *testing.T) {
@@ -254,17 +259,15 @@ func FuzzHandle(f *testing.F) {
 	seed(enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: &signerv1.SignBatchRequest{
 		Requests: []*signerv1.SignRequest{signReq("k", make([]byte, 32), nil).GetRequest()}}})
 	seed(enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{Algorithm: 2, Labels: map[string]string{"a": "b"}}})
-	seed(enclavev1.Method_METHOD_LIST_KEYS, &enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageSize: 3}})
-	seed(enclavev1.Method_METHOD_GET_KEY, &enclavev1.GetKeyRequest{KeyId: "key_0123456789abcdef0123456789abcdef"})
 	seed(enclavev1.Method_METHOD_GET_ATTESTATION, &enclavev1.GetAttestationRequest{Nonce: []byte("n")})
-	att := &fakeAttester{}
-	s, err := server.New(server.Config{
-		Keyring:      keyring.NewMemory(keyring.Config{}),
-		Attester:     att,
-		Identity:     &signerv1.EnclaveIdentity{Version: 1},
-		KMSPublicKey: []byte("spki"),
-	})
-	require.NoError(f, err)
+	s, _ := newServer(&testing.T{})
+	c := createFull(&testing.T{}, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	blobs := &enclavev1.SealedBlobs{KeyId: c.GetKey().GetKeyId(), SealedKey: c.GetSealedKey(), SealedKek: c.GetSealedKek()}
+	seed(enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{blobs}})
+	seed(enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: []*enclavev1.SealedBlobs{blobs}})
+	seed(enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{KeyId: blobs.KeyId, State: 2, Current: blobs})
+	seed(enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{KeyId: blobs.KeyId, Current: blobs})
+	seed(enclavev1.Method_METHOD_SET_CREDENTIALS, &enclavev1.SetCredentialsRequest{AccessKeyId: "a", SecretAccessKey: "b"})
 	f.Fuzz(func(t *testing.T, method uint16, req []byte) {
 		out, err := s.Handle(context.Background(), method, req, nil)
 		if err != nil {
@@ -273,36 +276,6 @@ func FuzzHandle(f *testing.F) {
 			require.Nil(t, out)
 		}
 	})
-}
-
-// TestListKeysByteCap: keys with many long labels end a page early, and
-// paging still reaches every key.
-func TestListKeysByteCap(t *testing.T) {
-	s, _ := newServer(t)
-	labels := map[string]string{}
-	for i := range server.MaxLabels {
-		labels[string(rune('a'+i))+strings.Repeat("k", server.MaxLabelLen-1)] = strings.Repeat("v", server.MaxLabelLen)
-	}
-	const n = 700 // about 4.5 KB each: more than MaxListBytes in all
-	for range n {
-		_, err := call(t, s, enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{
-			Algorithm: signerv1.Algorithm_ALGORITHM_ED25519, Labels: labels}}, &enclavev1.CreateKeyResponse{})
-		require.NoError(t, err)
-	}
-	seen, pages, token := 0, 0, ""
-	for {
-		r, err := call(t, s, enclavev1.Method_METHOD_LIST_KEYS,
-			&enclavev1.ListKeysRequest{Request: &signerv1.ListKeysRequest{PageSize: server.MaxPageSize, PageToken: token}}, &enclavev1.ListKeysResponse{})
-		require.NoError(t, err)
-		assert.LessOrEqual(t, proto.Size(r), server.MaxListBytes+1024)
-		seen += len(r.GetResponse().GetKeys())
-		pages++
-		if token = r.GetResponse().GetNextPageToken(); token == "" {
-			break
-		}
-	}
-	assert.Equal(t, n, seen)
-	assert.Greater(t, pages, 1)
 }
 
 func TestStats(t *testing.T) {
@@ -316,4 +289,78 @@ func TestStats(t *testing.T) {
 	assert.Positive(t, r.GetUserCpuMicros()+r.GetSystemCpuMicros())
 	assert.Positive(t, r.GetHeapBytes())
 	assert.Positive(t, r.GetGoroutines())
+}
+
+func blobsOf(c *enclavev1.CreateKeyResponse) *enclavev1.SealedBlobs {
+	return &enclavev1.SealedBlobs{KeyId: c.GetKey().GetKeyId(), SealedKey: c.GetSealedKey(), SealedKek: c.GetSealedKek()}
+}
+
+func TestCreateReturnsSealedBlobsAndSealing(t *testing.T) {
+	s, _ := newServer(t)
+	c := createFull(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	require.NotEmpty(t, c.GetSealedKey())
+	require.NotEmpty(t, c.GetSealedKek())
+	k := c.GetKey()
+	assert.Equal(t, testARN, k.GetSealing().GetKmsKeyArn())
+	assert.EqualValues(t, 1, k.GetSealing().GetGeneration())
+	assert.Equal(t, signerv1.KeyState_KEY_STATE_ENABLED, k.GetState())
+}
+
+func TestLifecycleThroughHandle(t *testing.T) {
+	s, _ := newServer(t)
+	c := createFull(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	id := c.GetKey().GetKeyId()
+	digest := make([]byte, 32)
+
+	// Describe authenticates and describes; a swapped blob is DataLoss.
+	other := createFull(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	swapped := blobsOf(other)
+	swapped.KeyId = id
+	d, err := call(t, s, enclavev1.Method_METHOD_DESCRIBE_KEYS,
+		&enclavev1.DescribeKeysRequest{Keys: []*enclavev1.SealedBlobs{blobsOf(c), swapped}}, &enclavev1.DescribeKeysResponse{})
+	require.NoError(t, err)
+	assert.Equal(t, c.GetKey().GetPublicKey(), d.GetKeys()[0].GetKey().GetPublicKey())
+	assert.Equal(t, int32(codes.DataLoss), d.GetKeys()[1].GetError().GetCode())
+
+	// Disable: a new blob, applied once loaded.
+	st, err := call(t, s, enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{
+		KeyId: id, State: signerv1.KeyState_KEY_STATE_DISABLED, Current: blobsOf(c)}, &enclavev1.SetKeyStateResponse{})
+	require.NoError(t, err)
+	assert.Equal(t, signerv1.KeyState_KEY_STATE_DISABLED, st.GetKey().GetState())
+	loaded, err := call(t, s, enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{
+		{KeyId: id, SealedKey: st.GetSealedKey(), SealedKek: c.GetSealedKek()}, swapped}}, &enclavev1.LoadKeysResponse{})
+	require.NoError(t, err)
+	assert.Zero(t, loaded.GetResults()[0].GetCode())
+	assert.Equal(t, int32(codes.DataLoss), loaded.GetResults()[1].GetCode())
+	_, err = call(t, s, enclavev1.Method_METHOD_SIGN, signReq(id, digest, nil), &enclavev1.SignResponse{})
+	assert.Equal(t, codes.FailedPrecondition, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "disabled")
+
+	// The older, enabled blob cannot be replayed into this enclave.
+	loaded, err = call(t, s, enclavev1.Method_METHOD_LOAD_KEYS,
+		&enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{blobsOf(c)}}, &enclavev1.LoadKeysResponse{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(codes.Aborted), loaded.GetResults()[0].GetCode())
+
+	// Rotation to a KMS key the enclave does not trust is PermissionDenied.
+	_, err = call(t, s, enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{
+		KeyId: id, KmsKeyArn: otherARN, Current: blobsOf(c)}, &enclavev1.RotateKeyResponse{})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+	rot, err := call(t, s, enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{
+		KeyId: id, Current: &enclavev1.SealedBlobs{KeyId: id, SealedKey: st.GetSealedKey(), SealedKek: c.GetSealedKek()}},
+		&enclavev1.RotateKeyResponse{})
+	require.NoError(t, err)
+	assert.NotEqual(t, c.GetKey().GetSealing().GetKekId(), rot.GetKey().GetSealing().GetKekId())
+	assert.Equal(t, c.GetKey().GetPublicKey(), rot.GetKey().GetPublicKey())
+	assert.NotEmpty(t, rot.GetSealedKek())
+
+	// Evict: the key must be loaded again.
+	_, err = call(t, s, enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: id}, &enclavev1.EvictKeyResponse{})
+	require.NoError(t, err)
+	_, err = call(t, s, enclavev1.Method_METHOD_SIGN, signReq(id, digest, nil), &enclavev1.SignResponse{})
+	assert.Equal(t, enclavev1.KeyNotLoaded, status.Convert(err).Message())
+
+	_, err = call(t, s, enclavev1.Method_METHOD_SET_CREDENTIALS,
+		&enclavev1.SetCredentialsRequest{AccessKeyId: "AKID", SecretAccessKey: "s"}, &enclavev1.SetCredentialsResponse{})
+	require.NoError(t, err)
 }

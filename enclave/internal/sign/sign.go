@@ -44,7 +44,26 @@ type Scheme interface {
 	SignDigest(priv, digest []byte) ([]byte, error)
 	// SignMessage signs a message as is.
 	SignMessage(priv, msg []byte) ([]byte, error)
+	// Pack stores a key pair in the keyring's compact, pointer-free layout.
+	// It checks lengths and encodings, not that the halves match.
+	Pack(priv, pub []byte, p *Packed) error
+	// Unpack appends the private key encoding held in p to dst.
+	Unpack(p *Packed, dst []byte) []byte
+	// UnpackPublic returns the public key encoding held in p.
+	UnpackPublic(p *Packed) ([]byte, error)
 }
+
+// Packed is a key pair in 65 bytes: the 32-byte secret (scalar or seed) and
+// the public key in its shortest form (SEC1 compressed for ECDSA keys, 32
+// bytes for Ed25519). It has no pointers, so a large array of them costs
+// the garbage collector nothing to scan.
+type Packed struct {
+	Priv [32]byte
+	Pub  [33]byte
+}
+
+// Zero overwrites the packed key.
+func (p *Packed) Zero() { *p = Packed{} }
 
 var registry = map[signerv1.Algorithm]Scheme{}
 

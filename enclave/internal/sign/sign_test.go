@@ -1,9 +1,13 @@
 package sign_test
 
 import (
+	stdecdsa "crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,4 +265,46 @@ func BenchmarkRawSignParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestPackRoundTrip(t *testing.T) {
+	for _, alg := range []signerv1.Algorithm{
+		signerv1.Algorithm_ALGORITHM_SECP256K1, signerv1.Algorithm_ALGORITHM_ED25519, signerv1.Algorithm_ALGORITHM_P256,
+	} {
+		t.Run(alg.String(), func(t *testing.T) {
+			sc, ok := sign.Lookup(alg)
+			require.True(t, ok)
+			priv, pub, err := sc.Generate()
+			require.NoError(t, err)
+			var p sign.Packed
+			require.NoError(t, sc.Pack(priv, pub, &p))
+			require.Equal(t, priv, sc.Unpack(&p, nil))
+			got, err := sc.UnpackPublic(&p)
+			require.NoError(t, err)
+			require.Equal(t, pub, got)
+			require.Error(t, sc.Pack(priv[:len(priv)-1], pub, &p))
+		})
+	}
+}
+
+func TestP256VerifiesWithStdlib(t *testing.T) {
+	sc, ok := sign.Lookup(signerv1.Algorithm_ALGORITHM_P256)
+	require.True(t, ok)
+	priv, pub, err := sc.Generate()
+	require.NoError(t, err)
+	derived, err := sc.PublicKey(priv)
+	require.NoError(t, err)
+	require.Equal(t, pub, derived)
+	digest := sha256.Sum256([]byte("p256"))
+	sig, err := sc.SignDigest(priv, digest[:])
+	require.NoError(t, err)
+	require.Len(t, sig, 64)
+	pk, err := stdecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub)
+	require.NoError(t, err)
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	require.True(t, stdecdsa.Verify(pk, digest[:], r, s))
+	half := new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+	require.LessOrEqual(t, s.Cmp(half), 0, "s must be low")
+	_, err = sc.SignDigest(priv, digest[:31])
+	require.ErrorIs(t, err, sign.ErrInvalidPayload)
 }

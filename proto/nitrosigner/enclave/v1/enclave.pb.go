@@ -171,8 +171,10 @@ type SealedBlobs struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A serialized nitrosigner.sealed.v1.SealedKey.
 	SealedKey []byte `protobuf:"bytes,1,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
-	// The serialized SealedKEK the key names (may be omitted by DescribeKeys).
-	SealedKek     []byte `protobuf:"bytes,2,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	// The serialized SealedKEK the key names.
+	SealedKek []byte `protobuf:"bytes,2,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	// The key id the parent asked for; a blob of another key is refused.
+	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +221,13 @@ func (x *SealedBlobs) GetSealedKek() []byte {
 		return x.SealedKek
 	}
 	return nil
+}
+
+func (x *SealedBlobs) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 type LoadKeysRequest struct {
@@ -312,7 +321,7 @@ func (x *LoadKeysResponse) GetResults() []*v1.Status {
 
 type DescribeKeysRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	SealedKeys    [][]byte               `protobuf:"bytes,1,rep,name=sealed_keys,json=sealedKeys,proto3" json:"sealed_keys,omitempty"`
+	Keys          []*SealedBlobs         `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,17 +356,17 @@ func (*DescribeKeysRequest) Descriptor() ([]byte, []int) {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *DescribeKeysRequest) GetSealedKeys() [][]byte {
+func (x *DescribeKeysRequest) GetKeys() []*SealedBlobs {
 	if x != nil {
-		return x.SealedKeys
+		return x.Keys
 	}
 	return nil
 }
 
 type DescribeKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One key per blob, in order; a blob that does not decode fails the call.
-	Keys          []*v1.Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// One result per request item, in order.
+	Keys          []*DescribedKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,9 +401,62 @@ func (*DescribeKeysResponse) Descriptor() ([]byte, []int) {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *DescribeKeysResponse) GetKeys() []*v1.Key {
+func (x *DescribeKeysResponse) GetKeys() []*DescribedKey {
 	if x != nil {
 		return x.Keys
+	}
+	return nil
+}
+
+// DescribedKey is a key or the reason its blobs were refused.
+type DescribedKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Error         *v1.Status             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribedKey) Reset() {
+	*x = DescribedKey{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribedKey) ProtoMessage() {}
+
+func (x *DescribedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribedKey.ProtoReflect.Descriptor instead.
+func (*DescribedKey) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DescribedKey) GetKey() *v1.Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *DescribedKey) GetError() *v1.Status {
+	if x != nil {
+		return x.Error
 	}
 	return nil
 }
@@ -411,7 +473,7 @@ type SetKeyStateRequest struct {
 
 func (x *SetKeyStateRequest) Reset() {
 	*x = SetKeyStateRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +485,7 @@ func (x *SetKeyStateRequest) String() string {
 func (*SetKeyStateRequest) ProtoMessage() {}
 
 func (x *SetKeyStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[5]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +498,7 @@ func (x *SetKeyStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKeyStateRequest.ProtoReflect.Descriptor instead.
 func (*SetKeyStateRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{5}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetKeyStateRequest) GetKeyId() string {
@@ -471,7 +533,7 @@ type SetKeyStateResponse struct {
 
 func (x *SetKeyStateResponse) Reset() {
 	*x = SetKeyStateResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +545,7 @@ func (x *SetKeyStateResponse) String() string {
 func (*SetKeyStateResponse) ProtoMessage() {}
 
 func (x *SetKeyStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[6]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +558,7 @@ func (x *SetKeyStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetKeyStateResponse.ProtoReflect.Descriptor instead.
 func (*SetKeyStateResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{6}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetKeyStateResponse) GetKey() *v1.Key {
@@ -524,7 +586,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +598,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[7]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +611,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{7}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RotateKeyRequest) GetKeyId() string {
@@ -585,7 +647,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +659,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[8]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +672,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{8}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RotateKeyResponse) GetKey() *v1.Key {
@@ -643,7 +705,7 @@ type EvictKeyRequest struct {
 
 func (x *EvictKeyRequest) Reset() {
 	*x = EvictKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +717,7 @@ func (x *EvictKeyRequest) String() string {
 func (*EvictKeyRequest) ProtoMessage() {}
 
 func (x *EvictKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[9]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +730,7 @@ func (x *EvictKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictKeyRequest.ProtoReflect.Descriptor instead.
 func (*EvictKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{9}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EvictKeyRequest) GetKeyId() string {
@@ -686,7 +748,7 @@ type EvictKeyResponse struct {
 
 func (x *EvictKeyResponse) Reset() {
 	*x = EvictKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +760,7 @@ func (x *EvictKeyResponse) String() string {
 func (*EvictKeyResponse) ProtoMessage() {}
 
 func (x *EvictKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[10]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +773,7 @@ func (x *EvictKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictKeyResponse.ProtoReflect.Descriptor instead.
 func (*EvictKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{10}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{11}
 }
 
 type SetCredentialsRequest struct {
@@ -727,7 +789,7 @@ type SetCredentialsRequest struct {
 
 func (x *SetCredentialsRequest) Reset() {
 	*x = SetCredentialsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +801,7 @@ func (x *SetCredentialsRequest) String() string {
 func (*SetCredentialsRequest) ProtoMessage() {}
 
 func (x *SetCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[11]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +814,7 @@ func (x *SetCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*SetCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{11}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetCredentialsRequest) GetAccessKeyId() string {
@@ -791,7 +853,7 @@ type SetCredentialsResponse struct {
 
 func (x *SetCredentialsResponse) Reset() {
 	*x = SetCredentialsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +865,7 @@ func (x *SetCredentialsResponse) String() string {
 func (*SetCredentialsResponse) ProtoMessage() {}
 
 func (x *SetCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +878,7 @@ func (x *SetCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*SetCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
 }
 
 type PingRequest struct {
@@ -827,7 +889,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +901,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +914,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
 }
 
 type PingResponse struct {
@@ -865,7 +927,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +939,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +952,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PingResponse) GetVersion() string {
@@ -909,7 +971,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +983,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +996,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateKeyRequest) GetRequest() *v1.CreateKeyRequest {
@@ -958,7 +1020,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1032,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1045,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateKeyResponse) GetKey() *v1.Key {
@@ -1016,7 +1078,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1090,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1103,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -1060,7 +1122,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1134,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1147,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetKeyResponse) GetKey() *v1.Key {
@@ -1104,7 +1166,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1178,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1191,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListKeysRequest) GetRequest() *v1.ListKeysRequest {
@@ -1148,7 +1210,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1222,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1235,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListKeysResponse) GetResponse() *v1.ListKeysResponse {
@@ -1192,7 +1254,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1266,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1279,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SignRequest) GetRequest() *v1.SignRequest {
@@ -1236,7 +1298,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1310,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1323,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SignResponse) GetResponse() *v1.SignResponse {
@@ -1280,7 +1342,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1354,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1367,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignBatchRequest) GetRequest() *v1.SignBatchRequest {
@@ -1324,7 +1386,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1398,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1411,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SignBatchResponse) GetResponse() *v1.SignBatchResponse {
@@ -1368,7 +1430,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1442,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1455,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -1412,7 +1474,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1486,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1499,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetAttestationResponse) GetResponse() *v1.GetAttestationResponse {
@@ -1455,7 +1517,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1529,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1542,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
 }
 
 // GetStatsResponse holds counters of the enclave process. None of them
@@ -1503,7 +1565,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1577,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1590,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetStatsResponse) GetUserCpuMicros() uint64 {
@@ -1577,21 +1639,24 @@ var File_nitrosigner_enclave_v1_enclave_proto protoreflect.FileDescriptor
 
 const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\n" +
-	"$nitrosigner/enclave/v1/enclave.proto\x12\x16nitrosigner.enclave.v1\x1a\x1bnitrosigner/v1/signer.proto\"K\n" +
+	"$nitrosigner/enclave/v1/enclave.proto\x12\x16nitrosigner.enclave.v1\x1a\x1bnitrosigner/v1/signer.proto\"b\n" +
 	"\vSealedBlobs\x12\x1d\n" +
 	"\n" +
 	"sealed_key\x18\x01 \x01(\fR\tsealedKey\x12\x1d\n" +
 	"\n" +
-	"sealed_kek\x18\x02 \x01(\fR\tsealedKek\"J\n" +
+	"sealed_kek\x18\x02 \x01(\fR\tsealedKek\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"J\n" +
 	"\x0fLoadKeysRequest\x127\n" +
 	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\"D\n" +
 	"\x10LoadKeysResponse\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.nitrosigner.v1.StatusR\aresults\"6\n" +
-	"\x13DescribeKeysRequest\x12\x1f\n" +
-	"\vsealed_keys\x18\x01 \x03(\fR\n" +
-	"sealedKeys\"?\n" +
-	"\x14DescribeKeysResponse\x12'\n" +
-	"\x04keys\x18\x01 \x03(\v2\x13.nitrosigner.v1.KeyR\x04keys\"\x9a\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.nitrosigner.v1.StatusR\aresults\"N\n" +
+	"\x13DescribeKeysRequest\x127\n" +
+	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\"P\n" +
+	"\x14DescribeKeysResponse\x128\n" +
+	"\x04keys\x18\x01 \x03(\v2$.nitrosigner.enclave.v1.DescribedKeyR\x04keys\"c\n" +
+	"\fDescribedKey\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.nitrosigner.v1.StatusR\x05error\"\x9a\x01\n" +
 	"\x12SetKeyStateRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.nitrosigner.v1.KeyStateR\x05state\x12=\n" +
@@ -1712,7 +1777,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(Method)(0),                       // 0: nitrosigner.enclave.v1.Method
 	(ErrorMessage)(0),                 // 1: nitrosigner.enclave.v1.ErrorMessage
@@ -1721,94 +1786,98 @@ var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(*LoadKeysResponse)(nil),          // 4: nitrosigner.enclave.v1.LoadKeysResponse
 	(*DescribeKeysRequest)(nil),       // 5: nitrosigner.enclave.v1.DescribeKeysRequest
 	(*DescribeKeysResponse)(nil),      // 6: nitrosigner.enclave.v1.DescribeKeysResponse
-	(*SetKeyStateRequest)(nil),        // 7: nitrosigner.enclave.v1.SetKeyStateRequest
-	(*SetKeyStateResponse)(nil),       // 8: nitrosigner.enclave.v1.SetKeyStateResponse
-	(*RotateKeyRequest)(nil),          // 9: nitrosigner.enclave.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),         // 10: nitrosigner.enclave.v1.RotateKeyResponse
-	(*EvictKeyRequest)(nil),           // 11: nitrosigner.enclave.v1.EvictKeyRequest
-	(*EvictKeyResponse)(nil),          // 12: nitrosigner.enclave.v1.EvictKeyResponse
-	(*SetCredentialsRequest)(nil),     // 13: nitrosigner.enclave.v1.SetCredentialsRequest
-	(*SetCredentialsResponse)(nil),    // 14: nitrosigner.enclave.v1.SetCredentialsResponse
-	(*PingRequest)(nil),               // 15: nitrosigner.enclave.v1.PingRequest
-	(*PingResponse)(nil),              // 16: nitrosigner.enclave.v1.PingResponse
-	(*CreateKeyRequest)(nil),          // 17: nitrosigner.enclave.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),         // 18: nitrosigner.enclave.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),             // 19: nitrosigner.enclave.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),            // 20: nitrosigner.enclave.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),           // 21: nitrosigner.enclave.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),          // 22: nitrosigner.enclave.v1.ListKeysResponse
-	(*SignRequest)(nil),               // 23: nitrosigner.enclave.v1.SignRequest
-	(*SignResponse)(nil),              // 24: nitrosigner.enclave.v1.SignResponse
-	(*SignBatchRequest)(nil),          // 25: nitrosigner.enclave.v1.SignBatchRequest
-	(*SignBatchResponse)(nil),         // 26: nitrosigner.enclave.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),     // 27: nitrosigner.enclave.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil),    // 28: nitrosigner.enclave.v1.GetAttestationResponse
-	(*GetStatsRequest)(nil),           // 29: nitrosigner.enclave.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),          // 30: nitrosigner.enclave.v1.GetStatsResponse
-	(*v1.Status)(nil),                 // 31: nitrosigner.v1.Status
-	(*v1.Key)(nil),                    // 32: nitrosigner.v1.Key
-	(v1.KeyState)(0),                  // 33: nitrosigner.v1.KeyState
-	(*v1.CreateKeyRequest)(nil),       // 34: nitrosigner.v1.CreateKeyRequest
-	(*v1.ListKeysRequest)(nil),        // 35: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 36: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 37: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 38: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 39: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 40: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 41: nitrosigner.v1.GetAttestationResponse
+	(*DescribedKey)(nil),              // 7: nitrosigner.enclave.v1.DescribedKey
+	(*SetKeyStateRequest)(nil),        // 8: nitrosigner.enclave.v1.SetKeyStateRequest
+	(*SetKeyStateResponse)(nil),       // 9: nitrosigner.enclave.v1.SetKeyStateResponse
+	(*RotateKeyRequest)(nil),          // 10: nitrosigner.enclave.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),         // 11: nitrosigner.enclave.v1.RotateKeyResponse
+	(*EvictKeyRequest)(nil),           // 12: nitrosigner.enclave.v1.EvictKeyRequest
+	(*EvictKeyResponse)(nil),          // 13: nitrosigner.enclave.v1.EvictKeyResponse
+	(*SetCredentialsRequest)(nil),     // 14: nitrosigner.enclave.v1.SetCredentialsRequest
+	(*SetCredentialsResponse)(nil),    // 15: nitrosigner.enclave.v1.SetCredentialsResponse
+	(*PingRequest)(nil),               // 16: nitrosigner.enclave.v1.PingRequest
+	(*PingResponse)(nil),              // 17: nitrosigner.enclave.v1.PingResponse
+	(*CreateKeyRequest)(nil),          // 18: nitrosigner.enclave.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),         // 19: nitrosigner.enclave.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),             // 20: nitrosigner.enclave.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),            // 21: nitrosigner.enclave.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),           // 22: nitrosigner.enclave.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),          // 23: nitrosigner.enclave.v1.ListKeysResponse
+	(*SignRequest)(nil),               // 24: nitrosigner.enclave.v1.SignRequest
+	(*SignResponse)(nil),              // 25: nitrosigner.enclave.v1.SignResponse
+	(*SignBatchRequest)(nil),          // 26: nitrosigner.enclave.v1.SignBatchRequest
+	(*SignBatchResponse)(nil),         // 27: nitrosigner.enclave.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),     // 28: nitrosigner.enclave.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil),    // 29: nitrosigner.enclave.v1.GetAttestationResponse
+	(*GetStatsRequest)(nil),           // 30: nitrosigner.enclave.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),          // 31: nitrosigner.enclave.v1.GetStatsResponse
+	(*v1.Status)(nil),                 // 32: nitrosigner.v1.Status
+	(*v1.Key)(nil),                    // 33: nitrosigner.v1.Key
+	(v1.KeyState)(0),                  // 34: nitrosigner.v1.KeyState
+	(*v1.CreateKeyRequest)(nil),       // 35: nitrosigner.v1.CreateKeyRequest
+	(*v1.ListKeysRequest)(nil),        // 36: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 37: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 38: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 39: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 40: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 41: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 42: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	2,  // 0: nitrosigner.enclave.v1.LoadKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	31, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
-	32, // 2: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.v1.Key
-	33, // 3: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
-	2,  // 4: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	32, // 5: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
-	2,  // 6: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	32, // 7: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	34, // 8: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	32, // 9: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	32, // 10: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	35, // 11: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	36, // 12: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	37, // 13: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	38, // 14: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	39, // 15: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	40, // 16: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	41, // 17: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
-	15, // 18: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
-	17, // 19: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
-	19, // 20: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
-	21, // 21: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
-	23, // 22: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
-	25, // 23: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
-	27, // 24: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	29, // 25: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
-	3,  // 26: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
-	5,  // 27: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
-	7,  // 28: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
-	9,  // 29: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
-	11, // 30: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
-	13, // 31: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
-	16, // 32: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	18, // 33: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	20, // 34: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	22, // 35: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	24, // 36: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	26, // 37: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	28, // 38: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	30, // 39: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
-	4,  // 40: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
-	6,  // 41: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
-	8,  // 42: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
-	10, // 43: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
-	12, // 44: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
-	14, // 45: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
-	32, // [32:46] is the sub-list for method output_type
-	18, // [18:32] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	32, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
+	2,  // 2: nitrosigner.enclave.v1.DescribeKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	7,  // 3: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.enclave.v1.DescribedKey
+	33, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
+	32, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
+	34, // 6: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
+	2,  // 7: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	33, // 8: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
+	2,  // 9: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	33, // 10: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	35, // 11: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	33, // 12: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	33, // 13: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	36, // 14: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	37, // 15: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	38, // 16: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	39, // 17: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	40, // 18: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	41, // 19: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	42, // 20: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	16, // 21: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
+	18, // 22: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
+	20, // 23: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
+	22, // 24: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
+	24, // 25: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
+	26, // 26: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
+	28, // 27: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
+	30, // 28: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	3,  // 29: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
+	5,  // 30: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
+	8,  // 31: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
+	10, // 32: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
+	12, // 33: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
+	14, // 34: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
+	17, // 35: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	19, // 36: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	21, // 37: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	23, // 38: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	25, // 39: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	27, // 40: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	29, // 41: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	31, // 42: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	4,  // 43: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
+	6,  // 44: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
+	9,  // 45: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
+	11, // 46: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
+	13, // 47: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
+	15, // 48: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_enclave_v1_enclave_proto_init() }
@@ -1822,7 +1891,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_enclave_v1_enclave_proto_rawDesc), len(file_nitrosigner_enclave_v1_enclave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

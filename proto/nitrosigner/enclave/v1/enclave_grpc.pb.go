@@ -62,8 +62,9 @@ type EnclaveServiceClient interface {
 	// when a call failed with FailedPrecondition "key not loaded" (see
 	// KEY_NOT_LOADED below) and then retries the call.
 	LoadKeys(ctx context.Context, in *LoadKeysRequest, opts ...grpc.CallOption) (*LoadKeysResponse, error)
-	// DescribeKeys decodes the public headers of sealed keys (no KMS call, no
-	// decryption) and derives their addresses; used by GetKey and ListKeys.
+	// DescribeKeys opens sealed keys (authenticating their headers; the keys
+	// are not cached) and describes them with their addresses; the parent
+	// serves GetKey and ListKeys with it.
 	DescribeKeys(ctx context.Context, in *DescribeKeysRequest, opts ...grpc.CallOption) (*DescribeKeysResponse, error)
 	// SetKeyState re-seals a key with a new state. The parent stores the new
 	// blob (compare-and-swap) and then loads it with LoadKeys.
@@ -244,8 +245,9 @@ type EnclaveServiceServer interface {
 	// when a call failed with FailedPrecondition "key not loaded" (see
 	// KEY_NOT_LOADED below) and then retries the call.
 	LoadKeys(context.Context, *LoadKeysRequest) (*LoadKeysResponse, error)
-	// DescribeKeys decodes the public headers of sealed keys (no KMS call, no
-	// decryption) and derives their addresses; used by GetKey and ListKeys.
+	// DescribeKeys opens sealed keys (authenticating their headers; the keys
+	// are not cached) and describes them with their addresses; the parent
+	// serves GetKey and ListKeys with it.
 	DescribeKeys(context.Context, *DescribeKeysRequest) (*DescribeKeysResponse, error)
 	// SetKeyState re-seals a key with a new state. The parent stores the new
 	// blob (compare-and-swap) and then loads it with LoadKeys.

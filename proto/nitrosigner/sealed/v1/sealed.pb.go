@@ -242,8 +242,11 @@ func (x *SealedKeyHeader) GetGeneration() uint64 {
 //
 // The KMS ciphertext was made by GenerateDataKey (KeySpec AES_256) with
 // EncryptionContext = {"nitrosigner:kek-id": kek_id, "nitrosigner:purpose":
-// "kek/v1"}; the enclave recomputes that context from kek_id, refuses a blob
-// whose stored context differs, and KMS refuses to decrypt under any other.
+// "kek/v1", "nitrosigner:created-at-ms": created_at_unix_ms in decimal}; the
+// enclave recomputes that context from the blob's fields, refuses a blob
+// whose stored context differs, and KMS refuses to decrypt under any other,
+// so every field is bound: kek_id and created_at by KMS, kms_key_arn by the
+// enclave's list of trusted KMS keys (and KMS), the ciphertext by KMS.
 type SealedKEK struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Format version; 1.

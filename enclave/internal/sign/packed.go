@@ -1,0 +1,55 @@
+package sign
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+)
+
+// Pack implements [Scheme].
+func (Secp256k1) Pack(priv, pub []byte, p *Packed) error {
+	if len(priv) != secp256k1.PrivKeyBytesLen {
+		return fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(priv), secp256k1.PrivKeyBytesLen)
+	}
+	pk, err := secp256k1.ParsePubKey(pub)
+	if err != nil {
+		return fmt.Errorf("%w: secp256k1 public key does not parse", ErrInvalidKey)
+	}
+	copy(p.Priv[:], priv)
+	copy(p.Pub[:], pk.SerializeCompressed())
+	return nil
+}
+
+// Unpack implements [Scheme].
+func (Secp256k1) Unpack(p *Packed, dst []byte) []byte { return append(dst, p.Priv[:]...) }
+
+// UnpackPublic implements [Scheme]: the SEC1 uncompressed point.
+func (Secp256k1) UnpackPublic(p *Packed) ([]byte, error) {
+	pk, err := secp256k1.ParsePubKey(p.Pub[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: packed public key", ErrInvalidKey)
+	}
+	return pk.SerializeUncompressed(), nil
+}
+
+// Pack implements [Scheme]: the seed and the 32-byte public key.
+func (Ed25519) Pack(priv, pub []byte, p *Packed) error {
+	if len(priv) != ed25519.PrivateKeySize || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: ed25519 key pair has %d and %d bytes", ErrInvalidKey, len(priv), len(pub))
+	}
+	copy(p.Priv[:], priv[:ed25519.SeedSize])
+	copy(p.Pub[:], pub)
+	p.Pub[32] = 0
+	return nil
+}
+
+// Unpack implements [Scheme]: seed || public key, Go's 64-byte encoding.
+func (Ed25519) Unpack(p *Packed, dst []byte) []byte {
+	return append(append(dst, p.Priv[:]...), p.Pub[:ed25519.PublicKeySize]...)
+}
+
+// UnpackPublic implements [Scheme].
+func (Ed25519) UnpackPublic(p *Packed) ([]byte, error) {
+	return append([]byte(nil), p.Pub[:ed25519.PublicKeySize]...), nil
+}

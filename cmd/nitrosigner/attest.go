@@ -1,40 +1,40 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
+	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"github.com/nitrosigner/nitrosigner/internal/attest"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+	"github.com/nitrosigner/nitrosigner/verify"
 )
 
-const attestSynopsis = "nitrosigner [global flags] attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug]"
+const attestSynopsis = "nitrosigner [global flags] attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug] [--max-age D] [--doc FILE [--at TIME] [--identity]]"
 
 const attestHelp = `Get a fresh attestation document from the enclave. With --verify, check it
-(signature chain, nonce, PCRs, debug mode, identity binding) and exit with
-status 1 if any check fails. Without --verify nothing in the document is
-interpreted.
+(signature chain, freshness, nonce, PCRs, debug mode, identity binding) and
+exit with status 1 if any check fails. Without --verify nothing in the
+document is interpreted.
+
+With --doc FILE --verify, check a stored document instead (raw CBOR, hex or
+base64) without contacting the server: --nonce is then the nonce it must
+carry (not checked if omitted), --at the verification time (RFC 3339 or
+Unix milliseconds; default now), and --identity also requires the
+nitrosigner identity in user_data, which documents from other software do
+not carry.
 
 --pcrs takes nitro-cli's Measurements JSON, {"PCR0": "hex", ...} (optionally
 inside {"Measurements": ...}), or {"0": "hex", ...}.`
 
-// defaultNonceSize is the length of the random nonce used without --nonce.
-const defaultNonceSize = 32
+// maxDocFileSize bounds --doc files; documents are under 16 KiB even as
+// hex.
+const maxDocFileSize = 1 << 20
 
 // shownPCRs are the PCRs printed in text output: image, kernel, application,
 // parent IAM role, parent instance and EIF signing certificate.
@@ -48,7 +48,9 @@ type identityJSON struct {
 
 // attestationJSON is printed by attest --json. module_id, timestamp_unix_ms
 // and pcrs come from the verified document and are absent without --verify;
-// identity is the verified one with --verify and the server's claim without.
+// identity is the verified one with --verify and the server's claim without
+// (with --doc, it is present only with --identity). nonce is the nonce sent,
+// or with --doc the document's.
 type attestationJSON struct {
 	Document        string            `json:"document"`
 	Nonce           string            `json:"nonce"`
@@ -61,11 +63,15 @@ type attestationJSON struct {
 
 func (c *cli) attest(ctx context.Context, args []string) error {
 	fs := newFlagSet("attest")
-	nonceHex := fs.String("nonce", "", "nonce in `hex`, 1..512 bytes (default: 32 fresh random bytes)")
-	verify := fs.Bool("verify", false, "verify the document; exit with status 1 if any check fails")
+	nonceHex := fs.String("nonce", "", "nonce in `hex`, 1..512 bytes (default: 32 fresh random bytes); with --doc, the nonce the document must carry")
+	verifyFlag := fs.Bool("verify", false, "verify the document; exit with status 1 if any check fails")
 	rootFile := fs.String("root", "", "PEM `file` with the root certificate to trust instead of the AWS Nitro root (simulated enclaves only)")
 	pcrsFile := fs.String("pcrs", "", "JSON `file` of expected PCR values (needs --verify)")
 	allowDebug := fs.Bool("allow-debug", false, "accept a debug-mode enclave, whose memory the parent can read (needs --verify)")
+	maxAge := fs.Duration("max-age", verify.DefaultMaxAge, "refuse documents older than `duration` at the verification time; 0 leaves only the 3-hour certificate limit (needs --verify)")
+	docFile := fs.String("doc", "", "verify the attestation document in `file` (CBOR, hex or base64) instead of asking the server (needs --verify)")
+	at := fs.String("at", "", "verification `time` for --doc: RFC 3339 or Unix milliseconds (default: now)")
+	identity := fs.Bool("identity", false, "with --doc, also require the nitrosigner enclave identity in user_data")
 	if err := parseFlags(fs, args, c.stdout, attestSynopsis, attestHelp); err != nil {
 		return err
 	}
@@ -73,95 +79,169 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 		return err
 	}
 	set := setFlags(fs)
-	if !*verify && (set["root"] || set["pcrs"] || set["allow-debug"]) {
-		return usagef(attestSynopsis, "--root, --pcrs and --allow-debug need --verify")
+	switch {
+	case !*verifyFlag && (set["root"] || set["pcrs"] || set["allow-debug"] || set["max-age"] || set["doc"]):
+		return usagef(attestSynopsis, "--root, --pcrs, --allow-debug, --max-age and --doc need --verify")
+	case !set["doc"] && (set["at"] || set["identity"]):
+		return usagef(attestSynopsis, "--at and --identity need --doc")
+	case *maxAge < 0:
+		return usagef(attestSynopsis, "--max-age must not be negative")
 	}
 
-	var nonce []byte
+	opts := verify.Options{AllowDebug: *allowDebug, MaxAge: *maxAge}
+	if *maxAge == 0 {
+		opts.MaxAge = -1 // verify: no freshness check
+	}
 	if set["nonce"] {
-		var err error
-		if nonce, err = parseHex(attestSynopsis, "nonce", *nonceHex); err != nil {
+		nonce, err := parseHex(attestSynopsis, "nonce", *nonceHex)
+		if err != nil {
 			return err
 		}
-	} else {
-		nonce = make([]byte, defaultNonceSize)
-		if _, err := rand.Read(nonce); err != nil {
-			return fmt.Errorf("make nonce: %w", err)
+		// The server takes at most 512 bytes; stored documents may carry up
+		// to 1024 (the NSM limit), which the verifier will compare.
+		if len(nonce) > verify.MaxNonceSize && !set["doc"] {
+			return usagef(attestSynopsis, "--nonce is %d bytes, longer than %d", len(nonce), verify.MaxNonceSize)
 		}
+		opts.Nonce = nonce
 	}
-	opts := attest.Options{Nonce: nonce, AllowDebug: *allowDebug}
 	if *rootFile != "" {
-		roots, err := loadRoots(*rootFile)
+		roots, err := verify.LoadRoots(*rootFile)
 		if err != nil {
 			return &usageError{msg: fmt.Sprintf("--root: %v", err)}
 		}
 		opts.Roots = roots
 	}
 	if *pcrsFile != "" {
-		pcrs, err := loadPCRs(*pcrsFile)
+		pcrs, err := verify.LoadPCRs(*pcrsFile)
 		if err != nil {
 			return &usageError{msg: fmt.Sprintf("--pcrs: %v", err)}
 		}
 		opts.PCRs = pcrs
 	}
+	if set["at"] {
+		t, err := parseTime(*at)
+		if err != nil {
+			return usagef(attestSynopsis, "--at: %v", err)
+		}
+		opts.Now = func() time.Time { return t }
+	}
+	if set["doc"] {
+		return c.attestOffline(*docFile, *identity, opts)
+	}
 
-	return c.withClient(func(client signerv1.SignerServiceClient) error {
-		resp, err := client.GetAttestation(ctx, &signerv1.GetAttestationRequest{Nonce: nonce})
+	if opts.Nonce == nil {
+		nonce, err := verify.NewNonce(nil)
 		if err != nil {
 			return err
 		}
-		if !*verify {
-			return c.printAttestation(resp, nonce, nil, resp.GetIdentity())
+		opts.Nonce = nonce
+	}
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		if !*verifyFlag {
+			resp, err := client.GetAttestation(ctx, &signerv1.GetAttestationRequest{Nonce: opts.Nonce})
+			if err != nil {
+				return err
+			}
+			return c.printAttestation(shownAttestation{
+				document: resp.GetDocument(), nonce: opts.Nonce, nonceChecked: true, identity: resp.GetIdentity(),
+			})
 		}
-		doc, id, err := verifyAttestation(resp, opts)
+		res, err := verify.Fetch(ctx, client, opts)
+		if errors.Is(err, verify.ErrRequest) {
+			return err // the gRPC status is reported as is
+		}
 		if err != nil {
 			return fmt.Errorf("attestation verification failed: %w", err)
 		}
-		return c.printAttestation(resp, nonce, doc, id)
+		return c.printAttestation(shownAttestation{
+			document: res.Document, nonce: res.Nonce, nonceChecked: true, result: res, identity: res.Identity,
+		})
 	})
 }
 
-// verifyAttestation verifies resp's document with opts (which carries the
-// nonce sent, so the verifier checks it) and checks that it binds the
-// identity the server reported: the
-// decoded user_data equals resp.identity, and the document's public_key
-// hashes to identity.kms_public_key_sha256. It returns the verified document
-// and identity.
-func verifyAttestation(resp *signerv1.GetAttestationResponse, opts attest.Options) (*attest.Document, *signerv1.EnclaveIdentity, error) {
-	doc, err := attest.Verify(resp.GetDocument(), opts)
+// attestOffline verifies the stored document in file with opts; with bind
+// it also requires the identity binding.
+func (c *cli) attestOffline(file string, bind bool, opts verify.Options) error {
+	doc, err := readDocument(file)
 	if err != nil {
-		return nil, nil, err
+		return &usageError{msg: fmt.Sprintf("--doc: %v", err)}
 	}
-	if resp.GetIdentity() == nil {
-		return nil, nil, errors.New("server sent no enclave identity")
+	res, err := verify.Verify(doc, opts)
+	if err != nil {
+		return fmt.Errorf("attestation verification failed: %w", err)
 	}
-	if doc.UserData == nil {
-		return nil, nil, errors.New("document has no user_data")
-	}
-	id := new(signerv1.EnclaveIdentity)
-	if err := proto.Unmarshal(doc.UserData, id); err != nil {
-		return nil, nil, fmt.Errorf("user_data is not an EnclaveIdentity: %w", err)
-	}
-	if !proto.Equal(id, resp.GetIdentity()) {
-		return nil, nil, errors.New("identity in the response differs from the one in the document's user_data")
-	}
-	if want := id.GetKmsPublicKeySha256(); len(want) > 0 {
-		got := sha256.Sum256(doc.PublicKey)
-		if !bytes.Equal(got[:], want) {
-			return nil, nil, errors.New("document public_key does not match the identity's kms_public_key_sha256")
+	if bind {
+		if _, err := res.BindIdentity(); err != nil {
+			return fmt.Errorf("attestation verification failed: %w", err)
 		}
 	}
-	return doc, id, nil
+	return c.printAttestation(shownAttestation{
+		document: doc, nonce: res.Nonce, nonceChecked: opts.Nonce != nil, result: res, identity: res.Identity,
+	})
 }
 
-// printAttestation prints the response; doc is nil when it was not verified.
-func (c *cli) printAttestation(resp *signerv1.GetAttestationResponse, nonce []byte, doc *attest.Document, id *signerv1.EnclaveIdentity) error {
+// readDocument reads an attestation document stored as raw CBOR (first
+// byte 0x84, a COSE_Sign1 array, or 0xd2, its tag), as hex (as printed by
+// attest --json, white space and a 0x prefix allowed) or as base64.
+func readDocument(file string) ([]byte, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxDocFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", file, maxDocFileSize)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 0 && (data[0] == 0x84 || data[0] == 0xd2) {
+		return data, nil
+	}
+	text := strings.Join(strings.Fields(string(data)), "")
+	if b, err := hex.DecodeString(strings.TrimPrefix(strings.TrimPrefix(text, "0x"), "0X")); err == nil && len(b) > 0 {
+		return b, nil
+	}
+	if b, err := base64.StdEncoding.DecodeString(text); err == nil && len(b) > 0 {
+		return b, nil
+	}
+	return nil, fmt.Errorf("%s: not an attestation document in CBOR, hex or base64", file)
+}
+
+// parseTime reads --at: Unix milliseconds or RFC 3339.
+func parseTime(s string) (time.Time, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not a Unix time in milliseconds", s)
+		}
+		return time.UnixMilli(ms), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor Unix milliseconds", s)
+	}
+	return t, nil
+}
+
+// shownAttestation is what printAttestation prints.
+type shownAttestation struct {
+	document     []byte
+	nonce        []byte // sent, or the document's with --doc (nil: absent)
+	nonceChecked bool   // false with --doc and no --nonce
+	result       *verify.Result
+	identity     *signerv1.EnclaveIdentity // verified when result is set
+}
+
+// printAttestation prints a; a.result is nil when it was not verified.
+func (c *cli) printAttestation(a shownAttestation) error {
+	doc := a.result
 	out := attestationJSON{
-		Document: hex.EncodeToString(resp.GetDocument()),
-		Nonce:    hex.EncodeToString(nonce),
+		Document: hex.EncodeToString(a.document),
+		Nonce:    hex.EncodeToString(a.nonce),
 		Verified: doc != nil,
 	}
-	if id != nil {
+	if id := a.identity; id != nil {
 		out.Identity = &identityJSON{
 			Version:            id.GetVersion(),
 			IdentityPublicKey:  hex.EncodeToString(id.GetIdentityPublicKey()),
@@ -193,9 +273,16 @@ func (c *cli) printAttestation(resp *signerv1.GetAttestationResponse, nonce []by
 			lines = append(lines, "PCR"+strconv.Itoa(i), v)
 		}
 	} else {
-		lines = append(lines, "document", fmt.Sprintf("%d bytes, not verified (use --verify; --json prints it)", len(resp.GetDocument())))
+		lines = append(lines, "document", fmt.Sprintf("%d bytes, not verified (use --verify; --json prints it)", len(a.document)))
 	}
-	lines = append(lines, "nonce", out.Nonce)
+	nonce := out.Nonce
+	if a.nonce == nil {
+		nonce = "(absent)"
+	}
+	if !a.nonceChecked {
+		nonce += " (not checked)"
+	}
+	lines = append(lines, "nonce", nonce)
 	if out.Identity != nil {
 		suffix := ""
 		if doc == nil {
@@ -208,88 +295,4 @@ func (c *cli) printAttestation(resp *signerv1.GetAttestationResponse, nonce []by
 	}
 	lines = append(lines, "verified", strconv.FormatBool(out.Verified))
 	return c.fields(lines...)
-}
-
-// loadRoots reads the PEM certificates in file.
-func loadRoots(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var roots []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		roots = append(roots, cert)
-	}
-	if len(roots) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificates", file)
-	}
-	return roots, nil
-}
-
-// loadPCRs reads expected PCR values from a JSON file; see parsePCRs.
-func loadPCRs(file string) (map[int][]byte, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pcrs, err := parsePCRs(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return pcrs, nil
-}
-
-// parsePCRs decodes expected PCR values from JSON: nitro-cli's Measurements
-// object ({"HashAlgorithm": "Sha384 { ... }", "PCR0": "hex", ...}), the same
-// wrapped as {"Measurements": {...}} (nitro-cli build-enclave and
-// describe-eif output), or an object keyed by bare index ({"0": "hex"}).
-func parsePCRs(data []byte) (map[int][]byte, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
-	}
-	if m, ok := obj["Measurements"]; ok {
-		obj = nil
-		if err := json.Unmarshal(m, &obj); err != nil {
-			return nil, fmt.Errorf("the \"Measurements\" field is not a JSON object: %w", err)
-		}
-	}
-	hexPCRs := make(map[int]string)
-	for _, k := range slices.Sorted(maps.Keys(obj)) {
-		var v string
-		if err := json.Unmarshal(obj[k], &v); err != nil {
-			return nil, fmt.Errorf("%q: want a string", k)
-		}
-		if k == "HashAlgorithm" {
-			if !strings.Contains(strings.ToLower(v), "sha384") {
-				return nil, fmt.Errorf("HashAlgorithm %q is not SHA-384", v)
-			}
-			continue
-		}
-		n := strings.TrimPrefix(strings.ToUpper(k), "PCR")
-		idx, err := strconv.Atoi(n)
-		if err != nil || strings.Trim(n, "0123456789") != "" {
-			return nil, fmt.Errorf("unknown key %q (want PCRn or n)", k)
-		}
-		if _, dup := hexPCRs[idx]; dup {
-			return nil, fmt.Errorf("PCR%d given twice", idx)
-		}
-		hexPCRs[idx] = strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X")
-	}
-	if len(hexPCRs) == 0 {
-		return nil, errors.New("no PCR values")
-	}
-	return attest.ParsePCRs(hexPCRs)
 }

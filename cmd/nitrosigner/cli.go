@@ -25,15 +25,26 @@ import (
 // defaultAddr is where the parent proxy listens by default.
 const defaultAddr = "127.0.0.1:50051"
 
-const topSynopsis = "nitrosigner [global flags] keys|sign|attest ..."
+const topSynopsis = "nitrosigner [global flags] keys|sign|attest|eif|kms-policy ..."
 
 const topHelp = `Commands:
-  keys create --alg secp256k1|ed25519 [--label k=v ...]   create a key
+  keys create --alg secp256k1|ed25519|p256 [--label k=v ...]  create a key
   keys list [--page-size N]                                list all keys
-  keys get ID                                              show one key
-  sign --key ID --digest HEX | --message HEX               sign a payload
-  attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug]
+  keys get ID                                              show one key (with addresses)
+  keys disable ID | keys enable ID                         stop / resume signing with a key
+  keys rotate ID [--kms-key ARN]                           re-seal a key under a new data key
+  keys delete ID                                           destroy a key (crypto-shred)
+  sign --key ID --digest HEX | --message HEX               sign a raw payload
+  sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
+  sign btc-sighash --key ID --sighash HEX --scheme ecdsa|schnorr
+                                                           sign a chain payload
+  attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug] [--max-age D]
                                                            get (and verify) an attestation
+  attest --doc FILE --verify [--at TIME] [--identity]      verify a stored document (offline)
+  eif describe FILE [--pcrs FILE] | eif pcr --role ARN|--instance-id ID|--cert PEM | eif build ...
+                                                           read an EIF, compute PCRs (offline)
+  kms-policy --role-arn ARN --admin-arn ARN --pcrs FILE [--pcrs FILE]
+                                                           print a KMS key policy for enclave images
 
 Run "nitrosigner COMMAND --help" for the flags of a command.`
 
@@ -134,6 +145,14 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 		return c.sign(ctx, rest[1:])
 	case "attest":
 		return c.attest(ctx, rest[1:])
+	case "eif":
+		// eif reads local files only; --json is global but eif takes it
+		// itself.
+		args := rest[1:]
+		if cfg.json {
+			args = append(append([]string(nil), args[:min(1, len(args))]...), append([]string{"--json"}, args[min(1, len(args)):]...)...)
+		}
+		return runEIF(ctx, args, stdout)
 	case "help":
 		printHelp(stdout, fs, topSynopsis, topHelp)
 		return errHelpShown

@@ -147,6 +147,9 @@ digest signed as is; the answer is r || s || v) and --message (ed25519: the
 message itself). HEX may start with 0x.`
 
 func (c *cli) sign(ctx context.Context, args []string) error {
+	if len(args) > 0 && chainKinds[args[0]] {
+		return c.signChain(ctx, args[0], args[1:])
+	}
 	fs := newFlagSet("sign")
 	keyID := fs.String("key", "", "`id` of the key to sign with (required)")
 	digest := fs.String("digest", "", "32-byte digest to sign, in `hex` (secp256k1)")

@@ -24,6 +24,27 @@ type keyJSON struct {
 	State           string            `json:"state"`
 	CreatedAtUnixMs int64             `json:"created_at_unix_ms"`
 	Labels          map[string]string `json:"labels,omitempty"`
+	Addresses       *addressesJSON    `json:"addresses,omitempty"`
+	Sealing         *sealingJSON      `json:"sealing,omitempty"`
+}
+
+// addressesJSON holds the chain addresses that apply to the key.
+type addressesJSON struct {
+	Ethereum             string `json:"ethereum,omitempty"`
+	BitcoinP2WPKH        string `json:"bitcoin_p2wpkh,omitempty"`
+	BitcoinP2TR          string `json:"bitcoin_p2tr,omitempty"`
+	BitcoinTestnetP2WPKH string `json:"bitcoin_testnet_p2wpkh,omitempty"`
+	BitcoinTestnetP2TR   string `json:"bitcoin_testnet_p2tr,omitempty"`
+	BitcoinRegtestP2WPKH string `json:"bitcoin_regtest_p2wpkh,omitempty"`
+	BitcoinRegtestP2TR   string `json:"bitcoin_regtest_p2tr,omitempty"`
+	Solana               string `json:"solana,omitempty"`
+}
+
+type sealingJSON struct {
+	KMSKeyARN      string `json:"kms_key_arn"`
+	KEKID          string `json:"kek_id"`
+	Generation     uint64 `json:"generation"`
+	SealedAtUnixMs int64  `json:"sealed_at_unix_ms"`
 }
 
 type keysJSON struct {
@@ -44,6 +65,30 @@ func newKeyJSON(k *signerv1.Key) keyJSON {
 		State:           stateName(k.GetState()),
 		CreatedAtUnixMs: k.GetCreatedAtUnixMs(),
 		Labels:          k.GetLabels(),
+		Addresses:       newAddressesJSON(k.GetAddresses()),
+		Sealing:         newSealingJSON(k.GetSealing()),
+	}
+}
+
+func newAddressesJSON(a *signerv1.Addresses) *addressesJSON {
+	if a == nil {
+		return nil
+	}
+	return &addressesJSON{
+		Ethereum: a.GetEthereum(), BitcoinP2WPKH: a.GetBitcoinP2Wpkh(), BitcoinP2TR: a.GetBitcoinP2Tr(),
+		BitcoinTestnetP2WPKH: a.GetBitcoinTestnetP2Wpkh(), BitcoinTestnetP2TR: a.GetBitcoinTestnetP2Tr(),
+		BitcoinRegtestP2WPKH: a.GetBitcoinRegtestP2Wpkh(), BitcoinRegtestP2TR: a.GetBitcoinRegtestP2Tr(),
+		Solana: a.GetSolana(),
+	}
+}
+
+func newSealingJSON(s *signerv1.Sealing) *sealingJSON {
+	if s == nil {
+		return nil
+	}
+	return &sealingJSON{
+		KMSKeyARN: s.GetKmsKeyArn(), KEKID: s.GetKekId(), Generation: s.GetGeneration(),
+		SealedAtUnixMs: s.GetSealedAtUnixMs(),
 	}
 }
 

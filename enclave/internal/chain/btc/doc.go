@@ -1,0 +1,52 @@
+// Package btc derives Bitcoin addresses for secp256k1 keys and signs Bitcoin
+// payloads: caller-computed sighashes and BIP-174 (version 0) PSBTs.
+//
+// It runs inside the enclave on untrusted bytes. Every parser here assumes the
+// input is hostile: the PSBT's framing is walked and bounded before btcd's
+// decoders see it (at most [MaxPSBTSize] bytes, 10,000 inputs and 10,000
+// outputs, 1,000 entries per map and 100,000 in all, no duplicate keys, no
+// trailing bytes), which also keeps out inputs that make btcd's PSBT decoder
+// panic or allocate without bound; a panic that still happens in the decoder
+// is turned into an error. UTXO data is cross-checked, amounts are
+// range-checked, and each signature is verified against the public key before
+// it leaves the package. The package does no I/O and keeps no state.
+//
+// # Keys
+//
+// Private keys are 32-byte big-endian scalars and public keys SEC1
+// uncompressed points (65 bytes), as the sign package stores them. The
+// functions take both and refuse a pair that does not match. Derived private
+// material (taproot-tweaked keys) is zeroized after use; the caller owns and
+// zeroizes the key bytes it passes in.
+//
+// # Addresses
+//
+// A key has one P2WPKH address (BIP-84 style: witness v0 over
+// HASH160(compressed public key), bech32) and one P2TR address (BIP-86: the
+// BIP-341 tweak of the x-only key with no script tree, bech32m) per network.
+//
+// # What SignPSBT signs
+//
+// An input is signed when its UTXO (witness_utxo, or the output of a
+// non_witness_utxo whose txid matches the outpoint) is this key's P2WPKH
+// script (BIP-143 sighash, ECDSA) or this key's BIP-86 P2TR script (BIP-341
+// key-path sighash, BIP-340 Schnorr). Finalized inputs are left alone. Every
+// input must carry UTXO data, so that the fee in the summary is exact and the
+// taproot sighash (which commits to all amounts) can be computed. Other inputs
+// that clearly belong to the key (legacy P2PKH/P2PK, nested P2SH-P2WPKH, or
+// derivation data naming the key on a script this package cannot sign) are
+// refused rather than silently skipped.
+//
+// A P2WPKH signature commits only to its own input's amount (the BIP-143
+// "fee" weakness). When a non_witness_utxo is present it is checked against
+// the outpoint; with only witness_utxo data the other inputs' amounts in the
+// summary are what the caller claims.
+//
+// # Errors
+//
+// Every error caused by the request wraps [sign.ErrInvalidPayload] (or
+// [sign.ErrInvalidKey] for key bytes) and names the problem, for example
+// "bitcoin_psbt: input 1: missing witness_utxo (UTXO data required to sign)".
+// [ErrNoInputForKey] marks a well-formed PSBT with nothing for this key to
+// sign. No error carries key material.
+package btc

@@ -19,6 +19,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,7 +32,10 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/link"
 	"github.com/nitrosigner/nitrosigner/internal/transport"
+	"github.com/nitrosigner/nitrosigner/parent/internal/creds"
+	"github.com/nitrosigner/nitrosigner/parent/internal/kmsforward"
 	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
+	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -79,7 +83,32 @@ type Config struct {
 	// OnListen, if set, is called with the client listener's address once
 	// the server accepts connections (used by tests).
 	OnListen func(net.Addr)
+
+	// Store is where sealed keys are kept: dir:///path (default
+	// dir:///var/lib/nitrosigner/blobs) or s3://BUCKET/PREFIX?region=...
+	// (see parent/internal/store).
+	Store string
+	// KMSForwardListen, if set, runs the KMS forwarder on this address
+	// (production vsock://any:8000): every connection is piped to
+	// KMSForwardTarget. Leave it empty to run AWS's vsock-proxy instead.
+	KMSForwardListen string
+	// KMSForwardTarget is host:port of KMS, e.g.
+	// kms.us-east-1.amazonaws.com:443.
+	KMSForwardTarget string
+	// KMSForwardAllow lists the host:port targets the forwarder may dial;
+	// default: KMSForwardTarget only.
+	KMSForwardAllow []string
+	// Credentials, if set, provides the AWS credentials pushed to the
+	// enclave for its KMS calls (the default AWS chain in production). Nil:
+	// none are pushed.
+	Credentials aws.CredentialsProvider
+	// CredentialsInterval is the longest time between two pushes. Default
+	// one minute.
+	CredentialsInterval time.Duration
 }
+
+// DefaultStore is where sealed keys are kept without Config.Store.
+const DefaultStore = "dir:///var/lib/nitrosigner/blobs"
 
 // Validate applies defaults and checks cfg.
 func (c *Config) Validate() error {
@@ -120,6 +149,23 @@ func (c *Config) Validate() error {
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.Store == "" {
+		c.Store = DefaultStore
+	}
+	if c.KMSForwardListen != "" {
+		if _, err := transport.Parse(c.KMSForwardListen); err != nil {
+			return fmt.Errorf("parent: KMSForwardListen: %w", err)
+		}
+		if c.KMSForwardTarget == "" {
+			return errors.New("parent: the KMS forwarder needs a target (host:port of KMS)")
+		}
+		if len(c.KMSForwardAllow) == 0 {
+			c.KMSForwardAllow = []string{c.KMSForwardTarget}
+		}
+	}
+	if c.CredentialsInterval <= 0 {
+		c.CredentialsInterval = time.Minute
 	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = 2 * time.Second
@@ -190,7 +236,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("parent: %w", err)
 	}
 	defer lc.Close()
-	svc := proxy.New(proxy.Config{Enclave: lc, CallTimeout: cfg.CallTimeout})
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return fmt.Errorf("parent: store: %w", err)
+	}
+	var pusher *creds.Pusher
+	var onCreds func(context.Context) error
+	if cfg.Credentials != nil {
+		pusher = creds.New(cfg.Credentials, lc, log.With("component", "creds"))
+		onCreds = pusher.Push
+	}
+	svc := proxy.New(proxy.Config{
+		Enclave: lc, Store: st, CallTimeout: cfg.CallTimeout, Logger: log, OnKMSCredentials: onCreds,
+	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -231,7 +289,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.InfoContext(ctx, "metrics serving", "addr", cfg.MetricsListen)
 	}
-	log.InfoContext(ctx, "parent serving", "addr", cfg.Listen, "enclave", cfg.Enclave, "tls", tc != nil, "mtls", cfg.ClientCAFile != "")
+	log.InfoContext(ctx, "parent serving", "addr", cfg.Listen, "enclave", cfg.Enclave, "tls", tc != nil,
+		"mtls", cfg.ClientCAFile != "", "store", cfg.Store)
 	if cfg.OnListen != nil {
 		cfg.OnListen(l.Addr())
 	}
@@ -259,6 +318,25 @@ func Run(ctx context.Context, cfg Config) error {
 		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log)
 		return nil
 	})
+	if pusher != nil {
+		g.Go(func() error {
+			pusher.Run(gctx, cfg.CredentialsInterval)
+			return nil
+		})
+	}
+	if cfg.KMSForwardListen != "" {
+		g.Go(func() error {
+			err := kmsforward.Run(gctx, kmsforward.Config{
+				Listen: cfg.KMSForwardListen, Target: cfg.KMSForwardTarget, Allow: cfg.KMSForwardAllow,
+				Logger: log.With("component", "kmsforward"),
+			})
+			if err != nil {
+				return fmt.Errorf("parent: KMS forwarder: %w", err)
+			}
+			return nil
+		})
+		log.InfoContext(ctx, "KMS forwarder", "listen", cfg.KMSForwardListen, "target", cfg.KMSForwardTarget)
+	}
 	if ml != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{

@@ -34,7 +34,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/nitrosigner/nitrosigner/enclave"
 	"github.com/nitrosigner/nitrosigner/internal/attest"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
 	"github.com/nitrosigner/nitrosigner/parent"
@@ -69,41 +68,7 @@ type stack struct {
 	sim        *nsmsim.Simulator
 	enclaveURL string
 	parentURL  string
-}
-
-// startEnclave runs enclave.Run until the test ends (or stop is called).
-func startEnclave(t testing.TB, url string, sim *nsmsim.Simulator) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	listening := make(chan struct{})
-	go func() {
-		done <- enclave.Run(ctx, enclave.Config{Listen: url, Attester: enclave.NewNSMAttester(sim), Version: "e2e", Logger: testLog(t),
-			OnListen: func(net.Addr) { close(listening) }})
-	}()
-	select {
-	case <-listening:
-	case err := <-done:
-		t.Fatalf("enclave exited: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("enclave did not start")
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("enclave did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	world      *world
 }
 
 func startParent(t testing.TB, cfg parent.Config) {
@@ -143,26 +108,9 @@ func dialParent(t testing.TB, url string) (*grpc.ClientConn, signerv1.SignerServ
 	return conn, signerv1.NewSignerServiceClient(conn)
 }
 
-func newSim(t testing.TB) *nsmsim.Simulator {
-	t.Helper()
-	sim, err := nsmsim.New(nsmsim.Config{Image: []byte("nitrosigner e2e enclave image"), DevicePath: filepath.Join(t.TempDir(), "no-nsm")})
-	require.NoError(t, err)
-	t.Cleanup(func() { sim.Close() })
-	return sim
-}
-
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	dir := sockDir(t)
-	s := &stack{
-		sim:        newSim(t),
-		enclaveURL: "unix://" + filepath.Join(dir, "enclave.sock"),
-		parentURL:  "unix://" + filepath.Join(dir, "parent.sock"),
-	}
-	startEnclave(t, s.enclaveURL, s.sim)
-	startParent(t, parent.Config{Listen: s.parentURL, Enclave: s.enclaveURL, CallTimeout: 5 * time.Second})
-	s.conn, s.client = dialParent(t, s.parentURL)
-	return s
+	return newWorld(t, worldOptions{}).start(t)
 }
 
 func ctx(t *testing.T) context.Context {
@@ -303,38 +251,41 @@ func TestBadInputThroughTheStack(t *testing.T) {
 // TestEnclaveOutage: with the enclave down the parent answers Unavailable
 // within the deadline, and recovers by itself when the enclave returns.
 func TestEnclaveOutage(t *testing.T) {
-	dir := sockDir(t)
-	enclaveURL := "unix://" + filepath.Join(dir, "enclave.sock")
-	parentURL := "unix://" + filepath.Join(dir, "parent.sock")
-	startParent(t, parent.Config{Listen: parentURL, Enclave: enclaveURL, CallTimeout: 2 * time.Second})
-	_, c := dialParent(t, parentURL)
+	w := newWorld(t, worldOptions{})
+	pc := w.parentConfig()
+	pc.CallTimeout = 2 * time.Second
+	startParent(t, pc)
+	_, c := dialParent(t, w.parentURL)
+	attestOK := func() error {
+		_, err := c.GetAttestation(ctx(t), &signerv1.GetAttestationRequest{Nonce: []byte("n")})
+		return err
+	}
 
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	_, err := c.ListKeys(cctx, &signerv1.ListKeysRequest{})
+	_, err := c.GetAttestation(cctx, &signerv1.GetAttestationRequest{Nonce: []byte("n")})
 	cancel()
 	require.Contains(t, []codes.Code{codes.Unavailable, codes.DeadlineExceeded}, status.Code(err), err)
 	assert.Equal(t, codes.Unavailable, status.Code(err), "an unreachable enclave is Unavailable: %v", err)
 	assert.Less(t, time.Since(start), 600*time.Millisecond)
 
-	sim := newSim(t)
-	stop := startEnclave(t, enclaveURL, sim)
-	require.Eventually(t, func() bool {
-		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond, "parent reconnects when the enclave comes back")
+	stop := startEnclaveCfg(t, w.enclaveConfig(t))
+	require.Eventually(t, func() bool { return attestOK() == nil },
+		10*time.Second, 50*time.Millisecond, "parent reconnects when the enclave comes back")
+	k, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err)
 
-	// Enclave goes away again, then a new one comes up on the same address.
+	// Enclave goes away again, then a new one comes up on the same address:
+	// the key still signs (loaded again from the store; KMS credentials
+	// pushed again), so the restart costs clients only latency.
 	stop()
-	require.Eventually(t, func() bool {
-		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
-		return status.Code(err) == codes.Unavailable
-	}, 10*time.Second, 50*time.Millisecond)
-	startEnclave(t, enclaveURL, sim)
-	require.Eventually(t, func() bool {
-		_, err := c.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return status.Code(attestOK()) == codes.Unavailable },
+		10*time.Second, 50*time.Millisecond)
+	startEnclaveCfg(t, w.enclaveConfig(t))
+	require.Eventually(t, func() bool { return attestOK() == nil }, 10*time.Second, 50*time.Millisecond)
+	sr, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: []byte("m")}})
+	require.NoError(t, err)
+	assert.True(t, ed25519.Verify(k.GetKey().GetPublicKey(), []byte("m"), sr.GetSignature()))
 }
 
 // TestRequestID: the parent echoes a client's request id in the response
@@ -356,7 +307,7 @@ func TestRequestID(t *testing.T) {
 				c = metadata.AppendToOutgoingContext(c, "x-request-id", tt.sent)
 			}
 			var hdr metadata.MD
-			_, err := s.client.ListKeys(c, &signerv1.ListKeysRequest{}, grpc.Header(&hdr))
+			_, err := s.client.GetAttestation(c, &signerv1.GetAttestationRequest{Nonce: []byte("n")}, grpc.Header(&hdr))
 			require.NoError(t, err)
 			got := hdr.Get("x-request-id")
 			require.Len(t, got, 1)
@@ -410,13 +361,13 @@ func TestLargeRequestsKeepTheLink(t *testing.T) {
 // its own process metrics and the enclave's own figures, and no request
 // content in any label.
 func TestMetrics(t *testing.T) {
-	dir := sockDir(t)
-	enclaveURL := "unix://" + filepath.Join(dir, "enclave.sock")
-	parentURL := "unix://" + filepath.Join(dir, "parent.sock")
-	metricsPath := filepath.Join(dir, "metrics.sock")
-	startEnclave(t, enclaveURL, newSim(t))
-	startParent(t, parent.Config{Listen: parentURL, Enclave: enclaveURL, MetricsListen: "unix://" + metricsPath})
-	_, c := dialParent(t, parentURL)
+	w := newWorld(t, worldOptions{})
+	metricsPath := filepath.Join(w.dir, "metrics.sock")
+	startEnclaveCfg(t, w.enclaveConfig(t))
+	pc := w.parentConfig()
+	pc.MetricsListen = "unix://" + metricsPath
+	startParent(t, pc)
+	_, c := dialParent(t, w.parentURL)
 
 	k, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
 	require.NoError(t, err)

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,6 +306,12 @@ func classify(op string, err error) error {
 			return fmt.Errorf("%w (%s)", ErrKeyUnusable, detail)
 		case "InvalidCiphertextException", "IncorrectKeyException":
 			return fmt.Errorf("%w (%s)", ErrInvalidCiphertext, detail)
+		case "ValidationException":
+			// What KMS answers for an attestation document it does not
+			// accept is undocumented; the simulator uses this code.
+			if strings.Contains(strings.ToLower(apiErr.ErrorMessage()), "attestation") {
+				return fmt.Errorf("%w (%s)", ErrAttestationRefused, detail)
+			}
 		case "ThrottlingException", "DependencyTimeoutException", "KMSInternalException", "LimitExceededException":
 			return fmt.Errorf("%w (%s)", ErrUnavailable, detail)
 		case "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException":

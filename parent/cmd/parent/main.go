@@ -10,7 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/nitrosigner/nitrosigner/internal/gctune"
 
@@ -32,6 +35,11 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.ClientCAFile, "tls-client-ca", "", "require client certificates from these CAs (mTLS)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", parent.DefaultCallTimeout, "deadline for every call forwarded to the enclave")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. tcp://127.0.0.1:9464); empty = off")
+	fs.StringVar(&cfg.Store, "store", parent.DefaultStore, "sealed key store: dir:///path or s3://BUCKET/PREFIX?region=R[&sse=aws:kms&sse-kms-key-id=ARN]")
+	fs.StringVar(&cfg.KMSForwardListen, "kms-forward-listen", "", "run the KMS forwarder here (e.g. vsock://any:8000); empty = use AWS's vsock-proxy")
+	fs.StringVar(&cfg.KMSForwardTarget, "kms-forward-target", "", "host:port the forwarder pipes to (e.g. kms.us-east-1.amazonaws.com:443)")
+	allow := fs.String("kms-forward-allow", "", "comma-separated host:port targets the forwarder may dial (default: the target)")
+	credsMode := fs.String("credentials", "aws", `AWS credentials pushed to the enclave: "aws" (default chain: IMDSv2 role, or the environment) or "none"`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -42,6 +50,22 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *allow != "" {
+		cfg.KMSForwardAllow = strings.Split(*allow, ",")
+	}
+	switch *credsMode {
+	case "none":
+	case "aws":
+		awsCfg, err := config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			fmt.Fprintf(stderr, "parent: AWS credentials: %v\n", err)
+			return 1
+		}
+		cfg.Credentials = awsCfg.Credentials
+	default:
+		fmt.Fprintf(stderr, "parent: --credentials must be \"aws\" or \"none\", got %q\n", *credsMode)
+		return 2
+	}
 
 	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -7,12 +7,16 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -39,9 +43,17 @@ const (
 type Config struct {
 	// Enclave is the link to the enclave. Required.
 	Enclave Caller
+	// Store keeps the sealed keys and KEKs. Required.
+	Store store.Store
 	// CallTimeout bounds every forwarded call, also when the client set a
 	// longer deadline or none. Default 10 s.
 	CallTimeout time.Duration
+	// OnKMSCredentials, if set, is called when the enclave reports that it
+	// has no valid AWS credentials (for example after a restart); it should
+	// push them. The failed call is then retried once.
+	OnKMSCredentials func(ctx context.Context) error
+	// Logger receives operator logs. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Service implements signerv1.SignerServiceServer by forwarding to the
@@ -49,7 +61,12 @@ type Config struct {
 type Service struct {
 	signerv1.UnimplementedSignerServiceServer
 	enclave Caller
+	store   store.Store
 	timeout time.Duration
+	log     *slog.Logger
+	keks    kekCache
+	loads   atomic.Uint64
+	onCreds func(ctx context.Context) error
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -59,40 +76,47 @@ func New(cfg Config) *Service {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
-	return &Service{enclave: cfg.Enclave, timeout: cfg.CallTimeout}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{
+		enclave: cfg.Enclave, store: cfg.Store, timeout: cfg.CallTimeout, log: cfg.Logger,
+		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
+	}
 }
 
+// Loads reports how many keys the parent has handed the enclave to load.
+func (s *Service) Loads() uint64 { return s.loads.Load() }
+
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
+	err := s.callOnce(ctx, m, req, resp)
+	if s.needsCredentials(ctx, err) {
+		err = s.callOnce(ctx, m, req, resp)
+	}
+	return err
+}
+
+func (s *Service) callOnce(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	return s.enclave.Call(ctx, uint16(m), req, resp)
 }
 
-// CreateKey implements signerv1.SignerServiceServer.
-func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*signerv1.CreateKeyResponse, error) {
-	var out enclavev1.CreateKeyResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: r}, &out); err != nil {
-		return nil, err
+// needsCredentials reports whether err says the enclave lacks AWS
+// credentials, and if so pushes them; true means "retry".
+func (s *Service) needsCredentials(ctx context.Context, err error) bool {
+	if s.onCreds == nil || err == nil {
+		return false
 	}
-	return &signerv1.CreateKeyResponse{Key: out.GetKey()}, nil
-}
-
-// GetKey implements signerv1.SignerServiceServer.
-func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signerv1.GetKeyResponse, error) {
-	var out enclavev1.GetKeyResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_GET_KEY, &enclavev1.GetKeyRequest{KeyId: r.GetKeyId()}, &out); err != nil {
-		return nil, err
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "no valid AWS credentials") {
+		return false
 	}
-	return &signerv1.GetKeyResponse{Key: out.GetKey()}, nil
-}
-
-// ListKeys implements signerv1.SignerServiceServer.
-func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*signerv1.ListKeysResponse, error) {
-	var out enclavev1.ListKeysResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_LIST_KEYS, &enclavev1.ListKeysRequest{Request: r}, &out); err != nil {
-		return nil, err
+	if perr := s.onCreds(ctx); perr != nil {
+		s.log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", perr)
+		return false
 	}
-	return out.GetResponse(), nil
+	return true
 }
 
 // Sign implements signerv1.SignerServiceServer.
@@ -105,6 +129,57 @@ func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 	var out enclavev1.SignBatchResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: r}, &out); err != nil {
 		return nil, err
+	}
+	res := out.GetResponse().GetResults()
+	if len(res) != len(r.GetRequests()) {
+		return nil, status.Error(codes.Internal, "malformed enclave answer: SignBatch result count")
+	}
+	// Items whose key the enclave has not loaded: load those keys and sign
+	// those items again, once.
+	var retry []int
+	var ids []string
+	seen := map[string]bool{}
+	for i, x := range res {
+		if e := x.GetError(); e != nil && codes.Code(e.GetCode()) == codes.FailedPrecondition && e.GetMessage() == enclavev1.KeyNotLoaded {
+			retry = append(retry, i)
+			if id := r.GetRequests()[i].GetKeyId(); !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(retry) == 0 {
+		return out.GetResponse(), nil
+	}
+	loadErr := map[string]error{}
+	for i, err := range s.load(ctx, ids) {
+		if err != nil {
+			loadErr[ids[i]] = err
+		}
+	}
+	again := &signerv1.SignBatchRequest{}
+	var at []int
+	for _, i := range retry {
+		id := r.GetRequests()[i].GetKeyId()
+		if err := loadErr[id]; err != nil {
+			st := status.Convert(err)
+			res[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+			continue
+		}
+		again.Requests = append(again.Requests, r.GetRequests()[i])
+		at = append(at, i)
+	}
+	if len(at) > 0 {
+		var out2 enclavev1.SignBatchResponse
+		if err := s.call(ctx, enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: again}, &out2); err != nil {
+			return nil, err
+		}
+		if len(out2.GetResponse().GetResults()) != len(at) {
+			return nil, status.Error(codes.Internal, "malformed enclave answer: SignBatch result count")
+		}
+		for j, i := range at {
+			res[i] = out2.GetResponse().GetResults()[j]
+		}
 	}
 	return out.GetResponse(), nil
 }

@@ -99,6 +99,26 @@ func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, err
 	if err := checkMessageSize(in.b); err != nil {
 		return nil, err
 	}
+	out, err := s.signRawOnce(ctx, in)
+	if err == nil || !isNotLoaded(err) {
+		return out, err
+	}
+	// The enclave has not loaded the key (first use, eviction, restart):
+	// hand it the blobs and sign again.
+	id := signKeyID(in.b)
+	if id == "" {
+		return nil, err
+	}
+	if verr := validKeyID(id); verr != nil {
+		return nil, verr
+	}
+	if lerr := s.load(ctx, []string{id})[0]; lerr != nil {
+		return nil, lerr
+	}
+	return s.signRawOnce(ctx, in)
+}
+
+func (s *Service) signRawOnce(ctx context.Context, in *rawMessage) (*rawMessage, error) {
 	// enclave.v1.SignRequest{request: <client bytes>}
 	bp := framePool.Get().(*[]byte)
 	req := protowire.AppendTag((*bp)[:0], enclaveWrapperField, protowire.BytesType)

@@ -1,0 +1,487 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nitrosigner/nitrosigner/parent/internal/store"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// The parent keeps every key as two store objects it cannot open: the
+// sealed key (keys/<key_id>) and the sealed KEK it names (keks/<kek_id>,
+// shared by many keys and never changed once written). The enclave caches
+// opened keys; when a call needs one it has not loaded, it answers
+// FailedPrecondition "key not loaded" and the parent hands in the blobs and
+// retries, so an enclave restart costs clients only latency.
+
+// Paging limits of ListKeys.
+const (
+	MaxPageSize  = 1000
+	DefaultPage  = 100
+	MaxListBytes = 1 << 20
+	// casRetries bounds the re-reads of a key whose blob changed under a
+	// state change or rotation.
+	casRetries = 3
+)
+
+func keyName(id string) string { return "keys/" + id }
+func kekName(id string) string { return "keks/" + id }
+
+// validKeyID checks the shape of a client's key id before it becomes a
+// store name.
+func validKeyID(id string) error {
+	const prefix = "key_"
+	if len(id) != len(prefix)+32 || !strings.HasPrefix(id, prefix) {
+		if id == "" {
+			return status.Error(codes.InvalidArgument, "key_id: required")
+		}
+		return status.Error(codes.NotFound, "key not found")
+	}
+	for _, c := range id[len(prefix):] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return status.Error(codes.NotFound, "key not found")
+		}
+	}
+	return nil
+}
+
+// storeError turns a store failure into a status. Not found is NotFound;
+// anything else is Unavailable (the store is a dependency, not a bug).
+func (s *Service) storeError(ctx context.Context, what string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, "key not found")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded reading the key store")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	}
+	s.log.ErrorContext(ctx, "key store failed", "op", what, "err", err)
+	return status.Errorf(codes.Unavailable, "key store unavailable (%s)", what)
+}
+
+// kekCache remembers KEK blobs: they never change once stored.
+type kekCache struct {
+	mu    sync.RWMutex
+	blobs map[string][]byte
+}
+
+func (c *kekCache) get(id string) ([]byte, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b, ok := c.blobs[id]
+	return b, ok
+}
+
+func (c *kekCache) put(id string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.blobs) > 1<<14 {
+		clear(c.blobs)
+	}
+	c.blobs[id] = b
+}
+
+// kekIDOf reads the KEK id from a sealed key's public header.
+func kekIDOf(sealedKey []byte) (string, error) {
+	var k sealedv1.SealedKey
+	if err := proto.Unmarshal(sealedKey, &k); err != nil {
+		return "", err
+	}
+	var h sealedv1.SealedKeyHeader
+	if err := proto.Unmarshal(k.GetHeader(), &h); err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(h.GetKekId(), "kek_") || len(h.GetKekId()) != 36 {
+		return "", fmt.Errorf("bad kek id")
+	}
+	return h.GetKekId(), nil
+}
+
+// blobsFor reads a key's blobs from the store.
+func (s *Service) blobsFor(ctx context.Context, id string) (*enclavev1.SealedBlobs, string, error) {
+	sk, etag, err := s.store.Get(ctx, keyName(id))
+	if err != nil {
+		return nil, "", s.storeError(ctx, "get key", err)
+	}
+	kekID, err := kekIDOf(sk)
+	if err != nil {
+		s.log.WarnContext(ctx, "stored key blob does not decode", "key_id", id, "err", err)
+		return nil, "", status.Error(codes.DataLoss, "sealed key refused: the stored blob does not decode")
+	}
+	kek, err := s.kekBlob(ctx, kekID)
+	if err != nil {
+		return nil, "", err
+	}
+	return &enclavev1.SealedBlobs{KeyId: id, SealedKey: sk, SealedKek: kek}, etag, nil
+}
+
+func (s *Service) kekBlob(ctx context.Context, kekID string) ([]byte, error) {
+	if b, ok := s.keks.get(kekID); ok {
+		return b, nil
+	}
+	b, _, err := s.store.Get(ctx, kekName(kekID))
+	if errors.Is(err, store.ErrNotFound) {
+		s.log.ErrorContext(ctx, "sealed KEK missing from the store", "kek_id", kekID)
+		return nil, status.Errorf(codes.DataLoss, "the key's KEK %s is missing from the store", kekID)
+	}
+	if err != nil {
+		return nil, s.storeError(ctx, "get kek", err)
+	}
+	s.keks.put(kekID, b)
+	return b, nil
+}
+
+// storeKEK writes a KEK blob once (put-if-absent). An existing object must
+// hold the same bytes.
+func (s *Service) storeKEK(ctx context.Context, kekID string, blob []byte) error {
+	if b, ok := s.keks.get(kekID); ok && string(b) == string(blob) {
+		return nil
+	}
+	_, err := s.store.Put(ctx, kekName(kekID), blob, store.Cond{IfAbsent: true})
+	if errors.Is(err, store.ErrExists) {
+		old, _, gerr := s.store.Get(ctx, kekName(kekID))
+		if gerr != nil {
+			return s.storeError(ctx, "get kek", gerr)
+		}
+		if string(old) != string(blob) {
+			s.log.ErrorContext(ctx, "a different KEK blob is stored under the same id", "kek_id", kekID)
+			return status.Errorf(codes.DataLoss, "KEK %s: the store holds a different blob", kekID)
+		}
+		err = nil
+	}
+	if err != nil {
+		return s.storeError(ctx, "put kek", err)
+	}
+	s.keks.put(kekID, blob)
+	return nil
+}
+
+// isNotLoaded reports whether err is the enclave's "key not loaded".
+func isNotLoaded(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.FailedPrecondition && st.Message() == enclavev1.KeyNotLoaded
+}
+
+// load hands the enclave the blobs of the given keys. It returns one
+// status error (or nil) per id. When the enclave lacks AWS credentials
+// (it restarted), they are pushed and the load is tried once more.
+func (s *Service) load(ctx context.Context, ids []string) []error {
+	errs := s.loadOnce(ctx, ids)
+	for _, err := range errs {
+		if s.needsCredentials(ctx, err) {
+			return s.loadOnce(ctx, ids)
+		}
+	}
+	return errs
+}
+
+func (s *Service) loadOnce(ctx context.Context, ids []string) []error {
+	errs := make([]error, len(ids))
+	req := &enclavev1.LoadKeysRequest{}
+	at := make([]int, 0, len(ids))
+	for i, id := range ids {
+		b, _, err := s.blobsFor(ctx, id)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		req.Keys = append(req.Keys, b)
+		at = append(at, i)
+	}
+	if len(req.Keys) == 0 {
+		return errs
+	}
+	var out enclavev1.LoadKeysResponse
+	if err := s.call(ctx, enclavev1.Method_METHOD_LOAD_KEYS, req, &out); err != nil {
+		for _, i := range at {
+			errs[i] = err
+		}
+		return errs
+	}
+	if len(out.GetResults()) != len(at) {
+		for _, i := range at {
+			errs[i] = status.Error(codes.Internal, "malformed enclave answer: LoadKeys result count")
+		}
+		return errs
+	}
+	for j, i := range at {
+		if r := out.GetResults()[j]; r.GetCode() != 0 {
+			errs[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
+		}
+	}
+	s.loads.Add(uint64(len(at)))
+	return errs
+}
+
+// CreateKey implements signerv1.SignerServiceServer. The sealed KEK and key
+// are stored before the client hears of the key.
+func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*signerv1.CreateKeyResponse, error) {
+	var out enclavev1.CreateKeyResponse
+	if err := s.call(ctx, enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: r}, &out); err != nil {
+		return nil, err
+	}
+	k := out.GetKey()
+	if err := validKeyID(k.GetKeyId()); err != nil || len(out.GetSealedKey()) == 0 || len(out.GetSealedKek()) == 0 {
+		return nil, status.Error(codes.Internal, "malformed enclave answer: CreateKey")
+	}
+	discard := func(err error) error {
+		// Drop the key from the enclave's cache so that nothing can use a
+		// key whose blob is not stored.
+		_ = s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: k.GetKeyId()}, &enclavev1.EvictKeyResponse{})
+		return err
+	}
+	if err := s.storeKEK(ctx, k.GetSealing().GetKekId(), out.GetSealedKek()); err != nil {
+		return nil, discard(err)
+	}
+	if _, err := s.store.Put(ctx, keyName(k.GetKeyId()), out.GetSealedKey(), store.Cond{IfAbsent: true}); err != nil {
+		return nil, discard(s.storeError(ctx, "put key", err))
+	}
+	s.log.InfoContext(ctx, "key created", "key_id", k.GetKeyId(), "algorithm", k.GetAlgorithm().String(),
+		"kek_id", k.GetSealing().GetKekId())
+	return &signerv1.CreateKeyResponse{Key: k}, nil
+}
+
+// GetKey implements signerv1.SignerServiceServer: the enclave opens the
+// stored blob and describes the key.
+func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signerv1.GetKeyResponse, error) {
+	if err := validKeyID(r.GetKeyId()); err != nil {
+		return nil, err
+	}
+	b, _, err := s.blobsFor(ctx, r.GetKeyId())
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.describe(ctx, []*enclavev1.SealedBlobs{b})
+	if err != nil {
+		return nil, err
+	}
+	return &signerv1.GetKeyResponse{Key: keys[0]}, nil
+}
+
+func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
+	var out enclavev1.DescribeKeysResponse
+	if err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.GetKeys()) != len(items) {
+		return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
+	}
+	keys := make([]*signerv1.Key, len(items))
+	for i, d := range out.GetKeys() {
+		if e := d.GetError(); e != nil && e.GetCode() != 0 {
+			return nil, status.Errorf(codes.Code(e.GetCode()), "key %s: %s", items[i].GetKeyId(), e.GetMessage())
+		}
+		if d.GetKey().GetKeyId() != items[i].GetKeyId() {
+			return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
+		}
+		keys[i] = d.GetKey()
+	}
+	return keys, nil
+}
+
+// ListKeys implements signerv1.SignerServiceServer: a page of the store's
+// keys, in key id order, each opened and described by the enclave.
+func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*signerv1.ListKeysResponse, error) {
+	size := int(r.GetPageSize())
+	switch {
+	case size < 0 || size > MaxPageSize:
+		return nil, status.Errorf(codes.InvalidArgument, "page_size: must be 0..%d, got %d", MaxPageSize, size)
+	case size == 0:
+		size = DefaultPage
+	}
+	after := ""
+	if t := r.GetPageToken(); t != "" {
+		if validKeyID(t) != nil {
+			return nil, status.Error(codes.InvalidArgument, "page_token: malformed; pass the next_page_token of the previous page")
+		}
+		after = keyName(t)
+	}
+	names, err := s.store.List(ctx, "keys/", after, size+1)
+	if err != nil {
+		return nil, s.storeError(ctx, "list keys", err)
+	}
+	page := names[:min(len(names), size)]
+	items := make([]*enclavev1.SealedBlobs, 0, len(page))
+	bytes := 0
+	for _, n := range page {
+		id := strings.TrimPrefix(n, "keys/")
+		if validKeyID(id) != nil {
+			continue
+		}
+		b, _, err := s.blobsFor(ctx, id)
+		if status.Code(err) == codes.NotFound {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		bytes += len(b.GetSealedKey())
+		if bytes > MaxListBytes && len(items) > 0 {
+			break
+		}
+		items = append(items, b)
+	}
+	out := &signerv1.ListKeysResponse{}
+	if len(items) > 0 {
+		if out.Keys, err = s.describe(ctx, items); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) > len(items) && len(items) > 0 {
+		out.NextPageToken = items[len(items)-1].GetKeyId()
+	}
+	return out, nil
+}
+
+// reseal runs one re-sealing operation (state change or rotation) with
+// compare-and-swap on the key's blob, then loads the new blob so that the
+// enclave's cache follows at once.
+func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.SealedBlobs) (key *signerv1.Key, sealedKey, sealedKEK []byte, err error)) (*signerv1.Key, error) {
+	if err := validKeyID(id); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, etag, err := s.blobsFor(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		key, sk, kek, err := op(cur)
+		if err != nil {
+			return nil, err
+		}
+		kekBlob := cur.GetSealedKek()
+		if len(kek) > 0 {
+			if err := s.storeKEK(ctx, key.GetSealing().GetKekId(), kek); err != nil {
+				return nil, err
+			}
+			kekBlob = kek
+		}
+		_, err = s.store.Put(ctx, keyName(id), sk, store.Cond{IfMatch: etag})
+		if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && attempt < casRetries {
+			continue // changed under us: redo from the new blob
+		}
+		if err != nil {
+			return nil, s.storeError(ctx, "put key", err)
+		}
+		var out enclavev1.LoadKeysResponse
+		err = s.call(ctx, enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{
+			{KeyId: id, SealedKey: sk, SealedKek: kekBlob}}}, &out)
+		if err == nil && len(out.GetResults()) == 1 && out.GetResults()[0].GetCode() != 0 {
+			err = status.Error(codes.Code(out.GetResults()[0].GetCode()), out.GetResults()[0].GetMessage())
+		}
+		if err != nil {
+			// The new blob is stored; the enclave picks it up on next load.
+			s.log.WarnContext(ctx, "re-sealed key stored but not loaded", "key_id", id, "err", err)
+			_ = s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: id}, &enclavev1.EvictKeyResponse{})
+		}
+		return key, nil
+	}
+}
+
+func (s *Service) setState(ctx context.Context, id string, st signerv1.KeyState) (*signerv1.Key, error) {
+	return s.reseal(ctx, id, func(cur *enclavev1.SealedBlobs) (*signerv1.Key, []byte, []byte, error) {
+		var out enclavev1.SetKeyStateResponse
+		err := s.call(ctx, enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{KeyId: id, State: st, Current: cur}, &out)
+		if err == nil && (out.GetKey().GetKeyId() != id || len(out.GetSealedKey()) == 0) {
+			err = status.Error(codes.Internal, "malformed enclave answer: SetKeyState")
+		}
+		return out.GetKey(), out.GetSealedKey(), nil, err
+	})
+}
+
+// DisableKey implements signerv1.SignerServiceServer.
+func (s *Service) DisableKey(ctx context.Context, r *signerv1.DisableKeyRequest) (*signerv1.DisableKeyResponse, error) {
+	k, err := s.setState(ctx, r.GetKeyId(), signerv1.KeyState_KEY_STATE_DISABLED)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key disabled", "key_id", r.GetKeyId())
+	return &signerv1.DisableKeyResponse{Key: k}, nil
+}
+
+// EnableKey implements signerv1.SignerServiceServer.
+func (s *Service) EnableKey(ctx context.Context, r *signerv1.EnableKeyRequest) (*signerv1.EnableKeyResponse, error) {
+	k, err := s.setState(ctx, r.GetKeyId(), signerv1.KeyState_KEY_STATE_ENABLED)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key enabled", "key_id", r.GetKeyId())
+	return &signerv1.EnableKeyResponse{Key: k}, nil
+}
+
+// RotateKey implements signerv1.SignerServiceServer. The old blob stays in
+// place until the new one (under a new KEK) replaces it.
+func (s *Service) RotateKey(ctx context.Context, r *signerv1.RotateKeyRequest) (*signerv1.RotateKeyResponse, error) {
+	k, err := s.reseal(ctx, r.GetKeyId(), func(cur *enclavev1.SealedBlobs) (*signerv1.Key, []byte, []byte, error) {
+		var out enclavev1.RotateKeyResponse
+		err := s.call(ctx, enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{
+			KeyId: r.GetKeyId(), KmsKeyArn: r.GetKmsKeyArn(), Current: cur}, &out)
+		if err == nil && (out.GetKey().GetKeyId() != r.GetKeyId() || len(out.GetSealedKey()) == 0 || len(out.GetSealedKek()) == 0) {
+			err = status.Error(codes.Internal, "malformed enclave answer: RotateKey")
+		}
+		return out.GetKey(), out.GetSealedKey(), out.GetSealedKek(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "key rotated", "key_id", r.GetKeyId(), "kek_id", k.GetSealing().GetKekId(),
+		"kms_key_arn", k.GetSealing().GetKmsKeyArn())
+	return &signerv1.RotateKeyResponse{Key: k}, nil
+}
+
+// DeleteKey implements signerv1.SignerServiceServer: the sealed key is
+// removed from the store (all versions), then from the enclave's cache.
+// Without the blob the key cannot be opened again.
+func (s *Service) DeleteKey(ctx context.Context, r *signerv1.DeleteKeyRequest) (*signerv1.DeleteKeyResponse, error) {
+	if err := validKeyID(r.GetKeyId()); err != nil {
+		return nil, err
+	}
+	if err := s.store.Delete(ctx, keyName(r.GetKeyId())); err != nil {
+		return nil, s.storeError(ctx, "delete key", err)
+	}
+	if err := s.call(ctx, enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: r.GetKeyId()}, &enclavev1.EvictKeyResponse{}); err != nil {
+		// The blob is gone; the enclave will not find the key after its
+		// next restart either. Report the failure: the key may still sign
+		// until then.
+		s.log.ErrorContext(ctx, "key blob deleted but the enclave did not evict it", "key_id", r.GetKeyId(), "err", err)
+		return nil, status.Errorf(codes.Unavailable, "key blob deleted, but the enclave could not be told to drop the key: %v", status.Convert(err).Message())
+	}
+	s.log.InfoContext(ctx, "key deleted", "key_id", r.GetKeyId())
+	return &signerv1.DeleteKeyResponse{}, nil
+}
+
+// signKeyID reads key_id (field 1) from an encoded SignRequest.
+func signKeyID(b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return ""
+		}
+		b = b[m:]
+	}
+	return ""
+}

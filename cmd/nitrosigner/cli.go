@@ -43,8 +43,8 @@ const topHelp = `Commands:
   attest --doc FILE --verify [--at TIME] [--identity]      verify a stored document (offline)
   eif describe FILE [--pcrs FILE] | eif pcr --role ARN|--instance-id ID|--cert PEM | eif build ...
                                                            read an EIF, compute PCRs (offline)
-  kms-policy --role-arn ARN --admin-arn ARN --pcrs FILE [--pcrs FILE]
-                                                           print a KMS key policy for enclave images
+  kms-policy --role-arn ARN --admin-arn ARN --pcrs FILE [--pcrs FILE] [--pcr N=HEX ...] [--no-pcr3] [--out FILE]
+                                                           print a KMS key policy for enclave images (offline)
 
 Run "nitrosigner COMMAND --help" for the flags of a command.`
 
@@ -85,7 +85,7 @@ type cli struct {
 // run executes the command line args (without the program name), writes
 // results to stdout and errors to stderr, and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return report(stderr, dispatch(ctx, args, stdout))
+	return report(stderr, dispatch(ctx, args, stdout, stderr))
 }
 
 // report prints err, if any, and maps it to an exit status.
@@ -111,7 +111,7 @@ func report(stderr io.Writer, err error) int {
 	}
 }
 
-func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		cfg  globalConfig
 		addr string
@@ -153,6 +153,8 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 			args = append(append([]string(nil), args[:min(1, len(args))]...), append([]string{"--json"}, args[min(1, len(args)):]...)...)
 		}
 		return runEIF(ctx, args, stdout)
+	case "kms-policy":
+		return runKMSPolicy(rest[1:], stdout, stderr)
 	case "help":
 		printHelp(stdout, fs, topSynopsis, topHelp)
 		return errHelpShown

@@ -66,7 +66,7 @@ func TestErrors(t *testing.T) {
 		{"no command", nil, 2, []string{"no command given", "usage: nitrosigner"}, 0},
 		{"unknown command", []string{"frob"}, 2, []string{`unknown command "frob"`, "usage: nitrosigner"}, 0},
 		{"keys without subcommand", []string{"keys"}, 2, []string{"keys: no subcommand"}, 0},
-		{"keys unknown subcommand", []string{"keys", "delete"}, 2, []string{`keys: unknown subcommand "delete"`}, 0},
+		{"keys unknown subcommand", []string{"keys", "frobnicate"}, 2, []string{`keys: unknown subcommand "frobnicate"`}, 0},
 		{"create without alg", []string{"keys", "create"}, 2, []string{"--alg: required"}, 0},
 		{"create bad alg", []string{"keys", "create", "--alg", "rsa"}, 2, []string{`unknown algorithm "rsa"`}, 0},
 		{"create bad label", []string{"keys", "create", "--alg", "ed25519", "--label", "novalue"}, 2,

@@ -4,11 +4,19 @@
 //
 // # Usage
 //
-//	nitrosigner [global flags] keys create --alg secp256k1|ed25519 [--label k=v ...]
+//	nitrosigner [global flags] keys create --alg secp256k1|ed25519|p256 [--label k=v ...]
 //	nitrosigner [global flags] keys list [--page-size N]
 //	nitrosigner [global flags] keys get ID
+//	nitrosigner [global flags] keys disable|enable ID
+//	nitrosigner [global flags] keys rotate ID [--kms-key ARN]
+//	nitrosigner [global flags] keys delete ID --yes
 //	nitrosigner [global flags] sign --key ID (--digest HEX | --message HEX)
-//	nitrosigner [global flags] attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug]
+//	nitrosigner [global flags] sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
+//	nitrosigner [global flags] sign btc-sighash --key ID --sighash HEX --scheme ecdsa|schnorr
+//	nitrosigner [global flags] attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug] [--max-age D]
+//	nitrosigner attest --doc FILE --verify [--nonce HEX] [--at TIME] [--identity] ...
+//	nitrosigner eif describe FILE [--pcrs FILE] | eif pcr --role ARN|--instance-id ID|--cert PEM | eif build ...
+//	nitrosigner kms-policy --role-arn ARN --admin-arn ARN --pcrs FILE [--pcrs FILE] [--pcr N=HEX ...] [--no-pcr3] [--out FILE]
 //
 // Global flags come before the command:
 //
@@ -29,7 +37,7 @@
 // random bytes unless --nonce is given). Without --verify the document is
 // printed but not interpreted; only its bytes (with --json) and the identity
 // the server reports, unverified, are shown. With --verify the document is
-// checked by the project's verifier (internal/attest) against the AWS Nitro
+// checked by the importable verifier (package verify) against the AWS Nitro
 // root, or the root in --root (simulated enclaves only), and then:
 //
 //   - its nonce must be the one sent;

@@ -14,17 +14,25 @@ import (
 )
 
 const (
-	keysSynopsis   = "nitrosigner [global flags] keys create|list|get ..."
-	createSynopsis = "nitrosigner [global flags] keys create --alg secp256k1|ed25519 [--label k=v ...]"
-	listSynopsis   = "nitrosigner [global flags] keys list [--page-size N]"
-	getSynopsis    = "nitrosigner [global flags] keys get ID"
-	signSynopsis   = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX"
+	keysSynopsis    = "nitrosigner [global flags] keys create|list|get|disable|enable|rotate|delete ..."
+	createSynopsis  = "nitrosigner [global flags] keys create --alg secp256k1|ed25519|p256 [--label k=v ...]"
+	disableSynopsis = "nitrosigner [global flags] keys disable ID"
+	enableSynopsis  = "nitrosigner [global flags] keys enable ID"
+	rotateSynopsis  = "nitrosigner [global flags] keys rotate ID [--kms-key ARN]"
+	deleteSynopsis  = "nitrosigner [global flags] keys delete ID --yes"
+	listSynopsis    = "nitrosigner [global flags] keys list [--page-size N]"
+	getSynopsis     = "nitrosigner [global flags] keys get ID"
+	signSynopsis    = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX"
 )
 
 const keysHelp = `Subcommands:
   create   create a key inside the enclave
   list     list all keys (every page)
-  get      show one key`
+  get      show one key
+  disable  stop a key from signing (at once, across restarts)
+  enable   let a disabled key sign again
+  rotate   re-seal a key under a new data key (optionally another KMS key)
+  delete   destroy a key for good (its sealed blob is deleted)`
 
 func (c *cli) keys(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -37,6 +45,8 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 		return c.keysList(ctx, args[1:])
 	case "get":
 		return c.keysGet(ctx, args[1:])
+	case "disable", "enable", "rotate", "delete":
+		return c.keysLifecycle(ctx, args[0], args[1:])
 	case "help", "-h", "-help", "--help":
 		printHelp(c.stdout, newFlagSet("keys"), keysSynopsis, keysHelp)
 		return errHelpShown
@@ -47,7 +57,7 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 
 func (c *cli) keysCreate(ctx context.Context, args []string) error {
 	fs := newFlagSet("keys create")
-	alg := fs.String("alg", "", "key `algorithm`: secp256k1 or ed25519 (required)")
+	alg := fs.String("alg", "", "key `algorithm`: secp256k1, ed25519 or p256 (required)")
 	labels := labelsFlag{}
 	fs.Var(labels, "label", "`key=value` label to attach; repeat for more")
 	if err := parseFlags(fs, args, c.stdout, createSynopsis, "Create a key inside the enclave."); err != nil {
@@ -142,6 +152,81 @@ func (c *cli) keysGet(ctx context.Context, args []string) error {
 	})
 }
 
+var lifecycleHelp = map[string][2]string{
+	"disable": {disableSynopsis, "Stop a key from signing. Takes effect at once and survives restarts."},
+	"enable":  {enableSynopsis, "Let a disabled key sign again."},
+	"rotate": {rotateSynopsis, `Re-seal a key under a new data key (KEK), from the enclave's default KMS key or
+from --kms-key, which must be one the enclave trusts. The key, its public key
+and addresses do not change.`},
+	"delete": {deleteSynopsis, `Destroy a key: its sealed blob is deleted from the store and the enclave
+drops it. The key can never be used again. Requires --yes.`},
+}
+
+// keysLifecycle runs keys disable|enable|rotate|delete ID.
+func (c *cli) keysLifecycle(ctx context.Context, sub string, args []string) error {
+	synopsis, help := lifecycleHelp[sub][0], lifecycleHelp[sub][1]
+	fs := newFlagSet("keys " + sub)
+	var kmsKey *string
+	var yes *bool
+	switch sub {
+	case "rotate":
+		kmsKey = fs.String("kms-key", "", "`ARN` of the KMS key for the new data key (default: the enclave's)")
+	case "delete":
+		yes = fs.Bool("yes", false, "confirm that the key is to be destroyed")
+	}
+	// Accept the id before or after the flags.
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, c.stdout, synopsis, help); err != nil {
+		return err
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	} else if fs.NArg() != 0 || id == "" {
+		return usagef(synopsis, "keys %s: want exactly one key id", sub)
+	}
+	if yes != nil && !*yes {
+		return usagef(synopsis, "keys delete destroys the key for good; add --yes to confirm")
+	}
+	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		var key *signerv1.Key
+		switch sub {
+		case "disable":
+			r, err := client.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: id})
+			if err != nil {
+				return err
+			}
+			key = r.GetKey()
+		case "enable":
+			r, err := client.EnableKey(ctx, &signerv1.EnableKeyRequest{KeyId: id})
+			if err != nil {
+				return err
+			}
+			key = r.GetKey()
+		case "rotate":
+			r, err := client.RotateKey(ctx, &signerv1.RotateKeyRequest{KeyId: id, KmsKeyArn: *kmsKey})
+			if err != nil {
+				return err
+			}
+			key = r.GetKey()
+		case "delete":
+			if _, err := client.DeleteKey(ctx, &signerv1.DeleteKeyRequest{KeyId: id}); err != nil {
+				return err
+			}
+			if c.cfg.json {
+				return c.writeJSON(map[string]any{"key_id": id, "deleted": true})
+			}
+			return c.fields("key_id", id, "deleted", "true")
+		}
+		if key == nil {
+			return errors.New("server returned no key")
+		}
+		return c.printKey(key)
+	})
+}
+
 const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1: a 32-byte
 digest signed as is; the answer is r || s || v) and --message (ed25519: the
 message itself). HEX may start with 0x.`
@@ -216,10 +301,12 @@ func parseAlgorithm(name string) (signerv1.Algorithm, error) {
 		return signerv1.Algorithm_ALGORITHM_SECP256K1, nil
 	case "ed25519":
 		return signerv1.Algorithm_ALGORITHM_ED25519, nil
+	case "p256":
+		return signerv1.Algorithm_ALGORITHM_P256, nil
 	case "":
-		return 0, errors.New("required (secp256k1 or ed25519)")
+		return 0, errors.New("required (secp256k1, ed25519 or p256)")
 	default:
-		return 0, fmt.Errorf("unknown algorithm %q (want secp256k1 or ed25519)", name)
+		return 0, fmt.Errorf("unknown algorithm %q (want secp256k1, ed25519 or p256)", name)
 	}
 }
 

@@ -142,14 +142,31 @@ func (c *cli) printKey(k *signerv1.Key) error {
 	if c.cfg.json {
 		return c.writeJSON(newKeyJSON(k))
 	}
-	return c.fields(
+	pairs := []string{
 		"key_id", printable(k.GetKeyId()),
 		"algorithm", algorithmName(k.GetAlgorithm()),
 		"public_key", hex.EncodeToString(k.GetPublicKey()),
 		"state", stateName(k.GetState()),
 		"created_at", formatUnixMs(k.GetCreatedAtUnixMs()),
 		"labels", printable(strings.Join(sortedLabels(k.GetLabels()), ", ")),
-	)
+	}
+	if a := newAddressesJSON(k.GetAddresses()); a != nil {
+		for _, p := range [][2]string{
+			{"ethereum", a.Ethereum}, {"bitcoin_p2wpkh", a.BitcoinP2WPKH}, {"bitcoin_p2tr", a.BitcoinP2TR},
+			{"bitcoin_testnet_p2wpkh", a.BitcoinTestnetP2WPKH}, {"bitcoin_testnet_p2tr", a.BitcoinTestnetP2TR},
+			{"bitcoin_regtest_p2wpkh", a.BitcoinRegtestP2WPKH}, {"bitcoin_regtest_p2tr", a.BitcoinRegtestP2TR},
+			{"solana", a.Solana},
+		} {
+			if p[1] != "" {
+				pairs = append(pairs, "address."+p[0], printable(p[1]))
+			}
+		}
+	}
+	if sl := k.GetSealing(); sl != nil {
+		pairs = append(pairs, "kms_key_arn", printable(sl.GetKmsKeyArn()), "kek_id", printable(sl.GetKekId()),
+			"generation", fmt.Sprint(sl.GetGeneration()))
+	}
+	return c.fields(pairs...)
 }
 
 func (c *cli) printKeys(keys []*signerv1.Key) error {

@@ -11,6 +11,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION        := 2025.1.1
 GRPCURL_VERSION            := v1.9.3
+VERSITYGW_VERSION          := v1.8.0
 
 TOOLCACHE ?= $(shell $(GO) env GOPATH)/nitrosigner-tools
 BUF                := $(TOOLCACHE)/buf@$(BUF_VERSION)/buf
@@ -18,6 +19,11 @@ PROTOC_GEN_GO      := $(TOOLCACHE)/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)/protoc
 PROTOC_GEN_GO_GRPC := $(TOOLCACHE)/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
 STATICCHECK        := $(TOOLCACHE)/staticcheck@$(STATICCHECK_VERSION)/staticcheck
 GRPCURL            := $(TOOLCACHE)/grpcurl@$(GRPCURL_VERSION)/grpcurl
+# versitygw (the S3 server the store tests start) lives in the Go bin
+# directory, where the S3 tests look for it; building it takes minutes, so
+# it is installed once and reused.
+GOBIN_DIR          := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+VERSITYGW          := $(GOBIN_DIR)/versitygw
 # buf.gen.yaml finds the plugins on PATH.
 export PATH := $(dir $(PROTOC_GEN_GO)):$(dir $(PROTOC_GEN_GO_GRPC)):$(PATH)
 
@@ -32,6 +38,7 @@ build: ## build enclave, parent and the nitrosigner CLI into bin/
 	$(GOBUILD) -o $(BIN)/enclave ./enclave/cmd/enclave
 	$(GOBUILD) -o $(BIN)/parent ./parent/cmd/parent
 	$(GOBUILD) -o $(BIN)/nitrosigner ./cmd/nitrosigner
+	$(GOBUILD) -o $(BIN)/kmssim ./cmd/kmssim
 
 .PHONY: build-nosim
 build-nosim: ## build the production enclave binary (no simulator code)
@@ -42,7 +49,7 @@ run: build $(GRPCURL) ## run enclave (simulated NSM) + parent on localhost, gRPC
 	@GRPCURL=$(GRPCURL) scripts/run-local.sh
 
 .PHONY: test
-test: ## vet and run every test with the race detector
+test: versitygw ## vet and run every test with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
@@ -78,6 +85,12 @@ $(STATICCHECK):
 $(GRPCURL):
 	GOBIN=$(dir $@) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
+.PHONY: versitygw
+versitygw: ## install versitygw (pinned; the S3 server the store tests run against) unless present
+	@if [ -x $(VERSITYGW) ] && $(GO) version -m $(VERSITYGW) | grep -q 'versitygw[[:space:]]*$(VERSITYGW_VERSION)'; then :; else \
+		echo "installing versitygw $(VERSITYGW_VERSION) into $(GOBIN_DIR) (takes a few minutes once)"; \
+		$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); fi
+
 .PHONY: grpcurl
 grpcurl: $(GRPCURL) ## install grpcurl (pinned) and print its path
 	@echo $(GRPCURL)
@@ -93,11 +106,19 @@ generate-check: generate ## fail if the committed generated code differs from `m
 	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
-lint: $(STATICCHECK) ## go vet, staticcheck, gofmt
+lint: $(STATICCHECK) lint-shell ## go vet, staticcheck, gofmt, shellcheck
 	$(GO) vet ./...
 	$(GO) vet -tags nosim ./enclave/...
 	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+.PHONY: lint-shell
+lint-shell: ## shellcheck every shell script
+	shellcheck --external-sources --severity=style $$(git ls-files '*.sh')
+
+.PHONY: eif
+eif: ## build the enclave EIF on a Nitro parent (EIF_FLAGS="--region ... --kms-key-id ...")
+	eif/build.sh $(EIF_FLAGS)
 
 .PHONY: clean
 clean:

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole stack on this machine, the embedded default: the enclave with
-# the simulated NSM and the parent proxy, joined by a unix socket, gRPC for
-# clients on 127.0.0.1:50051. State lives in .run/. Ctrl-C stops everything.
+# Runs the whole stack on this machine, the embedded default: the KMS
+# simulator (HTTPS on 127.0.0.1:4566), the enclave with the simulated NSM, and
+# the parent proxy with a local blob directory, gRPC for clients on
+# 127.0.0.1:50051. The enclave reaches KMS through the parent's forwarder, as
+# on AWS. State (simulated NSM root, KMS keys, sealed key blobs) lives in .run/
+# and survives restarts: keys created in one run sign in the next.
+# Ctrl-C stops everything.
 #
 # Usage: scripts/run-local.sh [--dry-run]
 set -euo pipefail
@@ -16,20 +20,34 @@ grpcurl=${GRPCURL:-grpcurl}
 dry=false
 if [[ ${1:-} == --dry-run ]]; then dry=true; fi
 
-enclave_cmd=("$bin/enclave" --nsm=sim --sim-state "$run/nsmsim" --listen "unix://$run/enclave.sock")
+kms=127.0.0.1:4566
+region=us-east-1
+# Development credentials for the KMS simulator only; the parent reads them
+# from the environment (the default AWS chain) and pushes them to the enclave.
+access_key=AKIDNITROSIGNERLOCAL
+secret=nitrosigner-local-development-secret
+principal=arn:aws:iam::111122223333:role/nitrosigner-parent
 metrics=127.0.0.1:9464
-parent_cmd=("$bin/parent" --listen "tcp://$addr" --enclave "unix://$run/enclave.sock" --metrics-listen "tcp://$metrics")
+
+kmssim_cmd=("$bin/kmssim" --listen "$kms" --state "$run/kmssim" --nsm-state "$run/nsmsim"
+	--access-key-id "$access_key" --principal "$principal" --region "$region" --create-key nitrosigner)
+enclave_cmd=("$bin/enclave" --nsm=sim --sim-state "$run/nsmsim" --listen "unix://$run/enclave.sock"
+	--region "$region" --kms-endpoint "https://localhost:${kms##*:}" --kms-dial "unix://$run/kms.sock"
+	--kms-key-id "KEY_ARN" --kms-sim-ca "$run/kmssim/ca.pem")
+parent_cmd=("$bin/parent" --listen "tcp://$addr" --enclave "unix://$run/enclave.sock" --metrics-listen "tcp://$metrics"
+	--store "dir://$run/blobs" --kms-forward-listen "unix://$run/kms.sock" --kms-forward-target "$kms" --credentials aws)
 
 if $dry; then
-	echo "would run: ${enclave_cmd[*]}"
+	echo "would run: ${kmssim_cmd[*]}"
+	echo "would run: ${enclave_cmd[*]}   (KEY_ARN from $run/kmssim/key-arn)"
 	echo "would run: ${parent_cmd[*]}"
 	exit 0
 fi
 
-for b in enclave parent nitrosigner; do
+for b in kmssim enclave parent nitrosigner; do
 	[[ -x $bin/$b ]] || { echo "run-local: $bin/$b missing; run 'make build'" >&2; exit 1; }
 done
-mkdir -p "$run/nsmsim"
+mkdir -p "$run/nsmsim" "$run/kmssim" "$run/blobs"
 
 pids=()
 stop() {
@@ -42,15 +60,30 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+rm -f "$run/kmssim/key-arn"
+KMSSIM_SECRET_ACCESS_KEY=$secret "${kmssim_cmd[@]}" >/dev/null 2> >(sed -u 's/^/[kmssim]  /' >&2) &
+pids+=($!)
+for _ in $(seq 1 100); do
+	[[ -s $run/kmssim/key-arn ]] && break
+	sleep 0.1
+done
+[[ -s $run/kmssim/key-arn ]] || { echo "run-local: kmssim did not start; see the log lines above" >&2; exit 1; }
+key_arn=$(<"$run/kmssim/key-arn")
+enclave_cmd=("${enclave_cmd[@]/KEY_ARN/$key_arn}")
+
 "${enclave_cmd[@]}" 2> >(sed -u 's/^/[enclave] /' >&2) &
 pids+=($!)
-"${parent_cmd[@]}" 2> >(sed -u 's/^/[parent]  /' >&2) &
+# The parent takes AWS credentials from the environment here (on EC2: the
+# instance role via IMDSv2); nothing from the user's ~/.aws is read.
+AWS_ACCESS_KEY_ID=$access_key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=$region \
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
+	"${parent_cmd[@]}" 2> >(sed -u 's/^/[parent]  /' >&2) &
 pids+=($!)
 
 # Wait until the parent answers (the enclave needs a moment for its RSA key).
 ready=false
 for _ in $(seq 1 100); do
-	if "$bin/nitrosigner" --addr "$addr" --timeout 1s keys list >/dev/null 2>&1; then
+	if "$bin/nitrosigner" --addr "$addr" --timeout 1s attest >/dev/null 2>&1; then
 		ready=true
 		break
 	fi
@@ -59,14 +92,27 @@ done
 $ready || { echo "run-local: the stack did not come up; see the log lines above" >&2; exit 1; }
 
 # A demo key of each algorithm, so that the examples below run as printed.
+# They are kept in .run/demo-keys and reused while they exist: keys are
+# sealed under KMS and stored in .run/blobs, so they survive restarts.
 key_id() { sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p'; }
-k1=$("$bin/nitrosigner" --addr "$addr" --json keys create --alg secp256k1 --label demo=make-run | key_id)
-ed=$("$bin/nitrosigner" --addr "$addr" --json keys create --alg ed25519 --label demo=make-run | key_id)
+k1='' ed=''
+if [[ -s $run/demo-keys ]]; then
+	read -r k1 ed <"$run/demo-keys" || true
+	for k in "$k1" "$ed"; do
+		"$bin/nitrosigner" --addr "$addr" --timeout 5s keys get "$k" >/dev/null 2>&1 || { k1='' ed=''; break; }
+	done
+fi
+if [[ -z $k1 ]]; then
+	k1=$("$bin/nitrosigner" --addr "$addr" --json keys create --alg secp256k1 --label demo=make-run | key_id)
+	ed=$("$bin/nitrosigner" --addr "$addr" --json keys create --alg ed25519 --label demo=make-run | key_id)
+	echo "$k1 $ed" >"$run/demo-keys"
+fi
 
 cat <<MSG
 
-nitrosigner is running: gRPC on $addr (enclave with simulated NSM, state in .run/).
-Two demo keys were created: $k1 (secp256k1) and $ed (ed25519).
+nitrosigner is running: gRPC on $addr. Enclave with simulated NSM, KMS simulator on
+https://$kms (key $key_arn), sealed keys in .run/blobs; all state in .run/.
+Demo keys (sealed under KMS, kept across restarts): $k1 (secp256k1) and $ed (ed25519).
 
 Try it with the CLI:
   bin/nitrosigner keys list
@@ -74,6 +120,8 @@ Try it with the CLI:
   bin/nitrosigner sign --key $k1 --digest 9c22ff5f21f0b81b113e63f7db6da94fedef11b2119b4088b89664fb9a3cb658
   bin/nitrosigner sign --key $ed --message 68656c6c6f
   bin/nitrosigner keys create --alg ed25519
+  bin/nitrosigner keys disable $k1      # then sign again: FailedPrecondition; keys enable $k1
+  bin/nitrosigner keys rotate $k1       # new data key; same key and addresses
   bin/nitrosigner attest --verify --root .run/nsmsim/root.pem
 
 Or with grpcurl (server reflection is on):

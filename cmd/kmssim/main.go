@@ -35,6 +35,7 @@ import (
 	"syscall"
 
 	"github.com/nitrosigner/nitrosigner/internal/kmssim"
+	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
 )
 
 // KeyARNFile is the file in the state directory that receives the ARN of
@@ -53,6 +54,7 @@ type options struct {
 	listen      string
 	state       string
 	nsmRoot     string
+	nsmState    string
 	accessKeyID string
 	secret      string
 	principal   string
@@ -79,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4566", "TCP `address` to serve HTTPS on")
 	fs.StringVar(&o.state, "state", "", "state `directory` (keys, policies, TLS CA); required")
 	fs.StringVar(&o.nsmRoot, "nsm-root", "", "PEM `file` with the attestation root(s) to trust for Recipient (the NSM simulator's root.pem); without it every Recipient is refused")
+	fs.StringVar(&o.nsmState, "nsm-state", "", "the NSM simulator's state `directory`: trust its root, creating the root first if no simulator has run yet (alternative to --nsm-root)")
 	fs.StringVar(&o.accessKeyID, "access-key-id", "", "access key `id` clients sign with; required")
 	fs.StringVar(&o.secret, "secret-access-key", "", "secret access `key` (default: $KMSSIM_SECRET_ACCESS_KEY); required")
 	fs.StringVar(&o.principal, "principal", "", "principal `ARN` key policies see for the credential (default arn:aws:iam::ACCOUNT:user/kmssim)")
@@ -145,6 +148,21 @@ func serve(ctx context.Context, o *options, log *slog.Logger, stdout io.Writer) 
 		AllowDebug: o.allowDebug,
 		TLSNames:   o.tlsNames,
 		Logger:     log,
+	}
+	if o.nsmState != "" {
+		if o.nsmRoot != "" {
+			return errors.New("give --nsm-root or --nsm-state, not both")
+		}
+		// Creating a simulator once makes (and persists) its root; the
+		// enclave started later with the same --sim-state uses that root.
+		sim, err := nsmsim.New(nsmsim.Config{StateDir: o.nsmState, Image: []byte("kmssim: root initialisation")})
+		if err != nil {
+			return fmt.Errorf("--nsm-state: %w", err)
+		}
+		if err := sim.Close(); err != nil {
+			return fmt.Errorf("--nsm-state: %w", err)
+		}
+		o.nsmRoot = filepath.Join(o.nsmState, nsmsim.RootCertFile)
 	}
 	if o.nsmRoot != "" {
 		roots, err := loadRoots(o.nsmRoot)

@@ -7,6 +7,9 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/btc"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/eth"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/sol"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
@@ -42,7 +45,7 @@ func (s *Server) createKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*
 	}
 	s.log.InfoContext(ctx, "key created", "key_id", c.Header.KeyId, "algorithm", c.Header.Algorithm.String(),
 		"kek_id", c.Header.KekId)
-	return &enclavev1.CreateKeyResponse{Key: keyProto(&c.Info), SealedKey: c.SealedKey, SealedKek: c.SealedKEK}, nil
+	return &enclavev1.CreateKeyResponse{Key: s.keyProto(ctx, &c.Info), SealedKey: c.SealedKey, SealedKek: c.SealedKEK}, nil
 }
 
 // blobs checks one SealedBlobs item.
@@ -109,7 +112,7 @@ func (s *Server) describeKeys(ctx context.Context, r *enclavev1.DescribeKeysRequ
 			out.Keys[i] = &enclavev1.DescribedKey{Error: s.itemStatus(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, err)}
 			continue
 		}
-		out.Keys[i] = &enclavev1.DescribedKey{Key: keyProto(info)}
+		out.Keys[i] = &enclavev1.DescribedKey{Key: s.keyProto(ctx, info)}
 	}
 	return out, nil
 }
@@ -133,7 +136,7 @@ func (s *Server) setKeyState(ctx context.Context, r *enclavev1.SetKeyStateReques
 	}
 	s.log.InfoContext(ctx, "key state sealed", "key_id", r.GetKeyId(), "state", r.GetState().String(),
 		"generation", res.Header.Generation)
-	return &enclavev1.SetKeyStateResponse{Key: keyProto(&res.Info), SealedKey: res.SealedKey}, nil
+	return &enclavev1.SetKeyStateResponse{Key: s.keyProto(ctx, &res.Info), SealedKey: res.SealedKey}, nil
 }
 
 func (s *Server) rotateKey(ctx context.Context, r *enclavev1.RotateKeyRequest) (*enclavev1.RotateKeyResponse, error) {
@@ -153,7 +156,7 @@ func (s *Server) rotateKey(ctx context.Context, r *enclavev1.RotateKeyRequest) (
 	}
 	s.log.InfoContext(ctx, "key rotated", "key_id", r.GetKeyId(), "kek_id", res.Header.KekId,
 		"kms_key_arn", res.KMSKeyARN, "generation", res.Header.Generation)
-	return &enclavev1.RotateKeyResponse{Key: keyProto(&res.Info), SealedKek: res.SealedKEK, SealedKey: res.SealedKey}, nil
+	return &enclavev1.RotateKeyResponse{Key: s.keyProto(ctx, &res.Info), SealedKek: res.SealedKEK, SealedKey: res.SealedKey}, nil
 }
 
 func (s *Server) setCredentials(r *enclavev1.SetCredentialsRequest) (*enclavev1.SetCredentialsResponse, error) {
@@ -179,7 +182,7 @@ func (s *Server) setCredentials(r *enclavev1.SetCredentialsRequest) (*enclavev1.
 
 // keyProto describes a key from its header. Addresses are derived here,
 // inside the enclave, from the authenticated public key.
-func keyProto(info *keyring.Info) *signerv1.Key {
+func (s *Server) keyProto(ctx context.Context, info *keyring.Info) *signerv1.Key {
 	h := info.Header
 	return &signerv1.Key{
 		KeyId:           h.KeyId,
@@ -188,14 +191,34 @@ func keyProto(info *keyring.Info) *signerv1.Key {
 		State:           h.State,
 		CreatedAtUnixMs: h.CreatedAtUnixMs,
 		Labels:          h.Labels,
-		Addresses:       addresses(h.Algorithm, h.PublicKey),
+		Addresses:       s.addresses(ctx, h.KeyId, h.Algorithm, h.PublicKey),
 		Sealing: &signerv1.Sealing{
 			KmsKeyArn: info.KMSKeyARN, KekId: h.KekId, Generation: h.Generation, SealedAtUnixMs: h.SealedAtUnixMs,
 		},
 	}
 }
 
-// addresses derives the chain addresses of a public key.
-func addresses(signerv1.Algorithm, []byte) *signerv1.Addresses {
-	return nil
+// addresses derives the chain addresses of a public key: Ethereum and
+// Bitcoin for secp256k1, Solana for ed25519, none for P-256. The key comes
+// authenticated from its sealed header, so a failure is a bug: it is logged
+// and the key is described without addresses rather than not at all.
+func (s *Server) addresses(ctx context.Context, keyID string, alg signerv1.Algorithm, pub []byte) *signerv1.Addresses {
+	var a *signerv1.Addresses
+	var err error
+	switch alg {
+	case signerv1.Algorithm_ALGORITHM_SECP256K1:
+		if a, err = btc.Addresses(pub); err == nil {
+			a.Ethereum, err = eth.Address(pub)
+		}
+	case signerv1.Algorithm_ALGORITHM_ED25519:
+		a = new(signerv1.Addresses)
+		a.Solana, err = sol.Address(pub)
+	default:
+		return nil
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "cannot derive addresses", "key_id", keyID, "algorithm", alg.String(), "err", err)
+		return nil
+	}
+	return a
 }

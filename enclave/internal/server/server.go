@@ -5,6 +5,13 @@
 // any work. Status codes are chosen in one place, [toStatus]; client-visible
 // messages name the offending field and never carry key material, while the
 // wrapped internal error goes only to the enclave's own log.
+//
+// Chain payloads (Ethereum, Bitcoin, Solana) are bounded in size here, need a
+// key of their chain's algorithm, and are decoded, checked and signed by the
+// chain packages under enclave/internal/chain. Each chain signature is logged
+// at Info with a summary of what was signed (never the payload, the
+// signature or key material); raw digest and message signatures, the hot
+// path, log at Debug only.
 package server
 
 import (
@@ -23,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/btc"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/kms"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
@@ -217,8 +225,11 @@ func invalid(field, format string, args ...any) error {
 
 // toStatus picks the status code for err. Status errors pass unchanged;
 // sentinels map to codes with messages that say what happened (none of them
-// carries key material); anything else is logged and becomes Internal
-// without its text.
+// carries key material): a payload a chain package refused is
+// InvalidArgument with the package's text, which names the field, and a PSBT
+// with nothing for the key to sign is FailedPrecondition. Anything else,
+// including a key a signer refused, is logged and becomes Internal without
+// its text.
 func (s *Server) toStatus(ctx context.Context, m enclavev1.Method, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -245,6 +256,15 @@ func (s *Server) toStatus(ctx context.Context, m enclavev1.Method, err error) er
 	case errors.Is(err, kms.ErrNoCredentials), errors.Is(err, kms.ErrUnavailable), errors.Is(err, keyring.ErrClosed):
 		s.log.WarnContext(ctx, "KMS unavailable", "method", m.String(), "err", err)
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, btc.ErrNoInputForKey):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, sign.ErrInvalidPayload):
+		// Chain packages name the field and the problem; keep their text.
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, sign.ErrInvalidKey):
+		// Keys come authenticated from the keyring: this is a bug.
+		s.log.ErrorContext(ctx, "signer refused a key", "method", m.String(), "err", err)
+		return status.Error(codes.Internal, "internal error")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded in enclave")
 	case errors.Is(err, context.Canceled):
@@ -264,24 +284,26 @@ func validKeyID(id string) error {
 	return nil
 }
 
+// sign signs one payload. Chain payloads need a key of their chain's
+// algorithm and are decoded and checked by the chain packages; their errors
+// reach [Server.toStatus] unchanged.
 func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}
-	var sig []byte
-	var fn func(sc sign.Scheme, priv, pub []byte) error
+	var j job
 	switch p := r.GetPayload().(type) {
 	case *signerv1.SignRequest_Digest:
 		if len(p.Digest) != sign.DigestSize {
 			return nil, invalid("digest", "must be %d bytes, got %d", sign.DigestSize, len(p.Digest))
 		}
-		fn = func(sc sign.Scheme, priv, _ []byte) (err error) {
-			sig, err = sc.SignDigest(priv, p.Digest)
+		j = job{field: "digest", sign: func(sc sign.Scheme, priv, _ []byte) (*signerv1.SignResponse, error) {
+			sig, err := sc.SignDigest(priv, p.Digest)
 			if errors.Is(err, sign.ErrUnsupported) {
-				return invalid("digest", "%s keys do not sign digests; send the message field", sc.Name())
+				return nil, invalid("digest", "%s keys do not sign digests; send the message field", sc.Name())
 			}
-			return err
-		}
+			return &signerv1.SignResponse{Signature: sig}, err
+		}}
 	case *signerv1.SignRequest_Message:
 		switch {
 		case len(p.Message) == 0:
@@ -289,21 +311,43 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 		case len(p.Message) > MaxMessageSize:
 			return nil, invalid("message", "must be at most %d bytes, got %d", MaxMessageSize, len(p.Message))
 		}
-		fn = func(sc sign.Scheme, priv, _ []byte) (err error) {
-			sig, err = sc.SignMessage(priv, p.Message)
+		j = job{field: "message", sign: func(sc sign.Scheme, priv, _ []byte) (*signerv1.SignResponse, error) {
+			sig, err := sc.SignMessage(priv, p.Message)
 			if errors.Is(err, sign.ErrUnsupported) {
-				return invalid("message", "%s keys sign 32-byte digests; send the digest field", sc.Name())
+				return nil, invalid("message", "%s keys sign 32-byte digests; send the digest field", sc.Name())
 			}
-			return err
-		}
+			return &signerv1.SignResponse{Signature: sig}, err
+		}}
 	default:
-		return nil, invalid("payload", "one of digest or message is required")
+		var err error
+		if j, err = chainJob(r); err != nil {
+			return nil, err
+		}
 	}
-	alg, err := s.cfg.Keyring.Use(r.GetKeyId(), fn)
+	var resp *signerv1.SignResponse
+	alg, err := s.cfg.Keyring.Use(r.GetKeyId(), func(sc sign.Scheme, priv, pub []byte) (err error) {
+		resp, err = j.sign(sc, priv, pub)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &signerv1.SignResponse{KeyId: r.GetKeyId(), Algorithm: alg, Signature: sig}, nil
+	resp.KeyId, resp.Algorithm = r.GetKeyId(), alg
+	s.logSigned(ctx, j.field, resp)
+	return resp, nil
+}
+
+// logSigned records a signature. Raw digests and messages are the hot path
+// and log at Debug; chain payloads log at Info with what was signed.
+func (s *Server) logSigned(ctx context.Context, field string, resp *signerv1.SignResponse) {
+	if resp.GetSummary() == nil {
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.DebugContext(ctx, "signed", "key_id", resp.GetKeyId(), "payload", field)
+		}
+		return
+	}
+	args := append([]any{"key_id", resp.GetKeyId(), "payload", field}, summaryAttrs(field, resp)...)
+	s.log.InfoContext(ctx, "signed", args...)
 }
 
 func (s *Server) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {

@@ -35,7 +35,13 @@ func (f *fakeAttester) Attest(_ context.Context, nonce, userData, publicKey []by
 	return []byte("doc"), nil
 }
 
-func newServer(t *testing.T) (*server.Server, *fakeAttester) {
+func newServer(t testing.TB) (*server.Server, *fakeAttester) {
+	t.Helper()
+	return newServerLog(t, quiet)
+}
+
+// newServerLog is newServer with the server's logs sent to log.
+func newServerLog(t testing.TB, log *slog.Logger) (*server.Server, *fakeAttester) {
 	t.Helper()
 	att := &fakeAttester{}
 	kms := keyringtest.New(testARN, otherARN)
@@ -49,7 +55,7 @@ func newServer(t *testing.T) (*server.Server, *fakeAttester) {
 		Identity:     &signerv1.EnclaveIdentity{Version: 1, IdentityPublicKey: make([]byte, 32)},
 		KMSPublicKey: []byte("spki"),
 		Version:      "test",
-		Logger:       quiet,
+		Logger:       log,
 	})
 	require.NoError(t, err)
 	return s, att
@@ -62,7 +68,7 @@ const (
 
 var quiet = slog.New(slog.DiscardHandler)
 
-func call[T proto.Message](t *testing.T, s *server.Server, m enclavev1.Method, req proto.Message, resp T) (T, error) {
+func call[T proto.Message](t testing.TB, s *server.Server, m enclavev1.Method, req proto.Message, resp T) (T, error) {
 	t.Helper()
 	b, err := proto.Marshal(req)
 	require.NoError(t, err)
@@ -74,12 +80,12 @@ func call[T proto.Message](t *testing.T, s *server.Server, m enclavev1.Method, r
 	return resp, nil
 }
 
-func createKey(t *testing.T, s *server.Server, alg signerv1.Algorithm) *signerv1.Key {
+func createKey(t testing.TB, s *server.Server, alg signerv1.Algorithm) *signerv1.Key {
 	t.Helper()
 	return createFull(t, s, alg).GetKey()
 }
 
-func createFull(t *testing.T, s *server.Server, alg signerv1.Algorithm) *enclavev1.CreateKeyResponse {
+func createFull(t testing.TB, s *server.Server, alg signerv1.Algorithm) *enclavev1.CreateKeyResponse {
 	t.Helper()
 	r, err := call(t, s, enclavev1.Method_METHOD_CREATE_KEY,
 		&enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{Algorithm: alg}}, &enclavev1.CreateKeyResponse{})
@@ -260,8 +266,12 @@ func FuzzHandle(f *testing.F) {
 		Requests: []*signerv1.SignRequest{signReq("k", make([]byte, 32), nil).GetRequest()}}})
 	seed(enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: &signerv1.CreateKeyRequest{Algorithm: 2, Labels: map[string]string{"a": "b"}}})
 	seed(enclavev1.Method_METHOD_GET_ATTESTATION, &enclavev1.GetAttestationRequest{Nonce: []byte("n")})
-	s, _ := newServer(&testing.T{})
-	c := createFull(&testing.T{}, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	s, _ := newServer(f)
+	c := createFull(f, s, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	ed := createKey(f, s, signerv1.Algorithm_ALGORITHM_ED25519)
+	for _, r := range chainSeeds(f, c.GetKey(), ed) {
+		seed(enclavev1.Method_METHOD_SIGN, r)
+	}
 	blobs := &enclavev1.SealedBlobs{KeyId: c.GetKey().GetKeyId(), SealedKey: c.GetSealedKey(), SealedKek: c.GetSealedKek()}
 	seed(enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{blobs}})
 	seed(enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: []*enclavev1.SealedBlobs{blobs}})

@@ -315,7 +315,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error {
-		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log)
+		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log, onCreds)
 		return nil
 	})
 	if pusher != nil {
@@ -367,7 +367,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 // watchEnclave drives the gRPC health status (overall and per service) from
 // periodic pings of the enclave.
-func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, log *slog.Logger) {
+// onUp, if set, runs each time the enclave becomes reachable (a restarted
+// enclave needs its AWS credentials again).
+func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, log *slog.Logger, onUp func(context.Context) error) {
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -386,6 +388,11 @@ func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, ev
 				log.WarnContext(ctx, "enclave not reachable", "err", err)
 			} else {
 				log.InfoContext(ctx, "enclave reachable")
+				if onUp != nil {
+					if err := onUp(ctx); err != nil {
+						log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", err)
+					}
+				}
 			}
 			last = st
 		}

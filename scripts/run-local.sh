@@ -29,15 +29,24 @@ secret=nitrosigner-local-development-secret
 principal=arn:aws:iam::111122223333:role/nitrosigner-parent
 metrics=127.0.0.1:9464
 
+admin=arn:aws:iam::111122223333:role/nitrosigner-key-admin
+
+# The KMS key admits only this enclave image, run by this parent role: the
+# policy is generated from the image's measurements exactly as on AWS.
+measure_cmd=("$bin/enclave" --sim-measurements)
+policy_cmd=("$bin/nitrosigner" kms-policy --role-arn "$principal" --admin-arn "$admin" --pcrs "$run/measurements.json" --out "$run/kms-policy.json")
 kmssim_cmd=("$bin/kmssim" --listen "$kms" --state "$run/kmssim" --nsm-state "$run/nsmsim"
-	--access-key-id "$access_key" --principal "$principal" --region "$region" --create-key nitrosigner)
-enclave_cmd=("$bin/enclave" --nsm=sim --sim-state "$run/nsmsim" --listen "unix://$run/enclave.sock"
+	--access-key-id "$access_key" --principal "$principal" --region "$region"
+	--create-key nitrosigner --policy "$run/kms-policy.json")
+enclave_cmd=("$bin/enclave" --nsm=sim --sim-state "$run/nsmsim" --sim-role-arn "$principal" --listen "unix://$run/enclave.sock"
 	--region "$region" --kms-endpoint "https://localhost:${kms##*:}" --kms-dial "unix://$run/kms.sock"
 	--kms-key-id "KEY_ARN" --kms-sim-ca "$run/kmssim/ca.pem")
 parent_cmd=("$bin/parent" --listen "tcp://$addr" --enclave "unix://$run/enclave.sock" --metrics-listen "tcp://$metrics"
 	--store "dir://$run/blobs" --kms-forward-listen "unix://$run/kms.sock" --kms-forward-target "$kms" --credentials aws)
 
 if $dry; then
+	echo "would run: ${measure_cmd[*]} > $run/measurements.json"
+	echo "would run: ${policy_cmd[*]}"
 	echo "would run: ${kmssim_cmd[*]}"
 	echo "would run: ${enclave_cmd[*]}   (KEY_ARN from $run/kmssim/key-arn)"
 	echo "would run: ${parent_cmd[*]}"
@@ -60,6 +69,8 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+"${measure_cmd[@]}" >"$run/measurements.json"
+"${policy_cmd[@]}"
 rm -f "$run/kmssim/key-arn"
 KMSSIM_SECRET_ACCESS_KEY=$secret "${kmssim_cmd[@]}" >/dev/null 2> >(sed -u 's/^/[kmssim]  /' >&2) &
 pids+=($!)
@@ -112,6 +123,8 @@ cat <<MSG
 
 nitrosigner is running: gRPC on $addr. Enclave with simulated NSM, KMS simulator on
 https://$kms (key $key_arn), sealed keys in .run/blobs; all state in .run/.
+Its key policy admits only this enclave image (.run/kms-policy.json, made by
+'nitrosigner kms-policy' from .run/measurements.json).
 Demo keys (sealed under KMS, kept across restarts): $k1 (secp256k1) and $ed (ed25519).
 
 Try it with the CLI:
@@ -122,7 +135,7 @@ Try it with the CLI:
   bin/nitrosigner keys create --alg ed25519
   bin/nitrosigner keys disable $k1      # then sign again: FailedPrecondition; keys enable $k1
   bin/nitrosigner keys rotate $k1       # new data key; same key and addresses
-  bin/nitrosigner attest --verify --root .run/nsmsim/root.pem
+  bin/nitrosigner attest --verify --root .run/nsmsim/root.pem --pcrs .run/measurements.json
 
 Or with grpcurl (server reflection is on):
   $grpcurl -plaintext -d '{"key_id":"$k1"}' $addr nitrosigner.v1.SignerService/GetKey

@@ -70,8 +70,16 @@ func run(args []string, stderr io.Writer) int {
 	kekMaxKeys := fs.Int("kek-max-keys", 0, "start a new KEK after this many keys (default 100000)")
 	kekMaxAge := fs.Duration("kek-max-age", 0, "start a new KEK after this age (default 720h)")
 	maxKeys := fs.Int("max-keys", 0, "bound of the cache of opened keys (default 4194304)")
+	measurements := fs.Bool("sim-measurements", false, "simulator builds only: print the PCRs a simulated enclave running this binary reports (nitro-cli JSON) and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *measurements {
+		if err := printSimMeasurements(os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "enclave: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

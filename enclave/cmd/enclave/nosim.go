@@ -24,3 +24,8 @@ func kmsRoots(f simFlags) (*x509.CertPool, error) {
 	}
 	return nil, nil
 }
+
+// printSimMeasurements: production builds have no simulator.
+func printSimMeasurements(io.Writer) error {
+	return errors.New("--sim-measurements is not available in this build (-tags nosim)")
+}

@@ -271,6 +271,14 @@ func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signe
 }
 
 func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
+	keys, err := s.describeOnce(ctx, items)
+	if s.needsCredentials(ctx, err) {
+		keys, err = s.describeOnce(ctx, items)
+	}
+	return keys, err
+}
+
+func (s *Service) describeOnce(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
 	var out enclavev1.DescribeKeysResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out); err != nil {
 		return nil, err
@@ -281,6 +289,9 @@ func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) 
 	keys := make([]*signerv1.Key, len(items))
 	for i, d := range out.GetKeys() {
 		if e := d.GetError(); e != nil && e.GetCode() != 0 {
+			if len(items) == 1 {
+				return nil, status.Error(codes.Code(e.GetCode()), e.GetMessage())
+			}
 			return nil, status.Errorf(codes.Code(e.GetCode()), "key %s: %s", items[i].GetKeyId(), e.GetMessage())
 		}
 		if d.GetKey().GetKeyId() != items[i].GetKeyId() {

@@ -393,6 +393,8 @@ func TestMetrics(t *testing.T) {
 		`nitrosigner_grpc_request_duration_seconds_count{method="/nitrosigner.v1.SignerService/CreateKey"} 1`,
 		"nitrosigner_enclave_up 1",
 		"nitrosigner_enclave_keys 1",
+		"nitrosigner_enclave_kms_calls_total 1",
+		"nitrosigner_enclave_keks 1",
 		`nitrosigner_enclave_cpu_seconds_total{mode="user"}`,
 		"process_cpu_seconds_total",
 		"go_goroutines",

@@ -193,6 +193,13 @@ func (r *Keyring) allowed(arn string) bool { return slices.Contains(r.cfg.KMSKey
 // KMSCalls reports how many KMS calls the keyring has made.
 func (r *Keyring) KMSCalls() uint64 { return r.kmsCalls.Load() }
 
+// KEKs reports the number of unwrapped KEKs held.
+func (r *Keyring) KEKs() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.keks)
+}
+
 // Len reports the number of cached keys.
 func (r *Keyring) Len() int {
 	r.mu.RLock()

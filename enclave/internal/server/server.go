@@ -66,6 +66,8 @@ type Keyring interface {
 	Rotate(ctx context.Context, id, kmsKeyARN string, b keyring.Blobs) (*keyring.Resealed, error)
 	Evict(id string)
 	Len() int
+	KMSCalls() uint64
+	KEKs() int
 }
 
 // Credentials receives the AWS credentials the parent pushes.
@@ -408,6 +410,8 @@ func (s *Server) stats() (*enclavev1.GetStatsResponse, error) {
 		UserCpuMicros:   uint64(ru.Utime.Nano() / 1e3),
 		SystemCpuMicros: uint64(ru.Stime.Nano() / 1e3),
 		Keys:            uint64(s.cfg.Keyring.Len()),
+		KmsCalls:        s.cfg.Keyring.KMSCalls(),
+		Keks:            uint64(s.cfg.Keyring.KEKs()),
 		HeapBytes:       heap,
 		Goroutines:      uint64(runtime.NumGoroutine()),
 		Version:         s.cfg.Version,

@@ -73,6 +73,8 @@ type EnclaveCollector struct {
 	keys *prometheus.Desc
 	heap *prometheus.Desc
 	gor  *prometheus.Desc
+	kms  *prometheus.Desc
+	keks *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*EnclaveCollector)(nil)
@@ -90,12 +92,14 @@ func NewEnclaveCollector(svc *Service, timeout time.Duration) *EnclaveCollector 
 		keys:    d("keys", "Keys held in the enclave's keyring."),
 		heap:    d("heap_bytes", "Go heap in use in the enclave."),
 		gor:     d("goroutines", "Goroutines in the enclave."),
+		kms:     d("kms_calls_total", "KMS calls (GenerateDataKey, Decrypt) the enclave's keyring has made since it started."),
+		keks:    d("keks", "KEKs unwrapped in the enclave."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *EnclaveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.cpu, c.keys, c.heap, c.gor} {
+	for _, d := range []*prometheus.Desc{c.up, c.cpu, c.keys, c.heap, c.gor, c.kms, c.keks} {
 		ch <- d
 	}
 }
@@ -129,4 +133,6 @@ func (c *EnclaveCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(st.GetKeys()))
 	ch <- prometheus.MustNewConstMetric(c.heap, prometheus.GaugeValue, float64(st.GetHeapBytes()))
 	ch <- prometheus.MustNewConstMetric(c.gor, prometheus.GaugeValue, float64(st.GetGoroutines()))
+	ch <- prometheus.MustNewConstMetric(c.kms, prometheus.CounterValue, float64(st.GetKmsCalls()))
+	ch <- prometheus.MustNewConstMetric(c.keks, prometheus.GaugeValue, float64(st.GetKeks()))
 }

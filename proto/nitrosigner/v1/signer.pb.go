@@ -1318,8 +1318,9 @@ type isSignRequest_Payload interface {
 }
 
 type SignRequest_Digest struct {
-	// A 32-byte message digest, signed as is (secp256k1 only). The answer is
-	// 65 bytes r || s || v with low-S and v the recovery id (0 or 1).
+	// A 32-byte message digest, signed as is (secp256k1 and P-256 keys).
+	// secp256k1 answers 65 bytes r || s || v with low-S and v the recovery
+	// id (0 or 1); P-256 answers 64 bytes r || s with low-S.
 	Digest []byte `protobuf:"bytes,2,opt,name=digest,proto3,oneof"`
 }
 

@@ -1558,7 +1558,11 @@ type GetStatsResponse struct {
 	HeapBytes  uint64 `protobuf:"varint,4,opt,name=heap_bytes,json=heapBytes,proto3" json:"heap_bytes,omitempty"`
 	Goroutines uint64 `protobuf:"varint,5,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
 	// Enclave build version.
-	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// KMS calls made by the keyring (GenerateDataKey, Decrypt) since start.
+	KmsCalls uint64 `protobuf:"varint,7,opt,name=kms_calls,json=kmsCalls,proto3" json:"kms_calls,omitempty"`
+	// KEKs currently unwrapped in the enclave.
+	Keks          uint64 `protobuf:"varint,8,opt,name=keks,proto3" json:"keks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1633,6 +1637,20 @@ func (x *GetStatsResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *GetStatsResponse) GetKmsCalls() uint64 {
+	if x != nil {
+		return x.KmsCalls
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetKeks() uint64 {
+	if x != nil {
+		return x.Keks
+	}
+	return 0
 }
 
 var File_nitrosigner_enclave_v1_enclave_proto protoreflect.FileDescriptor
@@ -1716,7 +1734,7 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"\\\n" +
 	"\x16GetAttestationResponse\x12B\n" +
 	"\bresponse\x18\x01 \x01(\v2&.nitrosigner.v1.GetAttestationResponseR\bresponse\"\x11\n" +
-	"\x0fGetStatsRequest\"\xd3\x01\n" +
+	"\x0fGetStatsRequest\"\x84\x02\n" +
 	"\x10GetStatsResponse\x12&\n" +
 	"\x0fuser_cpu_micros\x18\x01 \x01(\x04R\ruserCpuMicros\x12*\n" +
 	"\x11system_cpu_micros\x18\x02 \x01(\x04R\x0fsystemCpuMicros\x12\x12\n" +
@@ -1726,7 +1744,9 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\n" +
 	"goroutines\x18\x05 \x01(\x04R\n" +
 	"goroutines\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion*\xdf\x02\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
+	"\tkms_calls\x18\a \x01(\x04R\bkmsCalls\x12\x12\n" +
+	"\x04keks\x18\b \x01(\x04R\x04keks*\xdf\x02\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +

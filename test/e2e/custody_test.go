@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	gethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/assert"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/kmspolicy"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
+	"github.com/nitrosigner/nitrosigner/internal/s3test"
 	"github.com/nitrosigner/nitrosigner/parent"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -194,7 +196,7 @@ func freshPair(t *testing.T, w *world) signerv1.SignerServiceClient {
 	w2.enclaveURL = "unix://" + filepath.Join(w2.dir, "enclave.sock")
 	w2.parentURL = "unix://" + filepath.Join(w2.dir, "parent.sock")
 	w2.forwardURL = "unix://" + filepath.Join(w2.dir, "kms.sock")
-	w2.linkTap = nil
+	w2.linkTap, w2.kmsTap = nil, nil
 	return w2.start(t).client
 }
 
@@ -280,7 +282,7 @@ func TestTamperedBlobsRefused(t *testing.T) {
 // AES-GCM per docs/sealing.md) and checks that no private key and no data
 // key byte string appears anywhere the parent could see.
 func TestNoSecretReachesTheParent(t *testing.T) {
-	w := newWorld(t, worldOptions{tapLink: true})
+	w := newWorld(t, worldOptions{tapLink: true, tapKMS: true})
 	var logs syncBuffer
 	startEnclaveCfg(t, w.enclaveConfig(t))
 	pc := w.parentConfig()
@@ -363,11 +365,13 @@ func TestNoSecretReachesTheParent(t *testing.T) {
 
 	seen := map[string][]byte{
 		"link traffic": w.linkTap.bytes(),
+		"KMS traffic":  w.kmsTap.bytes(),
 		"parent logs":  []byte(logs.String()),
 		"answers":      answers.Bytes(),
 		"store":        store.Bytes(),
 	}
 	require.NotEmpty(t, seen["link traffic"])
+	require.NotEmpty(t, seen["KMS traffic"])
 	require.NotEmpty(t, seen["parent logs"])
 	for where, data := range seen {
 		for i, s := range secrets {
@@ -477,4 +481,54 @@ func imagePolicy(t *testing.T, pcrs map[int][]byte) []byte {
 	})
 	require.NoError(t, err)
 	return p
+}
+
+// TestS3Store: the same custody path with the sealed blobs in S3
+// (versitygw, a versioned bucket): keys survive a restart of the whole
+// stack, and a deleted key's blob is gone in every version.
+func TestS3Store(t *testing.T) {
+	w := newWorld(t, worldOptions{s3: true})
+	stopEnclave := startEnclaveCfg(t, w.enclaveConfig(t))
+	pc := w.parentConfig()
+	ctxP, cancelP := context.WithCancel(context.Background())
+	pc.Listen = "unix://" + filepath.Join(w.dir, "p1.sock")
+	startParentCtx(t, ctxP, pc)
+	_, c := dialParent(t, pc.Listen)
+	k := createKey(t, c, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	gone := createKey(t, c, signerv1.Algorithm_ALGORITHM_ED25519)
+	_, err := c.DisableKey(ctx(t), &signerv1.DisableKeyRequest{KeyId: k.GetKeyId()})
+	require.NoError(t, err)
+	_, err = c.RotateKey(ctx(t), &signerv1.RotateKeyRequest{KeyId: gone.GetKeyId()})
+	require.NoError(t, err)
+	cancelP()
+	stopEnclave()
+
+	s := w.start(t)
+	_, err = signDigest(t, s.client, k.GetKeyId())
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "disabled state kept in S3")
+	_, err = s.client.EnableKey(ctx(t), &signerv1.EnableKeyRequest{KeyId: k.GetKeyId()})
+	require.NoError(t, err)
+	sig, err := signDigest(t, s.client, k.GetKeyId())
+	require.NoError(t, err)
+	verifyDigestSig(t, k, sig)
+	list, err := s.client.ListKeys(ctx(t), &signerv1.ListKeysRequest{})
+	require.NoError(t, err)
+	assert.Len(t, list.GetKeys(), 2)
+
+	_, err = s.client.DeleteKey(ctx(t), &signerv1.DeleteKeyRequest{KeyId: gone.GetKeyId()})
+	require.NoError(t, err)
+	_, err = s.client.Sign(ctx(t), &signerv1.SignRequest{KeyId: gone.GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: []byte("m")}})
+	assert.Equal(t, codes.NotFound, status.Code(err))
+	versions, err := s3test.Shared(t).Client().ListObjectVersions(ctx(t), &s3.ListObjectVersionsInput{
+		Bucket: aws.String(s3test.BucketVersioned), Prefix: aws.String(filepath.Base(w.dir) + "/keys/" + gone.GetKeyId()),
+	})
+	require.NoError(t, err)
+	assert.Empty(t, versions.Versions, "every version of the deleted key's blob is gone")
+	assert.Empty(t, versions.DeleteMarkers)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nitrosigner/nitrosigner/internal/kmssim"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+	"github.com/nitrosigner/nitrosigner/internal/s3test"
 	"github.com/nitrosigner/nitrosigner/internal/transport"
 	"github.com/nitrosigner/nitrosigner/parent"
 )
@@ -35,11 +36,13 @@ type world struct {
 	kmsPool  *x509.CertPool
 	keyARN   string
 	storeDir string
+	storeURL string
 	dir      string // sockets
 
 	enclaveURL, parentURL, forwardURL string
-	// linkTap, when set, records every byte between parent and enclave.
-	linkTap *tap
+	// linkTap, when set, records every byte between parent and enclave;
+	// kmsTap between the enclave and the parent's KMS forwarder.
+	linkTap, kmsTap *tap
 }
 
 type worldOptions struct {
@@ -49,8 +52,11 @@ type worldOptions struct {
 	image []byte
 	// debug runs the simulated enclave in debug mode.
 	debug bool
-	// tapLink records the parent<->enclave traffic.
-	tapLink bool
+	// tapLink records the parent<->enclave traffic; tapKMS the enclave's
+	// traffic to KMS through the parent's forwarder.
+	tapLink, tapKMS bool
+	// s3 keeps the sealed blobs in S3 (versitygw) instead of a directory.
+	s3 bool
 }
 
 var defaultImage = []byte("nitrosigner e2e enclave image")
@@ -76,7 +82,29 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	if o.tapLink {
 		w.linkTap = newTap(t, "unix://"+filepath.Join(w.dir, "tap.sock"), w.enclaveURL)
 	}
+	if o.tapKMS {
+		w.kmsTap = newTap(t, "unix://"+filepath.Join(w.dir, "kmstap.sock"), w.forwardURL)
+	}
+	w.storeURL = "dir://" + w.storeDir
+	if o.s3 {
+		gw := s3test.Shared(t)
+		// The S3 store takes credentials from the default AWS chain.
+		t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+		t.Setenv("AWS_SESSION_TOKEN", "")
+		w.storeURL = "s3://" + s3test.BucketVersioned + "/" + filepath.Base(w.dir) + "?region=" + s3test.Region +
+			"&endpoint=" + gw.Endpoint + "&path-style=true"
+	}
 	return w
+}
+
+// enclaveKMSURL is where the enclave dials KMS (through the tap when
+// recording).
+func (w *world) enclaveKMSURL() string {
+	if w.kmsTap != nil {
+		return w.kmsTap.url
+	}
+	return w.forwardURL
 }
 
 // parentEnclaveURL is where the parent dials the enclave (through the tap
@@ -96,7 +124,7 @@ func (w *world) enclaveConfig(t testing.TB) enclave.Config {
 		Logger:      testLog(t),
 		Region:      kmssimtest.Region,
 		KMSEndpoint: "https://kms." + kmssimtest.Region + ".amazonaws.com",
-		KMSDial:     w.forwardURL,
+		KMSDial:     w.enclaveKMSURL(),
 		KMSKeys:     []string{w.keyARN},
 		KMSRoots:    w.kmsPool,
 	}
@@ -108,7 +136,7 @@ func (w *world) parentConfig() parent.Config {
 		Listen:           w.parentURL,
 		Enclave:          w.parentEnclaveURL(),
 		CallTimeout:      5 * time.Second,
-		Store:            "dir://" + w.storeDir,
+		Store:            w.storeURL,
 		KMSForwardListen: w.forwardURL,
 		KMSForwardTarget: u.Host,
 		Credentials:      credentials.NewStaticCredentialsProvider(kmssimtest.AccessKeyID, kmssimtest.SecretAccessKey, ""),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nitrosigner/nitrosigner/internal/s3test"
 	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 )
 
@@ -25,15 +27,15 @@ var prefixSeq atomic.Int64
 // and that prefix.
 func newS3(t testing.TB, bucket string, mod func(*store.S3Config)) (*store.S3, string) {
 	t.Helper()
-	g := versitygw(t)
+	g := s3test.Shared(t)
 	prefix := fmt.Sprintf("t%d/", prefixSeq.Add(1))
 	cfg := store.S3Config{
 		Bucket:      bucket,
 		Prefix:      prefix,
-		Region:      gwRegion,
-		Endpoint:    g.endpoint,
+		Region:      s3test.Region,
+		Endpoint:    g.Endpoint,
 		PathStyle:   true,
-		Credentials: credentials.NewStaticCredentialsProvider(gwAccessKey, gwSecretKey, ""),
+		Credentials: credentials.NewStaticCredentialsProvider(s3test.AccessKey, s3test.SecretKey, ""),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -44,7 +46,7 @@ func newS3(t testing.TB, bucket string, mod func(*store.S3Config)) (*store.S3, s
 }
 
 func TestS3Conformance(t *testing.T) {
-	for _, bucket := range []string{bucketPlain, bucketVersioned} {
+	for _, bucket := range []string{s3test.BucketPlain, s3test.BucketVersioned} {
 		t.Run(bucket, func(t *testing.T) {
 			testStore(t, func(t *testing.T) store.Store {
 				s, _ := newS3(t, bucket, nil)
@@ -79,8 +81,8 @@ func versionsOf(t *testing.T, c *s3.Client, bucket, key string) []string {
 // could bring a deleted sealed key back.
 func TestS3DeleteShredsVersions(t *testing.T) {
 	ctx := context.Background()
-	s, prefix := newS3(t, bucketVersioned, nil)
-	c := versitygw(t).client()
+	s, prefix := newS3(t, s3test.BucketVersioned, nil)
+	c := s3test.Shared(t).Client()
 	key := prefix + "keys/key_1"
 	for _, v := range []string{"v1", "v2", "v3"} {
 		_, err := s.Put(ctx, "keys/key_1", []byte(v), store.Cond{})
@@ -89,10 +91,10 @@ func TestS3DeleteShredsVersions(t *testing.T) {
 	// A sibling whose key has key_1's as a prefix must survive.
 	_, err := s.Put(ctx, "keys/key_10", []byte("other"), store.Cond{})
 	require.NoError(t, err)
-	require.Len(t, versionsOf(t, c, bucketVersioned, key), 3, "the bucket keeps versions")
+	require.Len(t, versionsOf(t, c, s3test.BucketVersioned, key), 3, "the bucket keeps versions")
 
 	require.NoError(t, s.Delete(ctx, "keys/key_1"))
-	assert.Empty(t, versionsOf(t, c, bucketVersioned, key))
+	assert.Empty(t, versionsOf(t, c, s3test.BucketVersioned, key))
 	data, _, err := s.Get(ctx, "keys/key_10")
 	require.NoError(t, err)
 	assert.Equal(t, []byte("other"), data)
@@ -101,20 +103,20 @@ func TestS3DeleteShredsVersions(t *testing.T) {
 	// versions): Delete reports ErrNotFound but still shreds the rest.
 	_, err = s.Put(ctx, "keys/key_2", []byte("v1"), store.Cond{})
 	require.NoError(t, err)
-	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucketVersioned), Key: aws.String(prefix + "keys/key_2")})
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s3test.BucketVersioned), Key: aws.String(prefix + "keys/key_2")})
 	require.NoError(t, err)
-	require.Len(t, versionsOf(t, c, bucketVersioned, prefix+"keys/key_2"), 2, "version + delete marker")
+	require.Len(t, versionsOf(t, c, s3test.BucketVersioned, prefix+"keys/key_2"), 2, "version + delete marker")
 	require.ErrorIs(t, s.Delete(ctx, "keys/key_2"), store.ErrNotFound)
-	assert.Empty(t, versionsOf(t, c, bucketVersioned, prefix+"keys/key_2"))
+	assert.Empty(t, versionsOf(t, c, s3test.BucketVersioned, prefix+"keys/key_2"))
 }
 
 func TestS3ForeignObjects(t *testing.T) {
 	ctx := context.Background()
-	s, prefix := newS3(t, bucketPlain, nil)
-	c := versitygw(t).client()
+	s, prefix := newS3(t, s3test.BucketPlain, nil)
+	c := s3test.Shared(t).Client()
 	put := func(key string, data []byte) {
 		t.Helper()
-		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucketPlain), Key: aws.String(key), Body: bytes.NewReader(data)})
+		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s3test.BucketPlain), Key: aws.String(key), Body: bytes.NewReader(data)})
 		require.NoError(t, err)
 	}
 	put(prefix+"keys/Not A Name", []byte("x"))
@@ -155,7 +157,7 @@ func TestS3SSE(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.sse+tt.kmsKey, func(t *testing.T) {
 			rt := &hookTransport{}
-			s, _ := newS3(t, bucketPlain, func(c *store.S3Config) {
+			s, _ := newS3(t, s3test.BucketPlain, func(c *store.S3Config) {
 				c.SSE, c.SSEKMSKeyID = tt.sse, tt.kmsKey
 				c.HTTPClient = &http.Client{Transport: rt}
 			})
@@ -180,7 +182,7 @@ func TestS3DeleteWithoutVersionsAPI(t *testing.T) {
 		}
 		return nil
 	}}
-	s, _ := newS3(t, bucketPlain, func(c *store.S3Config) { c.HTTPClient = &http.Client{Transport: rt} })
+	s, _ := newS3(t, s3test.BucketPlain, func(c *store.S3Config) { c.HTTPClient = &http.Client{Transport: rt} })
 	_, err := s.Put(ctx, "keys/key_1", []byte("x"), store.Cond{})
 	require.NoError(t, err)
 	require.NoError(t, s.Delete(ctx, "keys/key_1"))
@@ -222,33 +224,39 @@ func (h *hookTransport) requests() []*http.Request {
 
 func TestOpenS3(t *testing.T) {
 	ctx := context.Background()
-	g := versitygw(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", gwAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", gwSecretKey)
+	g := s3test.Shared(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
 	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
 	t.Setenv("AWS_REGION", "")
 	prefix := fmt.Sprintf("open%d", prefixSeq.Add(1))
-	s, err := store.Open(ctx, "s3://"+bucketPlain+"/"+prefix+"?region="+gwRegion+"&endpoint="+g.endpoint+"&path-style=true")
+	s, err := store.Open(ctx, "s3://"+s3test.BucketPlain+"/"+prefix+"?region="+s3test.Region+"&endpoint="+g.Endpoint+"&path-style=true")
 	require.NoError(t, err)
 	require.IsType(t, (*store.S3)(nil), s)
 	_, err = s.Put(ctx, "keys/key_1", []byte("via url"), store.Cond{IfAbsent: true})
 	require.NoError(t, err)
 
-	out, err := g.client().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucketPlain), Key: aws.String(prefix + "/keys/key_1")})
+	out, err := g.Client().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s3test.BucketPlain), Key: aws.String(prefix + "/keys/key_1")})
 	require.NoError(t, err, "the prefix gets a trailing slash")
 	out.Body.Close()
 
-	_, err = store.Open(ctx, "s3://"+bucketPlain+"/x")
+	_, err = store.Open(ctx, "s3://"+s3test.BucketPlain+"/x")
 	require.ErrorContains(t, err, "no region")
 }
 
 func BenchmarkS3(b *testing.B) {
-	s, _ := newS3(b, bucketPlain, nil)
+	s, _ := newS3(b, s3test.BucketPlain, nil)
 	benchStore(b, s)
 }
 
 func BenchmarkS3Versioned(b *testing.B) {
-	s, _ := newS3(b, bucketVersioned, nil)
+	s, _ := newS3(b, s3test.BucketVersioned, nil)
 	benchStore(b, s)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
 }

@@ -1,4 +1,11 @@
-package store_test
+// Package s3test starts a real S3-compatible server (versitygw, an S3
+// gateway over a posix directory) for tests: the store's conformance tests
+// and the end-to-end tests run against it. It is imported only by tests.
+//
+// The binary is looked up in $GOBIN, $(go env GOPATH)/bin and $PATH; `make
+// versitygw` installs the pinned version there. A missing binary fails the
+// test: S3 support must not go untested silently.
+package s3test
 
 import (
 	"bytes"
@@ -21,52 +28,51 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// The S3 store is tested against a real versitygw (an S3 gateway over a
-// posix directory), started once per test binary on first use and stopped
-// by TestMain.
+// Credentials and buckets of the test server.
 const (
-	gwAccessKey = "nitrosigner-test"
-	gwSecretKey = "test-only-secret-not-a-credential"
-	gwRegion    = "us-east-1"
-	// Buckets the server is started with.
-	bucketPlain     = "plain"
-	bucketVersioned = "versioned"
+	AccessKey = "nitrosigner-test"
+	SecretKey = "test-only-secret-not-a-credential"
+	Region    = "us-east-1"
+	// Buckets the server is started with; BucketVersioned has versioning on.
+	BucketPlain     = "plain"
+	BucketVersioned = "versioned"
 )
 
-type versityGW struct {
-	endpoint string
+// Server is a running versitygw.
+type Server struct {
+	// Endpoint is its http://127.0.0.1:PORT URL.
+	Endpoint string
 	dir      string
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has exited
 	out      *lockedBuffer // its stdout and stderr
 }
 
-// gwProcAttr is set per platform (see versitygw_linux_test.go).
-var gwProcAttr *syscall.SysProcAttr
+// procAttr is set per platform (see s3test_linux.go).
+var procAttr *syscall.SysProcAttr
 
-var gw struct {
+var shared struct {
 	once sync.Once
-	srv  *versityGW
+	srv  *Server
 	err  error
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if gw.srv != nil {
-		gw.srv.stop()
+// Shared returns the server shared by a test binary, starting it on first
+// use. Call StopShared from TestMain after m.Run.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.once.Do(func() { shared.srv, shared.err = Start() })
+	if shared.err != nil {
+		t.Fatalf("versitygw: %v", shared.err)
 	}
-	os.Exit(code)
+	return shared.srv
 }
 
-// versitygw returns the shared server, starting it on first use. A missing
-// binary fails the test: S3 support must not go untested silently.
-func versitygw(t testing.TB) *versityGW {
-	t.Helper()
-	gw.once.Do(func() { gw.srv, gw.err = startVersityGW() })
-	if gw.err != nil {
-		t.Fatalf("versitygw: %v", gw.err)
+// StopShared stops the shared server if it was started.
+func StopShared() {
+	if shared.srv != nil {
+		shared.srv.Stop()
 	}
-	return gw.srv
 }
 
 // findVersityGW looks in $GOBIN, $(go env GOPATH)/bin and $PATH.
@@ -96,26 +102,27 @@ func findVersityGW() (string, error) {
 		"(go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)", strings.Join(dirs, ", "))
 }
 
-func startVersityGW() (*versityGW, error) {
+// Start runs a new server with both buckets created.
+func Start() (*Server, error) {
 	bin, err := findVersityGW()
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for range 3 { // the free port may be taken before versitygw binds it
-		g, err := tryStartVersityGW(bin)
+		g, err := tryStart(bin)
 		if err == nil {
 			if err = g.createBuckets(); err == nil {
 				return g, nil
 			}
-			g.stop()
+			g.Stop()
 		}
 		lastErr = err
 	}
 	return nil, lastErr
 }
 
-func tryStartVersityGW(bin string) (*versityGW, error) {
+func tryStart(bin string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -134,12 +141,12 @@ func tryStartVersityGW(bin string) (*versityGW, error) {
 			return nil, err
 		}
 	}
-	g := &versityGW{endpoint: "http://" + addr, dir: dir, exited: make(chan struct{}), out: &lockedBuffer{}}
-	g.cmd = exec.Command(bin, "--port", addr, "--region", gwRegion, "--quiet",
+	g := &Server{Endpoint: "http://" + addr, dir: dir, exited: make(chan struct{}), out: &lockedBuffer{}}
+	g.cmd = exec.Command(bin, "--port", addr, "--region", Region, "--quiet",
 		"posix", "--versioning-dir", versions, root)
-	g.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+gwAccessKey, "ROOT_SECRET_KEY="+gwSecretKey)
+	g.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-	g.cmd.SysProcAttr = gwProcAttr
+	g.cmd.SysProcAttr = procAttr
 	if err := g.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -152,7 +159,7 @@ func tryStartVersityGW(bin string) (*versityGW, error) {
 	defer tick.Stop()
 	client := &http.Client{Timeout: time.Second}
 	for {
-		resp, err := client.Get(g.endpoint)
+		resp, err := client.Get(g.Endpoint)
 		if err == nil {
 			resp.Body.Close()
 			return g, nil
@@ -164,13 +171,14 @@ func tryStartVersityGW(bin string) (*versityGW, error) {
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
-			g.stop()
+			g.Stop()
 			return nil, fmt.Errorf("versitygw did not answer on %s within 30s: %s", addr, g.out)
 		}
 	}
 }
 
-func (g *versityGW) stop() {
+// Stop stops the server and removes its files.
+func (g *Server) Stop() {
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-g.exited:
@@ -181,32 +189,32 @@ func (g *versityGW) stop() {
 	os.RemoveAll(g.dir)
 }
 
-// client returns a raw S3 client for the server, for set-up and checks
-// that go around the store.
-func (g *versityGW) client() *s3.Client {
+// Client returns a raw S3 client for the server, for set-up and checks
+// that go around the code under test.
+func (g *Server) Client() *s3.Client {
 	return s3.New(s3.Options{
-		Region:       gwRegion,
-		BaseEndpoint: aws.String(g.endpoint),
+		Region:       Region,
+		BaseEndpoint: aws.String(g.Endpoint),
 		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(gwAccessKey, gwSecretKey, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
 	})
 }
 
-func (g *versityGW) createBuckets() error {
+func (g *Server) createBuckets() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := g.client()
-	for _, b := range []string{bucketPlain, bucketVersioned} {
+	c := g.Client()
+	for _, b := range []string{BucketPlain, BucketVersioned} {
 		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
 			return fmt.Errorf("create bucket %s: %w", b, err)
 		}
 	}
 	_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{
-		Bucket:                  aws.String(bucketVersioned),
+		Bucket:                  aws.String(BucketVersioned),
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
 	})
 	if err != nil {
-		return fmt.Errorf("enable versioning on %s: %w", bucketVersioned, err)
+		return fmt.Errorf("enable versioning on %s: %w", BucketVersioned, err)
 	}
 	return nil
 }

@@ -20,8 +20,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +34,7 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/kmssim"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+	"github.com/nitrosigner/nitrosigner/verify"
 )
 
 // KeyARNFile is the file in the state directory that receives the ARN of
@@ -165,9 +164,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger, stdout io.Writer) 
 		o.nsmRoot = filepath.Join(o.nsmState, nsmsim.RootCertFile)
 	}
 	if o.nsmRoot != "" {
-		roots, err := loadRoots(o.nsmRoot)
+		roots, err := verify.LoadRoots(o.nsmRoot)
 		if err != nil {
-			return err
+			return fmt.Errorf("--nsm-root: %w", err)
 		}
 		cfg.NSMRoots = roots
 	} else {
@@ -233,30 +232,3 @@ func ensureKey(srv *kmssim.Server, alias string, policy []byte, log *slog.Logger
 	return arn, nil
 }
 
-// loadRoots reads every certificate in a PEM file.
-func loadRoots(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read --nsm-root: %w", err)
-	}
-	var roots []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("--nsm-root %s: %w", path, err)
-		}
-		roots = append(roots, cert)
-	}
-	if len(roots) == 0 {
-		return nil, fmt.Errorf("--nsm-root %s holds no PEM certificate", path)
-	}
-	return roots, nil
-}

@@ -193,7 +193,7 @@ func TestCommandErrors(t *testing.T) {
 		{"policy without key", append(base, "--policy", "p.json"), 2, "--policy needs --create-key"},
 		{"unknown flag", append(base, "--frobnicate"), 2, "frobnicate"},
 		{"extra argument", append(base, "extra"), 2, "unexpected arguments"},
-		{"bad nsm root", append(base, "--nsm-root", badRoot), 1, "holds no PEM certificate"},
+		{"bad nsm root", append(base, "--nsm-root", badRoot), 1, "--nsm-root: "},
 		{"missing policy file", append(base, "--create-key", "k", "--policy", filepath.Join(state, "none.json")), 1, "read key policy"},
 		{"bad listen address", append(base, "--listen", "256.0.0.1:99999"), 1, "listen"},
 		{"bad account", append(base, "--account", "12"), 1, "Account"},

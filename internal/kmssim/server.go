@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nitrosigner/nitrosigner/internal/fsutil"
 )
 
 // Errors returned by the simulator's Go API.
@@ -176,8 +178,8 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("kmssim: create state dir: %w", err)
 	}
-	unlock, err := lockDir(filepath.Join(cfg.StateDir, lockFile))
-	if errors.Is(err, ErrStateDirInUse) {
+	unlock, err := fsutil.Lock(filepath.Join(cfg.StateDir, lockFile), false)
+	if errors.Is(err, fsutil.ErrLocked) {
 		return nil, fmt.Errorf("%w: %s", ErrStateDirInUse, cfg.StateDir)
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/nitrosigner/nitrosigner/internal/fsutil"
 	"github.com/nitrosigner/nitrosigner/internal/kmspolicy"
 )
 
@@ -209,44 +210,8 @@ func (s *Server) saveLocked() error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	defer clear(b)
-	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, StateFile), b, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(s.cfg.StateDir, StateFile), b, 0o600); err != nil {
 		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory,
-// syncs it and renames it over path, then syncs the directory, so readers
-// never see a partial file and the update survives a crash.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: not every file system syncs directories
-		d.Close()
 	}
 	return nil
 }

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nitrosigner/nitrosigner/internal/fsutil"
 )
 
 // TLS certificate lifetimes. Certificates use the wall clock, not
@@ -82,11 +84,11 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, e
 	defer clear(keyPEM)
 	// The key goes first: a crash between the writes leaves a key without a
 	// certificate, which is reported rather than silently replaced.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, nil, nil, fmt.Errorf("write CA key: %w", err)
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(certPath, certPEM, 0o644); err != nil {
 		return nil, nil, nil, fmt.Errorf("write CA certificate: %w", err)
 	}
 	return cert, key, certPEM, nil

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nitrosigner/nitrosigner/internal/fsutil"
 )
 
 // Files kept in [Config.StateDir].
@@ -58,7 +60,7 @@ func loadOrCreateRoot(dir string, now time.Time) (*issuer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	unlock, err := lockDir(filepath.Join(dir, lockFile))
+	unlock, err := fsutil.Lock(filepath.Join(dir, lockFile), true)
 	if err != nil {
 		return nil, fmt.Errorf("lock state dir: %w", err)
 	}
@@ -92,10 +94,10 @@ func loadOrCreateRoot(dir string, now time.Time) (*issuer, error) {
 	// The key goes first: a crash between the two writes leaves a key
 	// without a certificate, which is reported rather than silently
 	// replaced.
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return nil, fmt.Errorf("write root key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw}), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw}), 0o644); err != nil {
 		return nil, fmt.Errorf("write root certificate: %w", err)
 	}
 	return root, nil
@@ -142,31 +144,4 @@ func loadRoot(certPath, keyPath string) (*issuer, error) {
 		return nil, fmt.Errorf("root certificate %s is not a CA", certPath)
 	}
 	return &issuer{cert: cert, key: key}, nil
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory and
-// renames it over path, so readers never see a partial file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,7 +30,6 @@ import (
 	"github.com/nitrosigner/nitrosigner/internal/kmspolicy"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
 	"github.com/nitrosigner/nitrosigner/internal/s3test"
-	"github.com/nitrosigner/nitrosigner/parent"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -64,13 +62,12 @@ func TestKeysSurviveRestartOfTheWholeStack(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	stopEnclave := startEnclaveCfg(t, w.enclaveConfig(t))
 	pc := w.parentConfig()
-	ctxP, cancelP := context.WithCancel(context.Background())
 	pc.Listen = "unix://" + filepath.Join(w.dir, "p1.sock")
-	startParentCtx(t, ctxP, pc)
+	stopParent := startParent(t, pc)
 	_, c := dialParent(t, pc.Listen)
 	k1 := createKey(t, c, signerv1.Algorithm_ALGORITHM_SECP256K1)
 	ed := createKey(t, c, signerv1.Algorithm_ALGORITHM_ED25519)
-	cancelP()
+	stopParent()
 	stopEnclave()
 
 	s := w.start(t)
@@ -443,27 +440,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startParentCtx runs a parent until ctx ends and waits for it to stop.
-func startParentCtx(t testing.TB, ctx context.Context, cfg parent.Config) {
-	t.Helper()
-	done := make(chan error, 1)
-	listening := make(chan struct{})
-	cfg.OnListen = func(net.Addr) { close(listening) }
-	cfg.Logger = testLog(t)
-	go func() { done <- parent.Run(ctx, cfg) }()
-	select {
-	case <-listening:
-	case err := <-done:
-		t.Fatalf("parent exited: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("parent did not start")
-	}
-	go func() {
-		<-ctx.Done()
-		<-done
-	}()
-}
-
 // imagePolicy is the key policy `nitrosigner kms-policy` makes for the
 // simulated enclave's measurements, with the test's KMS principal as the
 // parent role.
@@ -490,9 +466,8 @@ func TestS3Store(t *testing.T) {
 	w := newWorld(t, worldOptions{s3: true})
 	stopEnclave := startEnclaveCfg(t, w.enclaveConfig(t))
 	pc := w.parentConfig()
-	ctxP, cancelP := context.WithCancel(context.Background())
 	pc.Listen = "unix://" + filepath.Join(w.dir, "p1.sock")
-	startParentCtx(t, ctxP, pc)
+	stopParent := startParent(t, pc)
 	_, c := dialParent(t, pc.Listen)
 	k := createKey(t, c, signerv1.Algorithm_ALGORITHM_SECP256K1)
 	gone := createKey(t, c, signerv1.Algorithm_ALGORITHM_ED25519)
@@ -500,7 +475,7 @@ func TestS3Store(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.RotateKey(ctx(t), &signerv1.RotateKeyRequest{KeyId: gone.GetKeyId()})
 	require.NoError(t, err)
-	cancelP()
+	stopParent()
 	stopEnclave()
 
 	s := w.start(t)

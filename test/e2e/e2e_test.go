@@ -71,7 +71,9 @@ type stack struct {
 	world      *world
 }
 
-func startParent(t testing.TB, cfg parent.Config) {
+// startParent runs parent.Run with cfg until the test ends or stop is
+// called.
+func startParent(t testing.TB, cfg parent.Config) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -89,7 +91,12 @@ func startParent(t testing.TB, cfg parent.Config) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("parent did not start")
 	}
-	t.Cleanup(func() {
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -97,7 +104,9 @@ func startParent(t testing.TB, cfg parent.Config) {
 		case <-time.After(10 * time.Second):
 			t.Error("parent did not stop")
 		}
-	})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func dialParent(t testing.TB, url string) (*grpc.ClientConn, signerv1.SignerServiceClient) {

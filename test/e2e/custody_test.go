@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/internal/kmspolicy"
+	"github.com/nitrosigner/nitrosigner/internal/kmssim"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
 	"github.com/nitrosigner/nitrosigner/internal/s3test"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
@@ -506,4 +507,42 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	s3test.StopShared()
 	os.Exit(code)
+}
+
+// TestKMSFaults: KMS throttling, server errors and dropped connections
+// reach the client as Unavailable (safe to retry) with KMS's reason, and
+// the next call succeeds once KMS recovers; a KMS slower than the call's
+// deadline ends in DeadlineExceeded, not a hang.
+func TestKMSFaults(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	s := w.start(t)
+	k := createKey(t, s.client, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	for name, f := range map[string]kmssim.Fault{
+		"throttled": kmssim.Throttle,
+		"5xx":       kmssim.InternalError,
+		"dropped":   kmssim.Drop,
+	} {
+		t.Run(name, func(t *testing.T) {
+			w.kms.Faults().Inject(f, 10, "GenerateDataKey")
+			t.Cleanup(w.kms.Faults().Reset)
+			// Rotation needs a new KEK from KMS.
+			_, err := s.client.RotateKey(ctx(t), &signerv1.RotateKeyRequest{KeyId: k.GetKeyId()})
+			require.Error(t, err)
+			assert.Equal(t, codes.Unavailable, status.Code(err), err)
+			assert.Contains(t, status.Convert(err).Message(), "KMS")
+			w.kms.Faults().Reset()
+			_, err = s.client.RotateKey(ctx(t), &signerv1.RotateKeyRequest{KeyId: k.GetKeyId()})
+			require.NoError(t, err, "recovers once KMS does")
+		})
+	}
+	t.Run("slow", func(t *testing.T) {
+		w.kms.Faults().SetLatency(3 * time.Second)
+		t.Cleanup(w.kms.Faults().Reset)
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := s.client.RotateKey(c, &signerv1.RotateKeyRequest{KeyId: k.GetKeyId()})
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), err)
+		assert.Less(t, time.Since(start), 2*time.Second)
+	})
 }

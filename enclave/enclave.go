@@ -31,6 +31,7 @@ import (
 	"github.com/nitrosigner/nitrosigner/enclave/internal/server"
 	"github.com/nitrosigner/nitrosigner/internal/link"
 	"github.com/nitrosigner/nitrosigner/internal/transport"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -249,7 +250,11 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.OnListen(l.Addr())
 	}
 	return link.Serve(ctx, l, link.ServerConfig{
-		Handler:  srv.Handle,
+		Handler: srv.Handle,
+		// Signing uses only cached keys: no I/O, no waiting.
+		Inline: func(m uint16) bool {
+			return m == uint16(enclavev1.Method_METHOD_SIGN) || m == uint16(enclavev1.Method_METHOD_PING)
+		},
 		MaxFrame: cfg.MaxFrame,
 		Logger:   cfg.Logger,
 	})

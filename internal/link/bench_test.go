@@ -18,11 +18,19 @@ const benchPayload = 128
 
 // benchClient starts an echo server on a unix socket and returns a
 // connected client.
-func benchClient(b *testing.B) *link.Client {
+func benchClient(b *testing.B) *link.Client { return benchClientInline(b, false) }
+
+// benchClientInline is benchClient with the echo method handled on the
+// connection's reader when alone (ServerConfig.Inline).
+func benchClientInline(b *testing.B, inline bool) *link.Client {
 	b.Helper()
-	srv := startServer(b, "", link.ServerConfig{Handler: func(_ context.Context, _ uint16, req, resp []byte) ([]byte, error) {
+	cfg := link.ServerConfig{Handler: func(_ context.Context, _ uint16, req, resp []byte) ([]byte, error) {
 		return append(resp, req...), nil
-	}})
+	}}
+	if inline {
+		cfg.Inline = func(m uint16) bool { return m == methodEcho }
+	}
+	srv := startServer(b, "", cfg)
 	c := newClient(b, srv.addr, link.ClientConfig{})
 	// Connect and warm the pools.
 	for range 100 {
@@ -57,19 +65,24 @@ func measure(b *testing.B, f func()) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
+// BenchmarkCall is one caller's round trip: the latency path.
 func BenchmarkCall(b *testing.B) {
-	c := benchClient(b)
-	ctx, cancel := context.WithTimeout(b.Context(), time.Hour)
-	defer cancel()
-	req := wrapperspb.Bytes(make([]byte, benchPayload))
-	var resp wrapperspb.BytesValue
-	measure(b, func() {
-		for range b.N {
-			if err := c.Call(ctx, methodEcho, req, &resp); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	for _, inline := range []bool{false, true} {
+		b.Run(map[bool]string{false: "worker", true: "inline"}[inline], func(b *testing.B) {
+			c := benchClientInline(b, inline)
+			ctx, cancel := context.WithTimeout(b.Context(), time.Hour)
+			defer cancel()
+			req := wrapperspb.Bytes(make([]byte, benchPayload))
+			var resp wrapperspb.BytesValue
+			measure(b, func() {
+				for range b.N {
+					if err := c.Call(ctx, methodEcho, req, &resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
 
 func BenchmarkCallParallel(b *testing.B) {

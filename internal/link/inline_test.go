@@ -1,0 +1,57 @@
+//go:build unix
+
+package link_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nitrosigner/nitrosigner/internal/link"
+)
+
+// TestInlineMethods: a quick method named by ServerConfig.Inline is
+// answered, and a slow method not named there never holds up the
+// connection's reader, so a quick request sent while it runs is answered
+// at once.
+func TestInlineMethods(t *testing.T) {
+	const quick, slow = 1, 2
+	release := make(chan struct{})
+	srv := startServer(t, "", link.ServerConfig{
+		Handler: func(ctx context.Context, m uint16, req, resp []byte) ([]byte, error) {
+			if m == slow {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return append(resp, req...), nil
+		},
+		Inline: func(m uint16) bool { return m == quick },
+	})
+	c := newClient(t, srv.addr, link.ClientConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var resp wrapperspb.BytesValue
+	require.NoError(t, c.Call(ctx, quick, wrapperspb.Bytes([]byte("a")), &resp))
+	require.Equal(t, []byte("a"), resp.GetValue())
+
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- c.Call(ctx, slow, wrapperspb.Bytes([]byte("s")), &wrapperspb.BytesValue{}) }()
+	for range 50 {
+		require.NoError(t, c.Call(ctx, quick, wrapperspb.Bytes([]byte("b")), &resp), "quick calls pass a running slow one")
+		require.Equal(t, []byte("b"), resp.GetValue())
+	}
+	select {
+	case err := <-slowDone:
+		t.Fatalf("slow call finished before release: %v", err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-slowDone)
+}

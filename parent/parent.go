@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -227,10 +228,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("parent: %w", err)
 	}
+	// A new connection may be a restarted enclave, which has lost the AWS
+	// credentials it needs for KMS: push them on every (re)connect.
+	var onConnect atomic.Pointer[func(context.Context) error]
 	lc, err := link.NewClient(link.ClientConfig{
 		Dial:           func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
 		DefaultTimeout: cfg.CallTimeout,
 		Logger:         log.With("component", "link"),
+		OnConnect: func() {
+			push := onConnect.Load()
+			if push == nil {
+				return
+			}
+			if err := (*push)(ctx); err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("parent: %w", err)
@@ -245,6 +258,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Credentials != nil {
 		pusher = creds.New(cfg.Credentials, lc, log.With("component", "creds"))
 		onCreds = pusher.Push
+		push := pusher.Push
+		onConnect.Store(&push)
 	}
 	svc := proxy.New(proxy.Config{
 		Enclave: lc, Store: st, CallTimeout: cfg.CallTimeout, Logger: log, OnKMSCredentials: onCreds,
@@ -330,7 +345,7 @@ func Run(ctx context.Context, cfg Config) error {
 				Listen: cfg.KMSForwardListen, Target: cfg.KMSForwardTarget, Allow: cfg.KMSForwardAllow,
 				Logger: log.With("component", "kmsforward"),
 			})
-			if err != nil {
+			if err != nil && gctx.Err() == nil {
 				return fmt.Errorf("parent: KMS forwarder: %w", err)
 			}
 			return nil
@@ -382,18 +397,19 @@ func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, ev
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		if st != last && ctx.Err() == nil {
-			hs.SetServingStatus("", st)
-			hs.SetServingStatus(signerv1.SignerService_ServiceDesc.ServiceName, st)
 			if err != nil {
 				log.WarnContext(ctx, "enclave not reachable", "err", err)
 			} else {
 				log.InfoContext(ctx, "enclave reachable")
+				// Credentials first, so that SERVING means ready for KMS.
 				if onUp != nil {
 					if err := onUp(ctx); err != nil {
 						log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", err)
 					}
 				}
 			}
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(signerv1.SignerService_ServiceDesc.ServiceName, st)
 			last = st
 		}
 		select {

@@ -59,6 +59,11 @@ type ClientConfig struct {
 
 	// Logger receives connection events. Nil discards them.
 	Logger *slog.Logger
+
+	// OnConnect, if set, runs on its own goroutine after each new
+	// connection is established (the first and every reconnect), e.g. to
+	// hand a restarted peer state it lost. It may call the client.
+	OnConnect func()
 }
 
 // Client is the parent's end of the link: it multiplexes calls from any
@@ -76,6 +81,7 @@ type Client struct {
 	maxFrame       int
 	defaultTimeout time.Duration
 	dialTimeout    time.Duration
+	onConnect      func()
 	writeTimeout   time.Duration
 	log            *slog.Logger
 
@@ -102,6 +108,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		maxFrame:       cfg.MaxFrame,
 		defaultTimeout: cfg.DefaultTimeout,
 		dialTimeout:    cfg.DialTimeout,
+		onConnect:      cfg.OnConnect,
 		writeTimeout:   cfg.WriteTimeout,
 		log:            cfg.Logger,
 	}
@@ -319,6 +326,9 @@ func (c *Client) dialOnce(done chan struct{}) {
 	cc.w = newWriter(conn, 2*c.maxFrame+64<<10, c.writeTimeout, Magic, c.goTracked, cc.fail)
 	c.cur.Store(cc)
 	c.goTracked(cc.readLoop)
+	if c.onConnect != nil {
+		c.goTracked(c.onConnect)
+	}
 }
 
 // setFailureLocked records a failed dial and schedules the next attempt.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
@@ -159,11 +160,16 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, spki: spki, closer: tr.CloseIdleConnections}
 	c.api = awskms.New(awskms.Options{
-		Region:           cfg.Region,
-		BaseEndpoint:     aws.String(cfg.Endpoint),
-		HTTPClient:       &http.Client{Transport: tr},
-		Credentials:      aws.CredentialsProviderFunc(c.retrieve),
-		RetryMaxAttempts: cfg.MaxAttempts,
+		Region:       cfg.Region,
+		BaseEndpoint: aws.String(cfg.Endpoint),
+		HTTPClient:   &http.Client{Transport: tr},
+		Credentials:  aws.CredentialsProviderFunc(c.retrieve),
+		// Retries stay well inside a client's call deadline: at most
+		// MaxAttempts tries, at most a second apart.
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = cfg.MaxAttempts
+			o.MaxBackoff = time.Second
+		}),
 	})
 	return c, nil
 }

@@ -66,9 +66,11 @@ fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 	@scripts/fuzz.sh $(or $(FUZZTIME),20s)
 
 .PHONY: bench
-bench: ## measure raw and end-to-end signing throughput, latency and CPU per signature
+bench: ## measure signing throughput and latency, sealed-key create/cold-load, chain payloads (docs/performance.md)
 	$(GOBUILD) -o $(BIN)/enclave ./enclave/cmd/enclave
 	$(GOBUILD) -o $(BIN)/parent ./parent/cmd/parent
+	$(GOBUILD) -o $(BIN)/nitrosigner ./cmd/nitrosigner
+	$(GOBUILD) -o $(BIN)/kmssim ./cmd/kmssim
 	$(GO) run ./test/bench -bin $(BIN)
 
 .PHONY: tools

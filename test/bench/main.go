@@ -1,43 +1,60 @@
-// Command bench measures nitrosigner's signing path (run it with `make bench`).
+// Command bench measures nitrosigner (run it with `make bench`).
 //
-// It prints, in one run:
-//   - raw in-process secp256k1 signing throughput with 2 goroutines (the
-//     enclave's own sign package, through `go test -bench`);
+// It starts the stack as `make run` does (bin/kmssim, bin/enclave with the
+// simulated NSM and bin/parent with a blob directory, each its own process;
+// the enclave reaches KMS through the parent's forwarder) and prints, in one
+// run:
+//
+// Issue 2, the signing path (secp256k1 digests):
+//   - raw in-process signing throughput with 2 goroutines (the enclave's
+//     own sign package, through `go test -bench`);
 //   - end-to-end signs/s through parent → enclave with 1 and with N
-//     concurrent clients, with p50/p99 latency, using the real binaries as
-//     separate processes (parent on TCP loopback, enclave over a unix socket);
-//   - the CPU time the parent and the enclave processes spent per signature,
-//     read from the kernel's accounting of each process (/proc/PID/stat utime
-//   - stime, the figures getrusage reports), not the load generator's;
-//   - the same with SignBatch (16 signatures per call).
+//     concurrent clients, and with SignBatch, with p50/p99 latency and the
+//     CPU the parent and the enclave spent per signature (each process's own
+//     getrusage, read from the parent's /metrics).
 //
-// Targets (issue 2): efficiency = raw CPU per signature / service CPU per
-// signature ≥ 0.7; throughput at 64 clients ≥ 0.5 × raw; added p50 latency
-// at one client ≤ 100 µs.
+// Targets: efficiency = raw CPU per signature / service CPU per signature
+// ≥ 0.7; throughput at 64 clients ≥ 0.5 × raw; added p50 latency at one
+// client ≤ 100 µs.
+//
+// Issue 3, sealed keys:
+//   - time and KMS calls to create 10k keys (64 clients) on a freshly
+//     started enclave;
+//   - after an enclave restart (the parent stays up): time and KMS calls to
+//     cold-load those keys by signing once with each, first-sign latency,
+//     then a warm pass over the same keys;
+//   - the keyring's in-process cold load of 10k and 1M keys built in memory
+//     (`go test -bench BenchmarkColdLoad ./enclave/internal/keyring`):
+//     keys/s, KMS calls, bytes per cached key, GC pauses with the keys
+//     cached.
+//
+// KMS calls are the enclave keyring's own counter
+// (nitrosigner_enclave_kms_calls_total on the parent's /metrics). Targets:
+// warm signing never calls KMS; cold load costs one KMS call per KEK, not
+// per key; 1M keys ready in ≤ 2 s once their KEKs are unwrapped; ≤ 128 B per
+// cached key; GC pauses under 1 ms.
+//
+// Issue 4, chain payloads: signs/s and p50/p99 with 64 clients for an
+// EIP-1559 transaction (given as fields) and a 2-input PSBT (P2WPKH + P2TR
+// key path); one answer of each is checked independently (go-ethereum's
+// types.Sender; btcd's script engine on the finalized PSBT).
+//
+// A summary table ends the run. The exit status is 1 if a correctness
+// check failed (a KMS call count or a signed payload); missed performance
+// targets are reported, not failed.
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -58,30 +75,39 @@ type options struct {
 	// GOMAXPROCS for the parent and enclave processes; 0 = Go's default.
 	parentProcs, enclaveProcs int
 	parentArgs                string
+	createKeys                int
+	kekMaxKeys                int
+	keyring                   bool
 }
 
 func run() error {
 	var o options
-	flag.StringVar(&o.bin, "bin", "bin", "directory holding the enclave and parent binaries")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per phase")
-	flag.IntVar(&o.clients, "clients", 64, "concurrent clients in the loaded phase")
+	flag.StringVar(&o.bin, "bin", "bin", "directory holding the enclave, parent, kmssim and nitrosigner binaries")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per throughput phase")
+	flag.IntVar(&o.clients, "clients", 64, "concurrent clients in the loaded phases")
 	flag.IntVar(&o.conns, "conns", 1, "gRPC connections the clients share (a gRPC channel multiplexes calls; 0 = one per client)")
 	flag.IntVar(&o.batch, "batch", 16, "signatures per SignBatch call")
 	flag.IntVar(&o.parentProcs, "parent-procs", 0, "GOMAXPROCS of the parent process (0 = default)")
 	flag.StringVar(&o.parentArgs, "parent-args", "", "extra flags for the parent, space-separated (e.g. --call-timeout=5s)")
 	flag.IntVar(&o.enclaveProcs, "enclave-procs", 0, "GOMAXPROCS of the enclave process (0 = default)")
+	flag.IntVar(&o.createKeys, "keys", 10_000, "keys to create and then cold-load through the service")
+	flag.IntVar(&o.kekMaxKeys, "kek-max-keys", 100_000, "the enclave's --kek-max-keys")
+	flag.BoolVar(&o.keyring, "keyring", true, "run the keyring's in-process cold-load benchmark (10k and 1M keys)")
 	flag.Parse()
 	if o.conns <= 0 || o.conns > o.clients {
 		o.conns = o.clients
 	}
 
-	fmt.Println("nitrosigner bench: secp256k1 digest signing")
+	fmt.Printf("nitrosigner bench (load average at start: %s)\n", loadAverage())
+	var rep report
+
+	fmt.Println("\n== issue 2: secp256k1 digest signing")
 	raw, single, err := rawSign()
 	if err != nil {
 		return err
 	}
-	// With 2 goroutines on 2 cores, each signature costs 2× the wall time per
-	// op in CPU.
+	// With 2 goroutines on 2 cores, each signature costs 2× the wall time
+	// per op in CPU.
 	rawRate := 1e9 / raw
 	rawCPU := 2 * raw
 	fmt.Printf("raw in-process (2 goroutines): %8.0f signs/s   %6.1f µs CPU/sign   (one signature alone: %.1f µs)\n", rawRate, rawCPU/1e3, single/1e3)
@@ -91,26 +117,28 @@ func run() error {
 		return err
 	}
 	defer st.stop()
-
 	ctx := context.Background()
-	conns := make([]*grpc.ClientConn, o.conns)
-	for i := range conns {
-		c, err := grpc.NewClient(st.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
+	conns, err := st.dial(o.conns)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
 		}
-		defer c.Close()
-		conns[i] = c
+	}()
+	if err != nil {
+		return err
+	}
+	// The parent pushes the enclave its AWS credentials when it sees it
+	// come up (SERVING).
+	if err := waitHealth(ctx, conns[0], healthpb.HealthCheckResponse_SERVING); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, conns[0]); err != nil {
+		return err
 	}
 	cl := signerv1.NewSignerServiceClient(conns[0])
-	var key *signerv1.CreateKeyResponse
-	for range 100 {
-		key, err = cl.CreateKey(ctx, &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1})
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	key, err := cl.CreateKey(ctx, &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1})
 	if err != nil {
 		return fmt.Errorf("create key: %w", err)
 	}
@@ -126,223 +154,141 @@ func run() error {
 		{fmt.Sprintf("%d clients, SignBatch×%d", o.clients, o.batch), o.clients, o.batch},
 	}
 	fmt.Printf("end to end (%s per phase, %d gRPC connections):\n", o.duration, o.conns)
-	var p50one float64
+	res := make([]result, len(phases))
 	for i, p := range phases {
-		r, err := load(ctx, conns, id, p.clients, p.batch, o.duration, st)
+		r, err := load(ctx, st, conns, p.clients, p.batch, o.duration, signDigests(id, p.batch))
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
+		res[i] = r
 		cpu := (r.parentCPU + r.enclaveCPU) / float64(r.signs)
 		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs]\n",
 			p.name, r.rate, r.rate/rawRate, r.p50/1e3, r.p99/1e3,
 			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, rawCPU/cpu, r.loadCPU/float64(r.signs)/1e3)
-		if i == 0 {
-			p50one = r.p50
+	}
+	added := (res[0].p50 - single) / 1e3
+	fmt.Printf("added latency at 1 client (p50 end to end − one signature alone): %.1f µs\n", added)
+	for i, name := range []string{"unary", "SignBatch"} {
+		r := res[i+1]
+		eff := rawCPU / ((r.parentCPU + r.enclaveCPU) / float64(r.signs))
+		rep.perf("2", fmt.Sprintf("efficiency, %d clients, %s", o.clients, name), fmt.Sprintf("%.2f", eff), "≥ 0.7", eff >= 0.7)
+		rep.perf("2", fmt.Sprintf("throughput, %d clients, %s", o.clients, name), fmt.Sprintf("%.2f × raw", r.rate/rawRate), "≥ 0.5 × raw", r.rate/rawRate >= 0.5)
+	}
+	rep.perf("2", "added p50 latency, 1 client", fmt.Sprintf("%.0f µs", added), "≤ 100 µs", added <= 100)
+
+	fmt.Println("\n== issue 3: sealed keys through the service")
+	if err := sealedKeys(ctx, st, conns, o, &rep); err != nil {
+		return err
+	}
+
+	fmt.Println("\n== issue 4: chain payloads end to end")
+	if err := chainPayloads(ctx, st, conns, o, &rep); err != nil {
+		return err
+	}
+
+	// In process, with the stack stopped: nothing else uses the CPU.
+	st.stop()
+	if o.keyring {
+		fmt.Println("\n== issue 3: keyring cold load in process (go test -bench BenchmarkColdLoad ./enclave/internal/keyring)")
+		if err := keyringBench(&rep); err != nil {
+			return err
 		}
 	}
-	fmt.Printf("added latency at 1 client (p50 end to end − one signature alone): %.1f µs\n", (p50one-single)/1e3)
+
+	fmt.Printf("\n== summary (load average at end: %s)\n", loadAverage())
+	rep.print()
+	if n := rep.failed(); n > 0 {
+		return fmt.Errorf("%d correctness checks failed", n)
+	}
 	return nil
 }
 
-var (
-	parallelLine = regexp.MustCompile(`BenchmarkRawSignParallel-2\s+\d+\s+([0-9.]+) ns/op`)
-	singleLine   = regexp.MustCompile(`BenchmarkSignDigestSecp256k1-2\s+\d+\s+([0-9.]+) ns/op`)
+// loadAverage returns the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+type verdict int
+
+const (
+	info   verdict = iota // a figure without a target
+	ok                    // target met, check passed
+	missed                // performance target not met
+	failed                // correctness check failed
 )
 
-// rawSign runs the sign package's benchmarks and returns ns/op with 2
-// goroutines (throughput) and of one signature alone (latency).
-func rawSign() (parallel, single float64, err error) {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^(BenchmarkRawSignParallel|BenchmarkSignDigestSecp256k1)$", "-cpu", "2", "-benchtime", "3s", "./enclave/internal/sign/")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, 0, fmt.Errorf("raw benchmark: %v\n%s", err, out)
-	}
-	m1, m2 := parallelLine.FindSubmatch(out), singleLine.FindSubmatch(out)
-	if m1 == nil || m2 == nil {
-		return 0, 0, fmt.Errorf("raw benchmark: no result in\n%s", out)
-	}
-	parallel, err1 := strconv.ParseFloat(string(m1[1]), 64)
-	single, err2 := strconv.ParseFloat(string(m2[1]), 64)
-	return parallel, single, errors.Join(err1, err2)
+func (v verdict) String() string {
+	return [...]string{"—", "OK", "MISSED", "FAIL"}[v]
 }
 
-type stack struct {
-	addr, metrics  string
-	dir            string
-	enclave, proxy *exec.Cmd
+type row struct {
+	issue, figure, value, target string
+	v                            verdict
 }
 
-func startStack(o options) (*stack, error) {
-	bin := o.bin
-	dir, err := os.MkdirTemp("", "nsbench")
-	if err != nil {
-		return nil, err
-	}
-	st := &stack{addr: "127.0.0.1:50151", metrics: "127.0.0.1:50152", dir: dir}
-	sock := "unix://" + filepath.Join(dir, "enclave.sock")
-	st.enclave = exec.Command(filepath.Join(bin, "enclave"), "--nsm=sim", "--listen", sock, "--log-level", "warn")
-	st.proxy = exec.Command(filepath.Join(bin, "parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock,
-		"--metrics-listen", "tcp://" + st.metrics, "--log-level", "error"}, strings.Fields(o.parentArgs)...)...)
-	for c, procs := range map[*exec.Cmd]int{st.enclave: o.enclaveProcs, st.proxy: o.parentProcs} {
-		c.Stderr = os.Stderr
-		c.Env = os.Environ()
-		if procs > 0 {
-			c.Env = append(c.Env, fmt.Sprintf("GOMAXPROCS=%d", procs))
-		}
-		if err := c.Start(); err != nil {
-			st.stop()
-			return nil, err
+// report collects the figures of the summary table.
+type report struct{ rows []row }
+
+// perf records a performance target and returns its verdict, OK or MISSED.
+func (r *report) perf(issue, figure, value, target string, met bool) verdict {
+	return r.add(issue, figure, value, target, map[bool]verdict{true: ok, false: missed}[met])
+}
+
+// check records a correctness check and returns its verdict, OK or FAIL.
+func (r *report) check(issue, figure, value, target string, passed bool) verdict {
+	return r.add(issue, figure, value, target, map[bool]verdict{true: ok, false: failed}[passed])
+}
+
+// info records a figure without a target.
+func (r *report) info(issue, figure, value string) {
+	r.add(issue, figure, value, "—", info)
+}
+
+func (r *report) add(issue, figure, value, target string, v verdict) verdict {
+	r.rows = append(r.rows, row{issue, figure, value, target, v})
+	return v
+}
+
+func (r *report) failed() int {
+	n := 0
+	for _, x := range r.rows {
+		if x.v == failed {
+			n++
 		}
 	}
-	return st, nil
+	return n
 }
 
-func (st *stack) stop() {
-	for _, c := range []*exec.Cmd{st.proxy, st.enclave} {
-		if c != nil && c.Process != nil {
-			_ = c.Process.Signal(syscall.SIGTERM)
-			_, _ = c.Process.Wait()
+func (r *report) print() {
+	w := [4]int{len("issue"), len("figure"), len("value"), len("target")}
+	for _, x := range r.rows {
+		for i, s := range []string{x.issue, x.figure, x.value, x.target} {
+			w[i] = max(w[i], len([]rune(s)))
 		}
 	}
-	os.RemoveAll(st.dir)
-}
-
-// cpu scrapes the parent's /metrics and returns the CPU time, in
-// nanoseconds, that the parent and the enclave report for themselves.
-func (st *stack) cpu() (parent, enclave float64, err error) {
-	resp, err := http.Get("http://" + st.metrics + "/metrics")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	var gotP, gotE bool
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
+	line := func(cells ...string) {
+		var b strings.Builder
+		for i, s := range cells[:4] {
+			b.WriteString(s)
+			b.WriteString(strings.Repeat(" ", w[i]-len([]rune(s))+2))
 		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		switch {
-		case name == "process_cpu_seconds_total":
-			parent, gotP = v*1e9, true
-		case strings.HasPrefix(name, "nitrosigner_enclave_cpu_seconds_total{"):
-			enclave += v * 1e9
-			gotE = true
-		}
+		b.WriteString(cells[4])
+		fmt.Println(strings.TrimRight(b.String(), " "))
 	}
-	if !gotP || !gotE {
-		return 0, 0, fmt.Errorf("metrics: no CPU figures (parent %v, enclave %v)", gotP, gotE)
+	line("issue", "figure", "value", "target", "result")
+	rows := slices.Clone(r.rows)
+	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.issue, b.issue) })
+	for _, x := range rows {
+		line(x.issue, x.figure, x.value, x.target, x.v.String())
 	}
-	return parent, enclave, sc.Err()
 }
 
-type result struct {
-	signs                 int
-	rate                  float64
-	p50, p99              float64
-	parentCPU, enclaveCPU float64
-	loadCPU               float64 // this process: the load generator
-}
-
-// selfCPU returns this process's user+system CPU time in nanoseconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func load(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, batch int, d time.Duration, st *stack) (result, error) {
-	// Warm up for a second, then measure.
-	if _, err := drive(ctx, conns, keyID, clients, batch, time.Second); err != nil {
-		return result{}, err
-	}
-	p0, e0, err1 := st.cpu()
-	l0 := selfCPU()
-	start := time.Now()
-	lat, err := drive(ctx, conns, keyID, clients, batch, d)
-	elapsed := time.Since(start)
-	l1 := selfCPU()
-	p1, e1, err2 := st.cpu()
-	if err := errors.Join(err, err1, err2); err != nil {
-		return result{}, err
-	}
-	slices.Sort(lat)
-	signs := len(lat) * batch
-	return result{
-		signs:      signs,
-		rate:       float64(signs) / elapsed.Seconds(),
-		p50:        float64(lat[len(lat)/2]),
-		p99:        float64(lat[len(lat)*99/100]),
-		parentCPU:  p1 - p0,
-		enclaveCPU: e1 - e0,
-		loadCPU:    l1 - l0,
-	}, nil
-}
-
-// drive runs clients loops for d and returns every call's latency.
-func drive(ctx context.Context, conns []*grpc.ClientConn, keyID string, clients, batch int, d time.Duration) ([]time.Duration, error) {
-	deadline := time.Now().Add(d)
-	var mu sync.Mutex
-	var all []time.Duration
-	var firstErr error
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			cl := signerv1.NewSignerServiceClient(conns[c%len(conns)])
-			lat := make([]time.Duration, 0, 1<<14)
-			var n uint64
-			digest := func() []byte {
-				n++
-				var b [8]byte
-				binary.BigEndian.PutUint64(b[:], uint64(c)<<40|n)
-				s := sha256.Sum256(b[:])
-				return s[:]
-			}
-			var err error
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if batch == 1 {
-					_, err = cl.Sign(cctx, &signerv1.SignRequest{KeyId: keyID, Payload: &signerv1.SignRequest_Digest{Digest: digest()}})
-				} else {
-					reqs := make([]*signerv1.SignRequest, batch)
-					for i := range reqs {
-						reqs[i] = &signerv1.SignRequest{KeyId: keyID, Payload: &signerv1.SignRequest_Digest{Digest: digest()}}
-					}
-					var r *signerv1.SignBatchResponse
-					r, err = cl.SignBatch(cctx, &signerv1.SignBatchRequest{Requests: reqs})
-					if err == nil {
-						for _, x := range r.GetResults() {
-							if x.GetError() != nil {
-								err = fmt.Errorf("batch item: %s", x.GetError().GetMessage())
-							}
-						}
-					}
-				}
-				cancel()
-				if err != nil {
-					break
-				}
-				lat = append(lat, time.Since(t))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if len(all) == 0 {
-		return nil, errors.New("no call completed")
-	}
-	return all, nil
-}
+var errNoResult = errors.New("no result")

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	parallelLine = regexp.MustCompile(`BenchmarkRawSignParallel-2\s+\d+\s+([0-9.]+) ns/op`)
+	singleLine   = regexp.MustCompile(`BenchmarkSignDigestSecp256k1-2\s+\d+\s+([0-9.]+) ns/op`)
+)
+
+// rawSign runs the sign package's benchmarks and returns ns/op with 2
+// goroutines (throughput) and of one signature alone (latency).
+func rawSign() (parallel, single float64, err error) {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^(BenchmarkRawSignParallel|BenchmarkSignDigestSecp256k1)$", "-cpu", "2", "-benchtime", "3s", "./enclave/internal/sign/")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("raw benchmark: %v\n%s", err, out)
+	}
+	m1, m2 := parallelLine.FindSubmatch(out), singleLine.FindSubmatch(out)
+	if m1 == nil || m2 == nil {
+		return 0, 0, fmt.Errorf("raw benchmark: no result in\n%s", out)
+	}
+	parallel, err1 := strconv.ParseFloat(string(m1[1]), 64)
+	single, err2 := strconv.ParseFloat(string(m2[1]), 64)
+	return parallel, single, errors.Join(err1, err2)
+}
+
+// coldLoadKEKs is the number of KEKs BenchmarkColdLoad seals its keys
+// under (sealedSet in enclave/internal/keyring/bench_test.go).
+const coldLoadKEKs = 4
+
+var coldLoadLine = regexp.MustCompile(`(?m)^BenchmarkColdLoad/keys=(\d+)(?:-\d+)?\s+(\d+)\s+(.*)$`)
+
+// keyringBench runs the keyring's cold-load benchmark and reports it
+// against the targets of issue 3.
+func keyringBench(rep *report) error {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^BenchmarkColdLoad$", "-benchtime", "3x", "./enclave/internal/keyring")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("keyring benchmark: %v\n%s", err, out)
+	}
+	ms := coldLoadLine.FindAllSubmatch(out, -1)
+	if len(ms) == 0 {
+		return fmt.Errorf("keyring benchmark: %w in\n%s", errNoResult, out)
+	}
+	for _, m := range ms {
+		n, _ := strconv.Atoi(string(m[1]))
+		v := map[string]float64{}
+		f := strings.Fields(string(m[3]))
+		for i := 0; i+1 < len(f); i += 2 {
+			x, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return fmt.Errorf("keyring benchmark: %q: %w", m[0], err)
+			}
+			v[f[i+1]] = x
+		}
+		for _, unit := range []string{"keys/s", "kms-calls", "B/key", "slots-B/key", "max-gc-pause-µs", "p50-gc-pause-µs", "max-gc-stopping-µs", "max-gc-cycle-µs"} {
+			if _, ok := v[unit]; !ok {
+				return fmt.Errorf("keyring benchmark: %w for %s in %q", errNoResult, unit, m[0])
+			}
+		}
+		secs := float64(n) / v["keys/s"]
+		fmt.Printf("  %8d keys: %.3f s (%.0f keys/s, %s runs)  KMS calls %.0f (%d KEKs)  %.1f B/key (slot array %.1f, index %.1f)  with the keys cached (20 forced GCs): pause max %.0f µs, p50 %.0f µs, stopping the world max %.0f µs; longest full collection %.1f ms\n",
+			n, secs, v["keys/s"], m[2], v["kms-calls"], coldLoadKEKs, v["B/key"], v["slots-B/key"], v["B/key"]-v["slots-B/key"],
+			v["max-gc-pause-µs"], v["p50-gc-pause-µs"], v["max-gc-stopping-µs"], v["max-gc-cycle-µs"]/1e3)
+		if n != 1_000_000 {
+			continue
+		}
+		rep.perf("3", "1M keys cold load, in process", fmt.Sprintf("%.2f s (%.0fk keys/s)", secs, v["keys/s"]/1e3), "≤ 2 s", secs <= 2)
+		rep.check("3", "1M keys cold load: KMS calls", fmt.Sprintf("%.0f", v["kms-calls"]), fmt.Sprintf("= KEKs (%d)", coldLoadKEKs), v["kms-calls"] == coldLoadKEKs)
+		rep.perf("3", "memory per cached key, 1M", fmt.Sprintf("%.1f B", v["B/key"]), "≤ 128 B", v["B/key"] <= 128)
+		rep.perf("3", "longest GC pause, 1M keys cached", fmt.Sprintf("%.0f µs", v["max-gc-pause-µs"]), "< 1000 µs", v["max-gc-pause-µs"] < 1000)
+	}
+	return nil
+}

@@ -600,10 +600,13 @@ func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []
 	return out, aadBuf, nil
 }
 
-// Use runs fn with the key's scheme, private key and public key. The public
-// key is checked against the private key on the key's first use. fn must not
-// retain priv, which is zeroized when fn returns.
-func (r *Keyring) Use(id string, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {
+// Use runs fn with the key's scheme and private key, and with its public
+// key when withPub is set (nil otherwise: rebuilding an ECDSA public key
+// from its compressed form costs a square root, about a third of a
+// signature). The public key is checked against the private key on the
+// key's first use. fn must not retain priv, which is zeroized when fn
+// returns.
+func (r *Keyring) Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {
 	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
 	if !ok {
 		return 0, ErrNotLoaded
@@ -630,27 +633,42 @@ func (r *Keyring) Use(id string, fn func(sc sign.Scheme, priv, pub []byte) error
 	var buf [64]byte
 	defer clear(buf[:])
 	priv := sc.Unpack(&s.key, buf[:0])
-	pub, err := sc.UnpackPublic(&s.key)
-	if err != nil {
-		return alg, err
-	}
 	if s.flags&flagVerified == 0 {
-		derived, err := sc.PublicKey(priv)
-		if err != nil {
+		if err := r.verify(id, bid, i, &s, sc, priv); err != nil {
 			return alg, err
 		}
-		if string(derived) != string(pub) {
-			r.log.Error("sealed public key does not match its private key; evicting", "key_id", id)
-			r.Evict(id)
-			return alg, fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch)
+	}
+	var pub []byte
+	if withPub {
+		var err error
+		if pub, err = sc.UnpackPublic(&s.key); err != nil {
+			return alg, err
 		}
-		r.mu.Lock()
-		if j, ok := r.index[bid]; ok && j == i && r.slots[i].gen == s.gen {
-			r.slots[i].flags |= flagVerified
-		}
-		r.mu.Unlock()
 	}
 	return alg, fn(sc, priv, pub)
+}
+
+// verify checks, on a key's first use, that the public key its sealed
+// header named is the private key's, and marks the slot verified. A
+// mismatch evicts the key.
+func (r *Keyring) verify(id string, bid [16]byte, i uint32, s *slot, sc sign.Scheme, priv []byte) error {
+	derived, err := sc.PublicKey(priv)
+	if err != nil {
+		return err
+	}
+	var check sign.Packed
+	defer check.Zero()
+	if err := sc.Pack(priv, derived, &check); err != nil || check.Pub != s.key.Pub {
+		r.log.Error("sealed public key does not match its private key; evicting", "key_id", id)
+		r.Evict(id)
+		return fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch)
+	}
+	r.mu.Lock()
+	if j, ok := r.index[bid]; ok && j == i && r.slots[i].gen == s.gen {
+		r.slots[i].flags |= flagVerified
+	}
+	r.mu.Unlock()
+	return nil
 }
 
 // Describe opens a key's blobs to authenticate its header and returns it;

@@ -44,7 +44,7 @@ func signDigest(t *testing.T, r *Keyring, id string) ([]byte, error) {
 	t.Helper()
 	digest := sha256.Sum256([]byte("payload"))
 	var sig []byte
-	_, err := r.Use(id, func(sc sign.Scheme, priv, _ []byte) (err error) {
+	_, err := r.Use(id, false, func(sc sign.Scheme, priv, _ []byte) (err error) {
 		sig, err = sc.SignDigest(priv, digest[:])
 		return err
 	})
@@ -107,7 +107,7 @@ func TestEd25519AndP256RoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		r2 := newRing(t, kms)
 		require.NoError(t, r2.Load(context.Background(), []Blobs{blobs(c)})[0])
-		_, err = r2.Use(c.Header.KeyId, func(sc sign.Scheme, priv, pub []byte) error {
+		_, err = r2.Use(c.Header.KeyId, true, func(sc sign.Scheme, priv, pub []byte) error {
 			require.Equal(t, c.Header.PublicKey, pub)
 			if alg == signerv1.Algorithm_ALGORITHM_ED25519 {
 				sig, err := sc.SignMessage(priv, []byte("m"))
@@ -310,7 +310,7 @@ func TestPublicKeyMismatchCaughtBeforeSigning(t *testing.T) {
 	kid, _ := seal.ParseID(seal.KEKIDPrefix, c.Header.KekId)
 	kk := r.keks[kid]
 	var priv []byte
-	_, err = r.Use(c.Header.KeyId, func(_ sign.Scheme, p, _ []byte) error { priv = slices.Clone(p); return nil })
+	_, err = r.Use(c.Header.KeyId, false, func(_ sign.Scheme, p, _ []byte) error { priv = slices.Clone(p); return nil })
 	require.NoError(t, err)
 	h := cloneHeader(c.Header)
 	h.PublicKey = other.Header.PublicKey

@@ -24,7 +24,10 @@ const maxEthFieldsSize = 3 * eth.MaxTxSize
 // function that signs it with the key the keyring lends.
 type job struct {
 	field string
-	sign  func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error)
+	// pub asks the keyring for the public key too (it costs a point
+	// decompression for ECDSA keys, so raw signatures go without).
+	pub  bool
+	sign func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error)
 }
 
 // chainSigner is a chain package's signing function.
@@ -120,7 +123,7 @@ func onChain(field, chain string, alg signerv1.Algorithm, fn chainSigner) job {
 	if alg == signerv1.Algorithm_ALGORITHM_ED25519 {
 		want = "an ed25519"
 	}
-	return job{field: field, sign: func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error) {
+	return job{field: field, pub: true, sign: func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error) {
 		if sc.Algorithm() != alg {
 			return nil, invalid(field, "%s keys cannot sign %s payloads; use %s key", sc.Name(), chain, want)
 		}

@@ -231,4 +231,3 @@ func ensureKey(srv *kmssim.Server, alias string, policy []byte, log *slog.Logger
 	}
 	return arn, nil
 }
-

@@ -102,6 +102,10 @@ type Config struct {
 	MaxKeys int
 }
 
+// inlineSignSize is the largest Sign request handled on the link's reader:
+// a key id and a 32-byte digest or a short message fit well within it.
+const inlineSignSize = 256
+
 // DefaultKMSDial is where the enclave reaches KMS: the parent (CID 3),
 // port 8000, by convention (nitro-reference.md section 4.1).
 const DefaultKMSDial = "vsock://3:8000"
@@ -251,9 +255,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	return link.Serve(ctx, l, link.ServerConfig{
 		Handler: srv.Handle,
-		// Signing uses only cached keys: no I/O, no waiting.
-		Inline: func(m uint16) bool {
-			return m == uint16(enclavev1.Method_METHOD_SIGN) || m == uint16(enclavev1.Method_METHOD_PING)
+		// A small Sign request (a raw digest or short message, or the
+		// smallest chain payloads) uses only a cached key: no I/O, no
+		// waiting, bounded work. Larger payloads (PSBTs, typed data) go to
+		// a worker so they never hold up the link's reader.
+		Inline: func(m uint16, size int) bool {
+			return m == uint16(enclavev1.Method_METHOD_PING) ||
+				(m == uint16(enclavev1.Method_METHOD_SIGN) && size <= inlineSignSize)
 		},
 		MaxFrame: cfg.MaxFrame,
 		Logger:   cfg.Logger,

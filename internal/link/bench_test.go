@@ -28,7 +28,7 @@ func benchClientInline(b *testing.B, inline bool) *link.Client {
 		return append(resp, req...), nil
 	}}
 	if inline {
-		cfg.Inline = func(m uint16) bool { return m == methodEcho }
+		cfg.Inline = func(m uint16, _ int) bool { return m == methodEcho }
 	}
 	srv := startServer(b, "", cfg)
 	c := newClient(b, srv.addr, link.ClientConfig{})

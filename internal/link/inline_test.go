@@ -31,7 +31,7 @@ func TestInlineMethods(t *testing.T) {
 			}
 			return append(resp, req...), nil
 		},
-		Inline: func(m uint16) bool { return m == quick },
+		Inline: func(m uint16, _ int) bool { return m == quick },
 	})
 	c := newClient(t, srv.addr, link.ClientConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

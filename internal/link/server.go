@@ -46,12 +46,14 @@ type ServerConfig struct {
 	// Handler serves requests. Required.
 	Handler Handler
 
-	// Inline, if set, names the methods that are always quick (no I/O, no
-	// waiting, e.g. signing with a cached key). A request for one of them
-	// that is alone on its connection is handled on the connection's
-	// reader instead of being handed to a worker, which saves a goroutine
-	// wake-up on the latency path. Never name a method that can block.
-	Inline func(method uint16) bool
+	// Inline, if set, picks requests (by method and payload size) that are
+	// always quick: no I/O, no waiting, a bounded amount of work (e.g. a
+	// raw signature with a cached key). Such a request that is alone on its
+	// connection is handled on the connection's reader instead of being
+	// handed to a worker, which saves a goroutine wake-up on the latency
+	// path; while it runs, the connection reads nothing else. Never pick a
+	// request that can block or run long.
+	Inline func(method uint16, size int) bool
 
 	// MaxFrame is the largest frame (header and payload, without the
 	// length prefix) accepted from or sent to a client. A client that
@@ -141,7 +143,7 @@ type server struct {
 	handler       Handler
 	maxFrame      int
 	maxConcurrent int
-	inline        func(method uint16) bool
+	inline        func(method uint16, size int) bool
 	writeTimeout  time.Duration
 	log           *slog.Logger
 	conns         sync.WaitGroup // connection goroutines (reader, flusher, watchdog)
@@ -338,7 +340,7 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 			deadline = time.Now().Add(time.Duration(timeout) * time.Microsecond)
 		}
 		r := request{ctx: ctx, sc: sc, method: method, id: id, deadline: deadline, req: req}
-		if s.inline != nil && s.inline(method) && sc.inflight.Load() == 1 && br.Buffered() == 0 {
+		if s.inline != nil && s.inline(method, n) && sc.inflight.Load() == 1 && br.Buffered() == 0 {
 			// Alone on the connection with nothing else read: handle it
 			// here. Handing it to a worker costs a goroutine wake-up on
 			// the latency path of every lone request; a request that

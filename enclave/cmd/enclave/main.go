@@ -110,6 +110,10 @@ func run(args []string, stderr io.Writer) int {
 	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if sf.kmsCA != "" && *nsmMode != "sim" {
+		fmt.Fprintln(stderr, "enclave: --kms-sim-ca is only for the simulator (--nsm=sim)")
+		return 2
+	}
 	roots, err := kmsRoots(sf)
 	if err != nil {
 		fmt.Fprintf(stderr, "enclave: %v\n", err)

@@ -99,7 +99,7 @@ func BenchmarkColdLoad(b *testing.B) {
 			b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N)), "keys/s")
 			b.ReportMetric(float64(kmsCalls), "kms-calls")
 			b.ReportMetric(perKey, "B/key")
-			b.ReportMetric(float64(cap(r.slots))*float64(unsafe.Sizeof(slot{}))/float64(n), "slots-B/key")
+			b.ReportMetric(float64(len(r.pages)*pageSize)*float64(unsafe.Sizeof(slot{}))/float64(n), "slots-B/key")
 			items = nil
 			gc := gcWith(20)
 			b.ReportMetric(float64(gc.maxPause)/1e3, "max-gc-pause-µs")

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -61,6 +62,12 @@ var (
 	ErrFull = errors.New("KEK cache is full")
 	// ErrClosed means the keyring was closed.
 	ErrClosed = errors.New("keyring closed")
+	// ErrDeleted means the key was deleted during this enclave's lifetime;
+	// a blob of it is refused.
+	ErrDeleted = errors.New("key was deleted")
+	// ErrKEKMissing means a key's KEK is not loaded and no sealed KEK was
+	// handed in with it.
+	ErrKEKMissing = errors.New("the key's KEK is not loaded and no sealed KEK was given")
 )
 
 // KMS is what the keyring needs from AWS KMS. Implementations call KMS with
@@ -110,15 +117,30 @@ type slot struct {
 	gen   uint32
 }
 
-// kek is an unwrapped KEK.
+// Slots live in fixed pages that never move: growing the cache allocates a
+// page and copies nothing, so no stale copy of a private key is left to the
+// garbage collector and a growing cache never stalls signers.
+const (
+	pageShift = 12
+	pageSize  = 1 << pageShift // 4096 slots, 288 KiB
+)
+
+// deletedGen marks a deleted key in the generation floor.
+const deletedGen = math.MaxUint32
+
+// kmsTimeout bounds one KEK unwrap, which may serve many callers.
+const kmsTimeout = 30 * time.Second
+
+// kek is an unwrapped KEK. Its plaintext exists only inside aead (Go gives
+// no way to clear an AES key schedule); the copy KMS handed over is
+// zeroized as soon as aead is made. A kek is never modified once shared.
 type kek struct {
-	id     [16]byte
-	arn    string
-	aead   cipher.AEAD
-	secret []byte // the 32 plaintext bytes, zeroized when dropped
-	blob   []byte // the SealedKEK as stored
-	keys   int    // keys sealed under it by this enclave
-	born   time.Time
+	id   [16]byte
+	arn  string
+	aead cipher.AEAD
+	blob []byte // the SealedKEK as stored
+	born time.Time
+	keys atomic.Int64 // keys sealed under it by this enclave
 }
 
 // Keyring caches opened keys and seals new ones. It is safe for concurrent
@@ -127,12 +149,17 @@ type Keyring struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.RWMutex
-	index   map[[16]byte]uint32
-	slots   []slot
-	free    []uint32
+	mu    sync.RWMutex
+	index map[[16]byte]uint32
+	pages [][]slot
+	used  uint32   // slots handed out so far
+	free  []uint32 // slots to reuse
+	// floor remembers, for keys no longer cached, the highest generation
+	// seen (only when above 1) or deletedGen, so that an older blob stays
+	// refused after eviction for the rest of this enclave's life.
+	floor   map[[16]byte]uint32
 	keks    map[[16]byte]*kek
-	current *kek // KEK for new keys
+	current map[string]*kek // per KMS key ARN: the KEK new seals go under
 	closed  bool
 
 	unwrap   singleflight.Group
@@ -172,10 +199,12 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Keyring{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		index: make(map[[16]byte]uint32),
-		keks:  make(map[[16]byte]*kek),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		index:   make(map[[16]byte]uint32),
+		floor:   make(map[[16]byte]uint32),
+		keks:    make(map[[16]byte]*kek),
+		current: make(map[string]*kek),
 	}, nil
 }
 
@@ -229,7 +258,7 @@ func (r *Keyring) Create(ctx context.Context, alg signerv1.Algorithm, labels map
 	if !ok {
 		return nil, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, alg)
 	}
-	k, err := r.currentKEK(ctx)
+	k, err := r.currentKEK(ctx, r.cfg.KMSKeys[0], [16]byte{})
 	if err != nil {
 		return nil, err
 	}
@@ -270,35 +299,36 @@ func (r *Keyring) Create(ctx context.Context, alg signerv1.Algorithm, labels map
 	return &Created{Info: Info{Header: hdr, KMSKeyARN: k.arn}, SealedKey: blob, SealedKEK: k.blob}, nil
 }
 
-// currentKEK returns the KEK for new keys, making a new one through KMS when
-// there is none or the current one is full or old.
-func (r *Keyring) currentKEK(ctx context.Context) (*kek, error) {
+// currentKEK returns the KEK new seals under arn go under, counting one
+// more key for it. It makes a new one through KMS when there is none, the
+// current one is full or old, or it is avoid (a rotation must change KEK).
+func (r *Keyring) currentKEK(ctx context.Context, arn string, avoid [16]byte) (*kek, error) {
 	r.newKEK.Lock()
 	defer r.newKEK.Unlock()
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	r.mu.RLock()
+	closed, k := r.closed, r.current[arn]
+	r.mu.RUnlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	k := r.current
-	if k != nil && k.keys < r.cfg.KEKMaxKeys && r.cfg.Now().Sub(k.born) < r.cfg.KEKMaxAge {
-		k.keys++
-		r.mu.Unlock()
+	if k != nil && k.id != avoid && k.keys.Load() < int64(r.cfg.KEKMaxKeys) && r.cfg.Now().Sub(k.born) < r.cfg.KEKMaxAge {
+		k.keys.Add(1)
 		return k, nil
 	}
-	r.mu.Unlock()
-	k, err := r.makeKEK(ctx, r.cfg.KMSKeys[0])
+	k, err := r.makeKEK(ctx, arn)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.addKEKLocked(k); err != nil {
-		k.zero()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	r.current[arn] = k
+	if k, err = r.addKEKLocked(k); err != nil {
 		return nil, err
 	}
-	r.current = k
-	k.keys++
+	k.keys.Add(1)
 	r.log.Info("new KEK", "kek_id", seal.FormatID(seal.KEKIDPrefix, k.id), "kms_key_arn", k.arn)
 	return k, nil
 }
@@ -332,6 +362,7 @@ func (r *Keyring) makeKEK(ctx context.Context, arn string) (*kek, error) {
 	return newKEK(id, gotARN, pt, blob, now)
 }
 
+// newKEK makes a kek from KMS's plaintext, which the caller zeroizes.
 func newKEK(id, arn string, secret, blob []byte, born time.Time) (*kek, error) {
 	bid, ok := seal.ParseID(seal.KEKIDPrefix, id)
 	if !ok {
@@ -340,49 +371,43 @@ func newKEK(id, arn string, secret, blob []byte, born time.Time) (*kek, error) {
 	if len(secret) != seal.KEKSize {
 		return nil, fmt.Errorf("KMS returned a %d-byte data key, want %d", len(secret), seal.KEKSize)
 	}
-	own := slices.Clone(secret)
-	aead, err := seal.AEAD(own)
+	aead, err := seal.AEAD(secret)
 	if err != nil {
-		clear(own)
 		return nil, err
 	}
-	return &kek{id: bid, arn: arn, aead: aead, secret: own, blob: blob, born: born}, nil
+	return &kek{id: bid, arn: arn, aead: aead, blob: blob, born: born}, nil
 }
 
-// zero drops the KEK's secret. The AES key schedule inside aead cannot be
-// reached to clear; dropping the last reference is all Go allows.
-func (k *kek) zero() {
-	clear(k.secret)
-	k.aead = nil
-}
-
-// addKEKLocked registers k, evicting another KEK (never the current one)
-// when the table is full. Keys already opened stay usable.
-func (r *Keyring) addKEKLocked(k *kek) error {
+// addKEKLocked registers k and returns the registered KEK with its id (k,
+// or one registered before). When the table is full another KEK that is
+// nobody's current one is dropped from it; callers holding it keep a
+// working copy, and keys already opened stay usable.
+func (r *Keyring) addKEKLocked(k *kek) (*kek, error) {
 	if r.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	if _, ok := r.keks[k.id]; ok {
-		return nil
+	if old, ok := r.keks[k.id]; ok {
+		return old, nil
 	}
 	if len(r.keks) >= r.cfg.MaxKEKs {
 		for id, v := range r.keks { // map order is random
-			if v != r.current {
-				v.zero()
+			if r.current[v.arn] != v {
 				delete(r.keks, id)
 				break
 			}
 		}
 		if len(r.keks) >= r.cfg.MaxKEKs {
-			return ErrFull
+			return nil, ErrFull
 		}
 	}
 	r.keks[k.id] = k
-	return nil
+	return k, nil
 }
 
 // kekFor returns the unwrapped KEK with the given id, unwrapping sealedKEK
-// through KMS if needed. Concurrent calls for one KEK make one KMS call.
+// through KMS if needed. Concurrent calls for one KEK make one KMS call,
+// which is bounded by its own timeout: one caller giving up does not fail
+// the others.
 func (r *Keyring) kekFor(ctx context.Context, id [16]byte, sealedKEK []byte) (*kek, error) {
 	r.mu.RLock()
 	k, ok := r.keks[id]
@@ -391,9 +416,9 @@ func (r *Keyring) kekFor(ctx context.Context, id [16]byte, sealedKEK []byte) (*k
 		return k, nil
 	}
 	if len(sealedKEK) == 0 {
-		return nil, fmt.Errorf("%w: the key's KEK is not loaded and no sealed KEK was given", ErrMismatch)
+		return nil, ErrKEKMissing
 	}
-	v, err, _ := r.unwrap.Do(string(id[:]), func() (any, error) {
+	ch := r.unwrap.DoChan(string(id[:]), func() (any, error) {
 		r.mu.RLock()
 		k, ok := r.keks[id]
 		r.mu.RUnlock()
@@ -410,10 +435,12 @@ func (r *Keyring) kekFor(ctx context.Context, id [16]byte, sealedKEK []byte) (*k
 		if !r.allowed(sk.KmsKeyArn) {
 			return nil, fmt.Errorf("%w: %s", ErrKMSKeyNotAllowed, sk.KmsKeyArn)
 		}
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kmsTimeout)
+		defer cancel()
 		r.kmsCalls.Add(1)
 		// The context goes to KMS as recomputed from the id, never as
 		// stored: ParseKEK already refused a blob whose stored one differs.
-		pt, arn, err := r.cfg.KMS.Decrypt(ctx, sk.KmsKeyArn, sk.KmsCiphertext, seal.KEKContext(sk.KekId, sk.CreatedAtUnixMs))
+		pt, arn, err := r.cfg.KMS.Decrypt(kctx, sk.KmsKeyArn, sk.KmsCiphertext, seal.KEKContext(sk.KekId, sk.CreatedAtUnixMs))
 		if err != nil {
 			return nil, fmt.Errorf("unwrap KEK %s: %w", sk.KekId, err)
 		}
@@ -425,20 +452,54 @@ func (r *Keyring) kekFor(ctx context.Context, id [16]byte, sealedKEK []byte) (*k
 		if err != nil {
 			return nil, err
 		}
-		// An unwrapped KEK never becomes the current one: new keys go under
+		// An unwrapped KEK never becomes a current one: new keys go under
 		// a KEK this enclave made, whose age and count it knows.
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if err := r.addKEKLocked(k); err != nil {
-			k.zero()
-			return nil, err
-		}
-		return k, nil
+		return r.addKEKLocked(k)
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*kek), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return v.(*kek), nil
+}
+
+// slotLocked returns slot i.
+func (r *Keyring) slotLocked(i uint32) *slot {
+	return &r.pages[i>>pageShift][i&(pageSize-1)]
+}
+
+// checkGenLocked refuses generation gen of key id when this enclave has
+// seen a newer one or the key's deletion.
+func (r *Keyring) checkGenLocked(id [16]byte, gen uint64) error {
+	if i, ok := r.index[id]; ok && uint64(r.slotLocked(i).gen) > gen {
+		return ErrStale
+	}
+	switch f, ok := r.floor[id]; {
+	case !ok:
+	case f == deletedGen:
+		return ErrDeleted
+	case uint64(f) > gen:
+		return ErrStale
+	}
+	return nil
+}
+
+// dropLocked removes slot i (key id) from the cache, zeroizing it and
+// remembering its generation when that is above 1.
+func (r *Keyring) dropLocked(id [16]byte, i uint32) {
+	s := r.slotLocked(i)
+	if s.gen > 1 && r.floor[id] < s.gen {
+		r.floor[id] = s.gen
+	}
+	*s = slot{}
+	delete(r.index, id)
+	r.free = append(r.free, i)
 }
 
 // insertLocked puts s into the cache under id, replacing an older
@@ -447,32 +508,35 @@ func (r *Keyring) insertLocked(id [16]byte, s *slot) error {
 	if r.closed {
 		return ErrClosed
 	}
+	if err := r.checkGenLocked(id, uint64(s.gen)); err != nil {
+		return err
+	}
 	if i, ok := r.index[id]; ok {
-		old := &r.slots[i]
-		switch {
-		case s.gen < old.gen:
-			return ErrStale
-		case s.gen > old.gen:
+		if old := r.slotLocked(i); s.gen > old.gen {
 			*old = *s
 		}
 		return nil
 	}
-	var i uint32
-	switch {
-	case len(r.free) > 0:
-		i = r.free[len(r.free)-1]
-		r.free = r.free[:len(r.free)-1]
-	case len(r.slots) < r.cfg.MaxKeys:
-		r.slots = append(r.slots, slot{})
-		i = uint32(len(r.slots) - 1)
-	default:
+	if f, ok := r.floor[id]; ok && s.gen >= f {
+		delete(r.floor, id) // the cached slot enforces it now
+	}
+	if len(r.free) == 0 && int(r.used) >= r.cfg.MaxKeys {
 		for vid, vi := range r.index { // map order is random
-			delete(r.index, vid)
-			i = vi
+			r.dropLocked(vid, vi)
 			break
 		}
 	}
-	r.slots[i] = *s
+	var i uint32
+	if n := len(r.free); n > 0 {
+		i, r.free = r.free[n-1], r.free[:n-1]
+	} else {
+		i = r.used
+		r.used++
+		if int(i>>pageShift) == len(r.pages) {
+			r.pages = append(r.pages, make([]slot, pageSize))
+		}
+	}
+	*r.slotLocked(i) = *s
 	r.index[id] = i
 	return nil
 }
@@ -488,13 +552,6 @@ type Blobs struct {
 // error per item (nil = loaded). Each KEK is unwrapped once.
 func (r *Keyring) Load(ctx context.Context, items []Blobs) []error {
 	errs := make([]error, len(items))
-	// Grow the slot array once, to exactly what this load can need, rather
-	// than by append's doubling, which leaves up to half the array unused.
-	r.mu.Lock()
-	if need := min(len(r.slots)+len(items)-len(r.free), r.cfg.MaxKeys); need > cap(r.slots) {
-		r.slots = slices.Grow(r.slots, need-len(r.slots))
-	}
-	r.mu.Unlock()
 	workers := min(runtime.GOMAXPROCS(0), (len(items)+255)/256)
 	if workers <= 1 {
 		r.loadRange(ctx, items, errs)
@@ -525,6 +582,9 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 		pt      = make([]byte, 0, 64)
 		aadBuf  = make([]byte, 0, 512)
 		pending = make([]opened, 0, batch)
+		// failed remembers KEKs that could not be unwrapped during this
+		// load, so that keys sharing one do not each retry KMS.
+		failed = map[[16]byte]error{}
 	)
 	defer func() { clear(pt[:cap(pt)]) }()
 	flush := func() {
@@ -545,7 +605,7 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 		pending = append(pending, opened{at: i})
 		p := &pending[len(pending)-1]
 		var err error
-		pt, aadBuf, err = r.open(ctx, items[i], &f, pt, aadBuf, &p.key)
+		pt, aadBuf, err = r.open(ctx, items[i], &f, pt, aadBuf, &p.key, failed)
 		if err != nil {
 			errs[i] = err
 			p.key.key.Zero()
@@ -562,7 +622,7 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 
 // open parses and decrypts one key into s. pt and aadBuf are scratch
 // buffers, returned for reuse; pt is zeroized before open returns.
-func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []byte, s *slot) ([]byte, []byte, error) {
+func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []byte, s *slot, failed map[[16]byte]error) ([]byte, []byte, error) {
 	if err := seal.ParseFast(b.SealedKey, f); err != nil {
 		return pt, aadBuf, err
 	}
@@ -573,11 +633,17 @@ func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []
 	if !ok {
 		return pt, aadBuf, fmt.Errorf("%w: %v", ErrUnknownAlgorithm, f.Algorithm)
 	}
-	if f.Generation == 0 || f.Generation > 1<<32-1 {
+	if f.Generation == 0 || f.Generation >= deletedGen {
 		return pt, aadBuf, fmt.Errorf("%w: generation %d out of range", seal.ErrMalformed, f.Generation)
+	}
+	if err, ok := failed[f.KEKID]; ok {
+		return pt, aadBuf, err
 	}
 	k, err := r.kekFor(ctx, f.KEKID, b.SealedKEK)
 	if err != nil {
+		if !errors.Is(err, ErrKEKMissing) && ctx.Err() == nil {
+			failed[f.KEKID] = err
+		}
 		return pt, aadBuf, err
 	}
 	out, aadBuf, err := f.Open(k.aead, pt, aadBuf)
@@ -616,7 +682,7 @@ func (r *Keyring) Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub
 	r.mu.RLock()
 	i, ok := r.index[bid]
 	if ok {
-		s = r.slots[i]
+		s = *r.slotLocked(i)
 	}
 	r.mu.RUnlock()
 	if !ok {
@@ -658,16 +724,21 @@ func (r *Keyring) verify(id string, bid [16]byte, i uint32, s *slot, sc sign.Sch
 	}
 	var check sign.Packed
 	defer check.Zero()
-	if err := sc.Pack(priv, derived, &check); err != nil || check.Pub != s.key.Pub {
-		r.log.Error("sealed public key does not match its private key; evicting", "key_id", id)
-		r.Evict(id)
+	mismatch := sc.Pack(priv, derived, &check) != nil || check.Pub != s.key.Pub
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Act only on the version checked: another may have replaced it.
+	if j, ok := r.index[bid]; ok && j == i && r.slotLocked(i).gen == s.gen {
+		if mismatch {
+			r.dropLocked(bid, i)
+		} else {
+			r.slotLocked(i).flags |= flagVerified
+		}
+	}
+	if mismatch {
+		r.log.Error("sealed public key does not match its private key; evicted", "key_id", id)
 		return fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch)
 	}
-	r.mu.Lock()
-	if j, ok := r.index[bid]; ok && j == i && r.slots[i].gen == s.gen {
-		r.slots[i].flags |= flagVerified
-	}
-	r.mu.Unlock()
 	return nil
 }
 
@@ -706,7 +777,8 @@ func (r *Keyring) Loaded(id string) (gen uint64, enabled, ok bool) {
 	if !ok {
 		return 0, false, false
 	}
-	return uint64(r.slots[i].gen), r.slots[i].flags&flagEnabled != 0, true
+	sl := r.slotLocked(i)
+	return uint64(sl.gen), sl.flags&flagEnabled != 0, true
 }
 
 // openFull opens a key completely, checking that it is the key id and that
@@ -740,11 +812,15 @@ func (r *Keyring) openFull(ctx context.Context, id string, b Blobs) (*seal.Key, 
 	if err != nil || string(pub) != string(k.Header.PublicKey) {
 		return fail(fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch))
 	}
-	if k.Header.Generation == 0 || k.Header.Generation >= 1<<32-1 {
+	if k.Header.Generation == 0 || k.Header.Generation >= deletedGen-1 {
 		return fail(fmt.Errorf("%w: generation %d out of range", seal.ErrMalformed, k.Header.Generation))
 	}
-	if gen, _, ok := r.Loaded(id); ok && gen > k.Header.Generation {
-		return fail(ErrStale)
+	bid, _ := seal.ParseID(seal.KeyIDPrefix, id)
+	r.mu.RLock()
+	err = r.checkGenLocked(bid, k.Header.Generation)
+	r.mu.RUnlock()
+	if err != nil {
+		return fail(err)
 	}
 	return k, kk, priv, nil
 }
@@ -775,11 +851,23 @@ func (r *Keyring) SetState(ctx context.Context, id string, state signerv1.KeySta
 	if err != nil {
 		return nil, err
 	}
+	if state != signerv1.KeyState_KEY_STATE_ENABLED {
+		// Disabling fails closed: the cached key stops signing now, before
+		// the new blob is stored; enabling waits for the store.
+		bid, _ := seal.ParseID(seal.KeyIDPrefix, id)
+		r.mu.Lock()
+		if i, ok := r.index[bid]; ok {
+			r.slotLocked(i).flags &^= flagEnabled
+		}
+		r.mu.Unlock()
+	}
 	return &Resealed{Info: Info{Header: h, KMSKeyARN: kk.arn}, SealedKey: blob}, nil
 }
 
-// Rotate re-seals a key under a new KEK made from kmsKeyARN (the default
-// KMS key when empty). The private key does not change.
+// Rotate re-seals a key under another KEK, from kmsKeyARN (the default KMS
+// key when empty): the KMS key's current KEK for rotations, or a new one
+// when that is the key's own KEK. The private key does not change. Many
+// keys rotated together share a KEK, as created keys do.
 func (r *Keyring) Rotate(ctx context.Context, id, kmsKeyARN string, b Blobs) (*Resealed, error) {
 	if kmsKeyARN == "" {
 		kmsKeyARN = r.cfg.KMSKeys[0]
@@ -787,21 +875,13 @@ func (r *Keyring) Rotate(ctx context.Context, id, kmsKeyARN string, b Blobs) (*R
 	if !r.allowed(kmsKeyARN) {
 		return nil, fmt.Errorf("%w: %s", ErrKMSKeyNotAllowed, kmsKeyARN)
 	}
-	k, _, priv, err := r.openFull(ctx, id, b)
+	k, old, priv, err := r.openFull(ctx, id, b)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(priv)
-	nk, err := r.makeKEK(ctx, kmsKeyARN)
+	nk, err := r.currentKEK(ctx, kmsKeyARN, old.id)
 	if err != nil {
-		return nil, err
-	}
-	nk.keys = 1
-	r.mu.Lock()
-	err = r.addKEKLocked(nk)
-	r.mu.Unlock()
-	if err != nil {
-		nk.zero()
 		return nil, err
 	}
 	h := cloneHeader(k.Header)
@@ -823,8 +903,10 @@ func cloneHeader(h *sealedv1.SealedKeyHeader) *sealedv1.SealedKeyHeader {
 	}
 }
 
-// Evict drops a key from the cache and zeroizes it.
-func (r *Keyring) Evict(id string) {
+// Evict drops a key from the cache and zeroizes it. With deleted set, the
+// key is also refused for the rest of this enclave's life, whatever blob is
+// handed in: a load racing the deletion cannot bring it back.
+func (r *Keyring) Evict(id string, deleted bool) {
 	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
 	if !ok {
 		return
@@ -832,38 +914,24 @@ func (r *Keyring) Evict(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if i, ok := r.index[bid]; ok {
-		r.slots[i] = slot{}
-		delete(r.index, bid)
-		r.free = append(r.free, i)
+		r.dropLocked(bid, i)
+	}
+	if deleted {
+		r.floor[bid] = deletedGen
 	}
 }
 
-// KEKARN returns the KMS key ARN of a cached KEK, or "".
-func (r *Keyring) KEKARN(kekID string) string {
-	id, ok := seal.ParseID(seal.KEKIDPrefix, kekID)
-	if !ok {
-		return ""
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if k, ok := r.keks[id]; ok {
-		return k.arn
-	}
-	return ""
-}
-
-// Close zeroizes every cached key and KEK.
+// Close zeroizes every cached key and drops every KEK.
 func (r *Keyring) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	clear(r.slots)
-	r.slots = nil
-	clear(r.index)
-	for id, k := range r.keks {
-		k.zero()
-		delete(r.keks, id)
+	for _, p := range r.pages {
+		clear(p)
 	}
-	r.current = nil
+	r.pages, r.free, r.used = nil, nil, 0
+	clear(r.index)
+	clear(r.keks)
+	clear(r.current)
 	r.closed = true
 	return nil
 }

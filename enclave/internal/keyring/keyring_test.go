@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -187,7 +189,7 @@ func TestEveryFlippedByteRefused(t *testing.T) {
 	// fresh one per flip checks the KEK blob.
 	warm := newRing(t, kms)
 	require.NoError(t, warm.Load(context.Background(), []Blobs{blobs(c)})[0])
-	warm.Evict(c.Header.KeyId)
+	warm.Evict(c.Header.KeyId, false)
 	for i := range c.SealedKey {
 		for _, bit := range []byte{0x01, 0x80} {
 			bad := slices.Clone(c.SealedKey)
@@ -248,14 +250,21 @@ func TestDisableEnableAndStale(t *testing.T) {
 	d, err := r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_DISABLED, blobs(c))
 	require.NoError(t, err)
 	require.EqualValues(t, 2, d.Header.Generation)
-	// The cache follows the store: still enabled until the new blob is loaded.
+	// Disabling fails closed: the cached key stops at once, before the
+	// new blob is even stored, and a reload of the old one does not undo it.
 	_, err = signDigest(t, r, c.Header.KeyId)
-	require.NoError(t, err)
+	require.ErrorIs(t, err, ErrDisabled)
+	require.NoError(t, r.Load(ctx, []Blobs{blobs(c)})[0], "same generation: no change")
+	_, err = signDigest(t, r, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrDisabled)
 	require.NoError(t, r.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: d.SealedKey, SealedKEK: c.SealedKEK}})[0])
 	_, err = signDigest(t, r, c.Header.KeyId)
 	require.ErrorIs(t, err, ErrDisabled)
-	// Replaying the older, enabled blob to this enclave is refused.
+	// Replaying the older, enabled blob to this enclave is refused, also
+	// after the key left the cache.
 	require.ErrorIs(t, r.Load(ctx, []Blobs{blobs(c)})[0], ErrStale)
+	r.Evict(c.Header.KeyId, false)
+	require.ErrorIs(t, r.Load(ctx, []Blobs{blobs(c)})[0], ErrStale, "the generation floor outlives eviction")
 	_, err = r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED, blobs(c))
 	require.ErrorIs(t, err, ErrStale)
 
@@ -336,11 +345,11 @@ func TestEvictionBoundedAndZeroized(t *testing.T) {
 		items = append(items, blobs(c))
 	}
 	require.Equal(t, 8, r.Len())
-	require.Len(t, r.slots, 8)
-	r.Evict(items[19].KeyID)
+	require.EqualValues(t, 8, r.used)
+	r.Evict(items[19].KeyID, false)
 	require.Equal(t, 7, r.Len())
 	zeroSlots := 0
-	for _, s := range r.slots {
+	for _, s := range r.pages[0][:r.used] {
 		if s == (slot{}) {
 			zeroSlots++
 		}
@@ -353,7 +362,7 @@ func TestEvictionBoundedAndZeroized(t *testing.T) {
 	}
 	require.Equal(t, 8, r.Len())
 	require.NoError(t, r.Close())
-	require.Nil(t, r.slots)
+	require.Nil(t, r.pages)
 	_, err = r.Create(ctx, signerv1.Algorithm_ALGORITHM_ED25519, nil)
 	require.ErrorIs(t, err, ErrClosed)
 }
@@ -363,4 +372,104 @@ func TestKMSFailureIsReported(t *testing.T) {
 	r := newRing(t, kms)
 	_, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
 	require.ErrorContains(t, err, "new KEK")
+}
+
+func TestDeletedKeyStaysDeleted(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	c, err := r.Create(context.Background(), signerv1.Algorithm_ALGORITHM_ED25519, nil)
+	require.NoError(t, err)
+	r.Evict(c.Header.KeyId, true)
+	// A load that raced the deletion (its blob read before the delete)
+	// cannot bring the key back.
+	require.ErrorIs(t, r.Load(context.Background(), []Blobs{blobs(c)})[0], ErrDeleted)
+	_, err = r.SetState(context.Background(), c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED, blobs(c))
+	require.ErrorIs(t, err, ErrDeleted)
+}
+
+func TestRotationsShareAKEK(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	ctx := context.Background()
+	var cs []*Created
+	for range 10 {
+		c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	require.EqualValues(t, 1, kms.Generated.Load())
+	kekIDs := map[string]bool{}
+	for _, c := range cs {
+		rot, err := r.Rotate(ctx, c.Header.KeyId, "", blobs(c))
+		require.NoError(t, err)
+		require.NotEqual(t, c.Header.KekId, rot.Header.KekId, "rotation changes the KEK")
+		kekIDs[rot.Header.KekId] = true
+	}
+	require.Len(t, kekIDs, 1, "ten rotations share one new KEK")
+	require.EqualValues(t, 2, kms.Generated.Load())
+}
+
+// TestKEKEvictionUnderLoad: a KEK table far smaller than the KEKs in use
+// keeps evicting while loads run concurrently; nothing crashes and every
+// key loads.
+func TestKEKEvictionUnderLoad(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	maker, err := New(Config{KMS: kms, KMSKeys: []string{arnA}, KEKMaxKeys: 1, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var items []Blobs
+	for range 64 {
+		c, err := maker.Create(context.Background(), signerv1.Algorithm_ALGORITHM_ED25519, nil)
+		require.NoError(t, err)
+		items = append(items, blobs(c))
+	}
+	r, err := New(Config{KMS: kms, KMSKeys: []string{arnA}, MaxKEKs: 2, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for i := range items {
+				assert.NoError(t, r.Load(context.Background(), items[i:i+1])[0])
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 64, r.Len())
+	require.LessOrEqual(t, r.KEKs(), 2)
+}
+
+// TestUnwrapSurvivesOneCallerGivingUp: callers share one KMS unwrap; a
+// caller whose deadline passes does not fail the others.
+func TestUnwrapSurvivesOneCallerGivingUp(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	c, err := newRing(t, kms).Create(context.Background(), signerv1.Algorithm_ALGORITHM_ED25519, nil)
+	require.NoError(t, err)
+	kms.Delay = 200 * time.Millisecond
+	r := newRing(t, kms)
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	errShort := make(chan error, 1)
+	go func() { errShort <- r.Load(short, []Blobs{blobs(c)})[0] }()
+	require.NoError(t, r.Load(context.Background(), []Blobs{blobs(c)})[0])
+	require.ErrorIs(t, <-errShort, context.DeadlineExceeded)
+	require.EqualValues(t, 1, kms.Decrypted.Load())
+}
+
+// TestFailingKEKNotRetriedPerKey: keys under a KEK that KMS will not unwrap
+// fail without one KMS call each.
+func TestFailingKEKNotRetriedPerKey(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	maker := newRing(t, kms)
+	var items []Blobs
+	for range 500 {
+		c, err := maker.Create(context.Background(), signerv1.Algorithm_ALGORITHM_ED25519, nil)
+		require.NoError(t, err)
+		items = append(items, blobs(c))
+	}
+	kms.Err = errors.New("KMS is down")
+	r := newRing(t, kms)
+	errs := r.Load(context.Background(), items)
+	for _, err := range errs {
+		require.ErrorContains(t, err, "KMS is down")
+	}
+	require.LessOrEqual(t, kms.Decrypted.Load(), int64(runtime.GOMAXPROCS(0)), "at most one call per load worker")
 }

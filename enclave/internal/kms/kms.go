@@ -157,6 +157,9 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		// A stalled pipe must not hold a KEK unwrap (and everyone waiting
+		// on it) forever.
+		ResponseHeaderTimeout: 20 * time.Second,
 	}
 	c := &Client{cfg: cfg, spki: spki, closer: tr.CloseIdleConnections}
 	c.api = awskms.New(awskms.Options{

@@ -11,6 +11,7 @@ import (
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/eth"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/sol"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -21,7 +22,7 @@ const (
 	// MaxLoad bounds the keys of one LoadKeys or DescribeKeys call.
 	MaxLoad = 4096
 	// MaxBlob bounds one sealed blob.
-	MaxBlob = 64 << 10
+	MaxBlob = seal.MaxBlobSize
 )
 
 func (s *Server) createKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*enclavev1.CreateKeyResponse, error) {

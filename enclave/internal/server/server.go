@@ -64,7 +64,7 @@ type Keyring interface {
 	Describe(ctx context.Context, b keyring.Blobs) (*keyring.Info, error)
 	SetState(ctx context.Context, id string, state signerv1.KeyState, b keyring.Blobs) (*keyring.Resealed, error)
 	Rotate(ctx context.Context, id, kmsKeyARN string, b keyring.Blobs) (*keyring.Resealed, error)
-	Evict(id string)
+	Evict(id string, deleted bool)
 	Len() int
 	KMSCalls() uint64
 	KEKs() int
@@ -187,7 +187,7 @@ func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([
 		in := new(enclavev1.EvictKeyRequest)
 		if err = unmarshal(req, in); err == nil {
 			if err = validKeyID(in.GetKeyId()); err == nil {
-				s.cfg.Keyring.Evict(in.GetKeyId())
+				s.cfg.Keyring.Evict(in.GetKeyId(), in.GetDeleted())
 				out = &enclavev1.EvictKeyResponse{}
 			}
 		}
@@ -241,6 +241,10 @@ func (s *Server) toStatus(ctx context.Context, m enclavev1.Method, err error) er
 		return status.Error(codes.FailedPrecondition, enclavev1.KeyNotLoaded)
 	case errors.Is(err, keyring.ErrDisabled):
 		return status.Error(codes.FailedPrecondition, "key is disabled")
+	case errors.Is(err, keyring.ErrDeleted):
+		return status.Error(codes.NotFound, "key not found (deleted)")
+	case errors.Is(err, keyring.ErrKEKMissing):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, keyring.ErrUnknownAlgorithm):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, keyring.ErrKMSKeyNotAllowed):

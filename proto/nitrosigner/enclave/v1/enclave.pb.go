@@ -697,8 +697,11 @@ func (x *RotateKeyResponse) GetSealedKey() []byte {
 }
 
 type EvictKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The key was deleted: the enclave also refuses any blob of it for the
+	// rest of its life (a load racing the deletion cannot bring it back).
+	Deleted       bool `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,6 +741,13 @@ func (x *EvictKeyRequest) GetKeyId() string {
 		return x.KeyId
 	}
 	return ""
+}
+
+func (x *EvictKeyRequest) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
 }
 
 type EvictKeyResponse struct {
@@ -1692,9 +1702,10 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\n" +
 	"sealed_kek\x18\x02 \x01(\fR\tsealedKek\x12\x1d\n" +
 	"\n" +
-	"sealed_key\x18\x03 \x01(\fR\tsealedKey\"(\n" +
+	"sealed_key\x18\x03 \x01(\fR\tsealedKey\"B\n" +
 	"\x0fEvictKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x12\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\"\x12\n" +
 	"\x10EvictKeyResponse\"\xb4\x01\n" +
 	"\x15SetCredentialsRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/nitrosigner/nitrosigner/internal/gctune"
+	"github.com/nitrosigner/nitrosigner/parent/internal/creds"
 
 	"github.com/nitrosigner/nitrosigner/parent"
 )
@@ -56,7 +58,8 @@ func run(args []string, stderr io.Writer) int {
 	switch *credsMode {
 	case "none":
 	case "aws":
-		awsCfg, err := config.LoadDefaultConfig(context.Background())
+		awsCfg, err := config.LoadDefaultConfig(context.Background(),
+			config.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = creds.ExpiryWindow }))
 		if err != nil {
 			fmt.Fprintf(stderr, "parent: AWS credentials: %v\n", err)
 			return 1

@@ -30,6 +30,12 @@ type Caller interface {
 	Call(ctx context.Context, method uint16, req, resp proto.Message) error
 }
 
+// ExpiryWindow is how long before their real expiry cached credentials
+// are refreshed; the cache reports the expiry that much early, so the
+// enclave stops using them, and the parent pushes new ones, well before
+// KMS would refuse them.
+const ExpiryWindow = 10 * time.Minute
+
 // Pusher pushes credentials to the enclave. It is safe for concurrent use.
 type Pusher struct {
 	provider aws.CredentialsProvider
@@ -46,7 +52,12 @@ func New(provider aws.CredentialsProvider, enclave Caller, log *slog.Logger) *Pu
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pusher{provider: aws.NewCredentialsCache(provider), enclave: enclave, log: log, now: time.Now}
+	// A cache that refreshes well before expiry; a provider that is a
+	// cache already is used as is, not cached twice.
+	if _, ok := provider.(*aws.CredentialsCache); !ok {
+		provider = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = ExpiryWindow })
+	}
+	return &Pusher{provider: provider, enclave: enclave, log: log, now: time.Now}
 }
 
 // Push retrieves the current credentials and hands them to the enclave.
@@ -76,21 +87,23 @@ func (p *Pusher) Push(ctx context.Context) error {
 	return nil
 }
 
-// next is when to push again: five minutes before expiry, and at least
-// every interval (which also covers an enclave that restarted unnoticed).
+// next is when to push again: when the pushed credentials reach their
+// expiry as the cache reports it (which is ExpiryWindow before the real
+// one, so the cache then hands out fresh credentials), and at least every
+// interval (which also covers an enclave that restarted unnoticed).
 func (p *Pusher) next(interval time.Duration) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d := interval
 	if !p.expires.IsZero() {
-		if until := p.expires.Sub(p.now()) - 5*time.Minute; until < d {
+		if until := p.expires.Sub(p.now()); until < d {
 			d = max(until, time.Second)
 		}
 	}
 	return d
 }
 
-// Run pushes credentials now and then again before they expire, at least
+// Run pushes credentials now and then again as they are refreshed, at least
 // every interval, until ctx ends. Failures are logged and retried after a
 // short pause.
 func (p *Pusher) Run(ctx context.Context, interval time.Duration) {

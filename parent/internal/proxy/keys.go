@@ -66,6 +66,9 @@ func (s *Service) storeError(ctx context.Context, what string, err error) error 
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded reading the key store")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")
+	case errors.Is(err, store.ErrInvalidName), errors.Is(err, store.ErrTooLarge):
+		s.log.ErrorContext(ctx, "key store refused a request", "op", what, "err", err)
+		return status.Error(codes.Internal, "internal error")
 	}
 	s.log.ErrorContext(ctx, "key store failed", "op", what, "err", err)
 	return status.Errorf(codes.Unavailable, "key store unavailable (%s)", what)
@@ -149,23 +152,39 @@ func (s *Service) storeKEK(ctx context.Context, kekID string, blob []byte) error
 	if b, ok := s.keks.get(kekID); ok && string(b) == string(blob) {
 		return nil
 	}
-	_, err := s.store.Put(ctx, kekName(kekID), blob, store.Cond{IfAbsent: true})
-	if errors.Is(err, store.ErrExists) {
-		old, _, gerr := s.store.Get(ctx, kekName(kekID))
-		if gerr != nil {
-			return s.storeError(ctx, "get kek", gerr)
-		}
-		if string(old) != string(blob) {
-			s.log.ErrorContext(ctx, "a different KEK blob is stored under the same id", "kek_id", kekID)
-			return status.Errorf(codes.DataLoss, "KEK %s: the store holds a different blob", kekID)
-		}
-		err = nil
-	}
-	if err != nil {
-		return s.storeError(ctx, "put kek", err)
+	if err := s.putOnce(ctx, kekName(kekID), blob); err != nil {
+		return err
 	}
 	s.keks.put(kekID, blob)
 	return nil
+}
+
+// putOnce stores blob under name if absent. Finding the same bytes there
+// already is success: a concurrent writer of the same blob (many creates
+// sharing a new KEK), or a retried write whose first attempt landed. S3
+// answers concurrent conditional writes with 409; that is retried.
+func (s *Service) putOnce(ctx context.Context, name string, blob []byte) error {
+	for attempt := 0; ; attempt++ {
+		_, err := s.store.Put(ctx, name, blob, store.Cond{IfAbsent: true})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
+			return s.storeError(ctx, "put "+name, err)
+		}
+		old, _, gerr := s.store.Get(ctx, name)
+		switch {
+		case gerr == nil && string(old) == string(blob):
+			return nil
+		case gerr == nil:
+			s.log.ErrorContext(ctx, "a different blob is stored under the same name", "name", name)
+			return status.Errorf(codes.DataLoss, "%s: the store holds a different blob", name)
+		case errors.Is(gerr, store.ErrNotFound) && attempt < casRetries:
+			continue // the conflicting write did not land: try again
+		default:
+			return s.storeError(ctx, "get "+name, gerr)
+		}
+	}
 }
 
 // isNotLoaded reports whether err is the enclave's "key not loaded".
@@ -221,7 +240,6 @@ func (s *Service) loadOnce(ctx context.Context, ids []string) []error {
 			errs[i] = status.Error(codes.Code(r.GetCode()), r.GetMessage())
 		}
 	}
-	s.loads.Add(uint64(len(at)))
 	return errs
 }
 
@@ -239,14 +257,16 @@ func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (
 	discard := func(err error) error {
 		// Drop the key from the enclave's cache so that nothing can use a
 		// key whose blob is not stored.
-		_ = s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: k.GetKeyId()}, &enclavev1.EvictKeyResponse{})
+		if eerr := s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: k.GetKeyId(), Deleted: true}, &enclavev1.EvictKeyResponse{}); eerr != nil {
+			s.log.ErrorContext(ctx, "unstored key could not be dropped from the enclave", "key_id", k.GetKeyId(), "err", eerr)
+		}
 		return err
 	}
 	if err := s.storeKEK(ctx, k.GetSealing().GetKekId(), out.GetSealedKek()); err != nil {
 		return nil, discard(err)
 	}
-	if _, err := s.store.Put(ctx, keyName(k.GetKeyId()), out.GetSealedKey(), store.Cond{IfAbsent: true}); err != nil {
-		return nil, discard(s.storeError(ctx, "put key", err))
+	if err := s.putOnce(ctx, keyName(k.GetKeyId()), out.GetSealedKey()); err != nil {
+		return nil, discard(err)
 	}
 	s.log.InfoContext(ctx, "key created", "key_id", k.GetKeyId(), "algorithm", k.GetAlgorithm().String(),
 		"kek_id", k.GetSealing().GetKekId())
@@ -325,17 +345,23 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 	}
 	page := names[:min(len(names), size)]
 	items := make([]*enclavev1.SealedBlobs, 0, len(page))
-	bytes := 0
+	bytes, last := 0, ""
 	for _, n := range page {
 		id := strings.TrimPrefix(n, "keys/")
 		if validKeyID(id) != nil {
+			last = n
 			continue
 		}
 		b, _, err := s.blobsFor(ctx, id)
-		if status.Code(err) == codes.NotFound {
+		switch {
+		case status.Code(err) == codes.NotFound:
+			last = n
 			continue // deleted since the listing
-		}
-		if err != nil {
+		case status.Code(err) == codes.DataLoss:
+			s.log.ErrorContext(ctx, "listing skips a key whose stored blobs are refused", "key_id", id, "err", err)
+			last = n
+			continue
+		case err != nil:
 			return nil, err
 		}
 		bytes += len(b.GetSealedKey())
@@ -343,17 +369,55 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 			break
 		}
 		items = append(items, b)
+		last = n
 	}
 	out := &signerv1.ListKeysResponse{}
 	if len(items) > 0 {
-		if out.Keys, err = s.describe(ctx, items); err != nil {
+		keys, err := s.describeEach(ctx, items)
+		if err != nil {
 			return nil, err
 		}
+		out.Keys = keys
 	}
-	if len(names) > len(items) && len(items) > 0 {
-		out.NextPageToken = items[len(items)-1].GetKeyId()
+	// The token is the last store name examined, so pages that are empty
+	// (all skipped) or cut short still lead on.
+	if last != "" && (len(names) > size || last != page[len(page)-1]) {
+		out.NextPageToken = strings.TrimPrefix(last, "keys/")
 	}
 	return out, nil
+}
+
+// describeEach describes keys for a listing: a key the enclave refuses is
+// left out and logged instead of failing the page.
+func (s *Service) describeEach(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
+	var out enclavev1.DescribeKeysResponse
+	err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out)
+	if s.needsCredentials(ctx, err) {
+		err = s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(out.GetKeys()) != len(items) {
+		return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
+	}
+	keys := make([]*signerv1.Key, 0, len(items))
+	for i, d := range out.GetKeys() {
+		if e := d.GetError(); e != nil && e.GetCode() != 0 {
+			st := status.New(codes.Code(e.GetCode()), e.GetMessage())
+			if s.needsCredentials(ctx, st.Err()) || st.Code() == codes.Unavailable {
+				return nil, st.Err() // transient: fail the page, the client retries
+			}
+			s.log.ErrorContext(ctx, "listing skips a key the enclave refuses", "key_id", items[i].GetKeyId(),
+				"code", st.Code().String(), "err", st.Message())
+			continue
+		}
+		if d.GetKey().GetKeyId() != items[i].GetKeyId() {
+			return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
+		}
+		keys = append(keys, d.GetKey())
+	}
+	return keys, nil
 }
 
 // reseal runs one re-sealing operation (state change or rotation) with
@@ -380,8 +444,11 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 			kekBlob = kek
 		}
 		_, err = s.store.Put(ctx, keyName(id), sk, store.Cond{IfMatch: etag})
-		if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && attempt < casRetries {
-			continue // changed under us: redo from the new blob
+		if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			if attempt < casRetries {
+				continue // changed under us: redo from the new blob
+			}
+			return nil, status.Error(codes.Aborted, "the key changed concurrently several times; retry")
 		}
 		if err != nil {
 			return nil, s.storeError(ctx, "put key", err)
@@ -393,9 +460,14 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 			err = status.Error(codes.Code(out.GetResults()[0].GetCode()), out.GetResults()[0].GetMessage())
 		}
 		if err != nil {
-			// The new blob is stored; the enclave picks it up on next load.
+			// The new blob is stored. Drop the cached copy so the enclave
+			// loads the stored blob on the key's next use; if even that
+			// fails, the enclave may act on the old state: say so.
 			s.log.WarnContext(ctx, "re-sealed key stored but not loaded", "key_id", id, "err", err)
-			_ = s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: id}, &enclavev1.EvictKeyResponse{})
+			eerr := s.call(context.WithoutCancel(ctx), enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: id}, &enclavev1.EvictKeyResponse{})
+			if eerr != nil {
+				return nil, status.Errorf(codes.Unavailable, "the new key state is stored, but the enclave could not be updated (%s); retry", status.Convert(eerr).Message())
+			}
 		}
 		return key, nil
 	}
@@ -459,22 +531,28 @@ func (s *Service) DeleteKey(ctx context.Context, r *signerv1.DeleteKeyRequest) (
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}
-	if err := s.store.Delete(ctx, keyName(r.GetKeyId())); err != nil {
-		return nil, s.storeError(ctx, "delete key", err)
+	derr := s.store.Delete(ctx, keyName(r.GetKeyId()))
+	if derr != nil && !errors.Is(derr, store.ErrNotFound) {
+		return nil, s.storeError(ctx, "delete key", derr)
 	}
-	if err := s.call(ctx, enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: r.GetKeyId()}, &enclavev1.EvictKeyResponse{}); err != nil {
+	// Also when the blob was already gone (a retry after a failed evict):
+	// the enclave must drop the key and refuse it from now on.
+	if err := s.call(ctx, enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: r.GetKeyId(), Deleted: true}, &enclavev1.EvictKeyResponse{}); err != nil {
 		// The blob is gone; the enclave will not find the key after its
 		// next restart either. Report the failure: the key may still sign
 		// until then.
 		s.log.ErrorContext(ctx, "key blob deleted but the enclave did not evict it", "key_id", r.GetKeyId(), "err", err)
 		return nil, status.Errorf(codes.Unavailable, "key blob deleted, but the enclave could not be told to drop the key: %v", status.Convert(err).Message())
 	}
+	if derr != nil {
+		return nil, s.storeError(ctx, "delete key", derr)
+	}
 	s.log.InfoContext(ctx, "key deleted", "key_id", r.GetKeyId())
 	return &signerv1.DeleteKeyResponse{}, nil
 }
 
 // signKeyID reads key_id (field 1) from an encoded SignRequest.
-func signKeyID(b []byte) string {
+func signKeyID(b []byte) (id string) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -486,7 +564,8 @@ func signKeyID(b []byte) string {
 			if m < 0 {
 				return ""
 			}
-			return string(v)
+			id, b = string(v), b[m:] // the last occurrence wins, as in protobuf
+			continue
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
@@ -494,5 +573,5 @@ func signKeyID(b []byte) string {
 		}
 		b = b[m:]
 	}
-	return ""
+	return id
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -65,7 +64,6 @@ type Service struct {
 	timeout time.Duration
 	log     *slog.Logger
 	keks    kekCache
-	loads   atomic.Uint64
 	onCreds func(ctx context.Context) error
 }
 
@@ -84,9 +82,6 @@ func New(cfg Config) *Service {
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
 	}
 }
-
-// Loads reports how many keys the parent has handed the enclave to load.
-func (s *Service) Loads() uint64 { return s.loads.Load() }
 
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
 	err := s.callOnce(ctx, m, req, resp)

@@ -202,11 +202,25 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 	if errors.Is(err, errNotImplemented) {
 		err = s.deleteUnversioned(ctx, key)
 	} else if err == nil {
-		for _, v := range versions {
-			_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: key, VersionId: v})
-			if err != nil {
-				err = fmt.Errorf("version %s: %w", aws.ToString(v), s3Err(err, Cond{}))
+		// Oldest first, so that an older version never becomes the
+		// current object while the delete runs; then list again, because
+		// a write that raced the listing (a re-seal) adds a version. After
+		// an empty listing, any later conditional write fails.
+		for round := 0; err == nil && len(versions) > 0; round++ {
+			if round == maxDeleteRounds {
+				err = fmt.Errorf("%w: versions keep appearing", ErrConflict)
 				break
+			}
+			for i := len(versions) - 1; i >= 0; i-- {
+				v := versions[i]
+				_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: key, VersionId: v})
+				if err != nil {
+					err = fmt.Errorf("version %s: %w", aws.ToString(v), s3Err(err, Cond{}))
+					break
+				}
+			}
+			if err == nil {
+				versions, _, err = s.versions(ctx, *key)
 			}
 		}
 		if err == nil && !live {
@@ -223,6 +237,9 @@ var errNotImplemented = errors.New("not implemented by the server")
 
 // versions lists the version ids (including delete markers) of key and
 // whether its latest version is a live object.
+// maxDeleteRounds bounds Delete's list-and-delete rounds.
+const maxDeleteRounds = 5
+
 func (s *S3) versions(ctx context.Context, key string) (ids []*string, live bool, err error) {
 	in := &s3.ListObjectVersionsInput{Bucket: &s.bucket, Prefix: &key}
 	for {

@@ -1,0 +1,203 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
+	"github.com/nitrosigner/nitrosigner/parent/internal/store"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+const testKEK = "kek_00000000000000000000000000000001"
+
+func keyID(n int) string { return fmt.Sprintf("key_%032x", n) }
+
+// sealedKey is a SealedKey the parent can read the KEK id from; its
+// contents mean nothing to the fake enclave.
+func sealedKey(t *testing.T, id string, gen uint64) []byte {
+	t.Helper()
+	h, err := proto.Marshal(&sealedv1.SealedKeyHeader{Version: 1, KeyId: id, KekId: testKEK, Generation: gen})
+	require.NoError(t, err)
+	b, err := proto.Marshal(&sealedv1.SealedKey{Version: 1, Header: h})
+	require.NoError(t, err)
+	return b
+}
+
+// lifecycleEnclave answers the key-lifecycle methods of the enclave API.
+type lifecycleEnclave struct {
+	t         *testing.T
+	mu        sync.Mutex
+	calls     []string
+	failLoad  error
+	failEvict error
+	refuse    map[string]bool // DescribeKeys refuses these ids (DataLoss)
+}
+
+func (f *lifecycleEnclave) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, s)
+}
+
+func (f *lifecycleEnclave) Call(_ context.Context, method uint16, req, resp proto.Message) error {
+	switch enclavev1.Method(method) {
+	case enclavev1.Method_METHOD_DESCRIBE_KEYS:
+		out := resp.(*enclavev1.DescribeKeysResponse)
+		for _, b := range req.(*enclavev1.DescribeKeysRequest).GetKeys() {
+			if f.refuse[b.GetKeyId()] {
+				out.Keys = append(out.Keys, &enclavev1.DescribedKey{Error: &signerv1.Status{Code: int32(codes.DataLoss), Message: "sealed key refused"}})
+				continue
+			}
+			out.Keys = append(out.Keys, &enclavev1.DescribedKey{Key: &signerv1.Key{KeyId: b.GetKeyId()}})
+		}
+		return nil
+	case enclavev1.Method_METHOD_SET_KEY_STATE:
+		in := req.(*enclavev1.SetKeyStateRequest)
+		f.record("state " + in.GetKeyId())
+		out := resp.(*enclavev1.SetKeyStateResponse)
+		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState()}
+		out.SealedKey = sealedKey(f.t, in.GetKeyId(), 2)
+		return nil
+	case enclavev1.Method_METHOD_LOAD_KEYS:
+		f.record("load")
+		if f.failLoad != nil {
+			return f.failLoad
+		}
+		out := resp.(*enclavev1.LoadKeysResponse)
+		for range req.(*enclavev1.LoadKeysRequest).GetKeys() {
+			out.Results = append(out.Results, &signerv1.Status{})
+		}
+		return nil
+	case enclavev1.Method_METHOD_EVICT_KEY:
+		in := req.(*enclavev1.EvictKeyRequest)
+		f.record(fmt.Sprintf("evict %s deleted=%v", in.GetKeyId(), in.GetDeleted()))
+		return f.failEvict
+	}
+	return status.Errorf(codes.Unimplemented, "method %d", method)
+}
+
+func (f *lifecycleEnclave) CallRaw(context.Context, uint16, []byte, func([]byte) error) error {
+	return status.Error(codes.Unimplemented, "raw")
+}
+
+func newLifecycle(t *testing.T) (*proxy.Service, *lifecycleEnclave, store.Store) {
+	t.Helper()
+	st, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	_, err = st.Put(context.Background(), "keks/"+testKEK, []byte("kek"), store.Cond{IfAbsent: true})
+	require.NoError(t, err)
+	enc := &lifecycleEnclave{t: t, refuse: map[string]bool{}}
+	return proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.DiscardHandler)}), enc, st
+}
+
+func putKeys(t *testing.T, st store.Store, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		_, err := st.Put(context.Background(), "keys/"+id, sealedKey(t, id, 1), store.Cond{IfAbsent: true})
+		require.NoError(t, err)
+	}
+}
+
+func TestDeleteKeyRetryStillEvicts(t *testing.T) {
+	svc, enc, st := newLifecycle(t)
+	putKeys(t, st, keyID(1))
+	enc.failEvict = status.Error(codes.Unavailable, "enclave unavailable")
+	_, err := svc.DeleteKey(context.Background(), &signerv1.DeleteKeyRequest{KeyId: keyID(1)})
+	require.Equal(t, codes.Unavailable, status.Code(err), "the blob is gone but the enclave was not told")
+
+	enc.failEvict = nil
+	_, err = svc.DeleteKey(context.Background(), &signerv1.DeleteKeyRequest{KeyId: keyID(1)})
+	require.Equal(t, codes.NotFound, status.Code(err))
+	assert.Equal(t, []string{
+		"evict " + keyID(1) + " deleted=true",
+		"evict " + keyID(1) + " deleted=true",
+	}, enc.calls, "the retry still makes the enclave drop and refuse the key")
+}
+
+func TestListKeysPagesPastSkippedKeys(t *testing.T) {
+	svc, enc, st := newLifecycle(t)
+	ctx := context.Background()
+	var all []string
+	for i := 1; i <= 7; i++ {
+		all = append(all, keyID(i))
+	}
+	putKeys(t, st, all...)
+	enc.refuse[keyID(2)] = true // refused by the enclave: left out, not fatal
+	// A name that is not a key is skipped too.
+	_, err := st.Put(ctx, "keys/not-a-key", []byte("x"), store.Cond{IfAbsent: true})
+	require.NoError(t, err)
+
+	seen := []string{}
+	token := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 20)
+		r, err := svc.ListKeys(ctx, &signerv1.ListKeysRequest{PageSize: 1, PageToken: token})
+		require.NoError(t, err)
+		for _, k := range r.GetKeys() {
+			seen = append(seen, k.GetKeyId())
+		}
+		if token = r.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	want := append([]string{all[0]}, all[2:]...)
+	assert.Equal(t, want, seen, "every key but the refused one, in order; empty pages still lead on")
+
+	// A page whose only key is refused is empty but has a token.
+	r, err := svc.ListKeys(ctx, &signerv1.ListKeysRequest{PageSize: 1, PageToken: keyID(1)})
+	require.NoError(t, err)
+	assert.Empty(t, r.GetKeys())
+	assert.Equal(t, keyID(2), r.GetNextPageToken())
+
+	// An empty store lists nothing.
+	svc2, _, _ := newLifecycle(t)
+	r, err = svc2.ListKeys(ctx, &signerv1.ListKeysRequest{})
+	require.NoError(t, err)
+	assert.Empty(t, r.GetKeys())
+	assert.Empty(t, r.GetNextPageToken())
+}
+
+func TestDisableReportsAnEnclaveItCouldNotUpdate(t *testing.T) {
+	svc, enc, st := newLifecycle(t)
+	putKeys(t, st, keyID(1))
+	enc.failLoad = status.Error(codes.Unavailable, "enclave unavailable")
+	enc.failEvict = status.Error(codes.Unavailable, "enclave unavailable")
+	_, err := svc.DisableKey(context.Background(), &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "stored")
+
+	// With the evict working, the stored state takes effect on next use.
+	enc.failEvict = nil
+	_, err = svc.DisableKey(context.Background(), &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+	require.NoError(t, err)
+}
+
+// conflictStore fails every compare-and-swap, as if the key kept changing.
+type conflictStore struct{ store.Store }
+
+func (c conflictStore) Put(ctx context.Context, name string, data []byte, cond store.Cond) (string, error) {
+	if cond.IfMatch != "" {
+		return "", store.ErrConflict
+	}
+	return c.Store.Put(ctx, name, data, cond)
+}
+
+func TestResealGivesUpWithAborted(t *testing.T) {
+	_, enc, st := newLifecycle(t)
+	putKeys(t, st, keyID(1))
+	svc := proxy.New(proxy.Config{Enclave: enc, Store: conflictStore{st}, Logger: slog.New(slog.DiscardHandler)})
+	_, err := svc.EnableKey(context.Background(), &signerv1.EnableKeyRequest{KeyId: keyID(1)})
+	require.Equal(t, codes.Aborted, status.Code(err), err)
+}

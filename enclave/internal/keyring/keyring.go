@@ -503,22 +503,33 @@ func (r *Keyring) dropLocked(id [16]byte, i uint32) {
 }
 
 // insertLocked puts s into the cache under id, replacing an older
-// generation and evicting a random key when full.
+// generation and evicting a random key when full. It is on the bulk-load
+// path: one index lookup, and a floor lookup only when the floor holds
+// anything.
 func (r *Keyring) insertLocked(id [16]byte, s *slot) error {
 	if r.closed {
 		return ErrClosed
 	}
-	if err := r.checkGenLocked(id, uint64(s.gen)); err != nil {
-		return err
-	}
 	if i, ok := r.index[id]; ok {
-		if old := r.slotLocked(i); s.gen > old.gen {
+		old := r.slotLocked(i)
+		switch {
+		case s.gen < old.gen:
+			return ErrStale
+		case s.gen > old.gen:
 			*old = *s
 		}
 		return nil
 	}
-	if f, ok := r.floor[id]; ok && s.gen >= f {
-		delete(r.floor, id) // the cached slot enforces it now
+	if len(r.floor) > 0 {
+		if f, ok := r.floor[id]; ok {
+			switch {
+			case f == deletedGen:
+				return ErrDeleted
+			case s.gen < f:
+				return ErrStale
+			}
+			delete(r.floor, id) // the cached slot enforces it now
+		}
 	}
 	if len(r.free) == 0 && int(r.used) >= r.cfg.MaxKeys {
 		for vid, vi := range r.index { // map order is random
@@ -582,9 +593,7 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 		pt      = make([]byte, 0, 64)
 		aadBuf  = make([]byte, 0, 512)
 		pending = make([]opened, 0, batch)
-		// failed remembers KEKs that could not be unwrapped during this
-		// load, so that keys sharing one do not each retry KMS.
-		failed = map[[16]byte]error{}
+		st      = loadState{failed: map[[16]byte]error{}}
 	)
 	defer func() { clear(pt[:cap(pt)]) }()
 	flush := func() {
@@ -605,7 +614,7 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 		pending = append(pending, opened{at: i})
 		p := &pending[len(pending)-1]
 		var err error
-		pt, aadBuf, err = r.open(ctx, items[i], &f, pt, aadBuf, &p.key, failed)
+		pt, aadBuf, err = r.open(ctx, items[i], &f, pt, aadBuf, &p.key, &st)
 		if err != nil {
 			errs[i] = err
 			p.key.key.Zero()
@@ -622,7 +631,17 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 
 // open parses and decrypts one key into s. pt and aadBuf are scratch
 // buffers, returned for reuse; pt is zeroized before open returns.
-func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []byte, s *slot, failed map[[16]byte]error) ([]byte, []byte, error) {
+// loadState is what one load worker remembers between keys.
+type loadState struct {
+	// failed holds KEKs that could not be unwrapped during this load, so
+	// that keys sharing one do not each retry KMS.
+	failed map[[16]byte]error
+	// last is the KEK of the previous key: keys come in runs under one KEK,
+	// and this saves a locked lookup per key.
+	last *kek
+}
+
+func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []byte, s *slot, st *loadState) ([]byte, []byte, error) {
 	if err := seal.ParseFast(b.SealedKey, f); err != nil {
 		return pt, aadBuf, err
 	}
@@ -636,15 +655,19 @@ func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []
 	if f.Generation == 0 || f.Generation >= deletedGen {
 		return pt, aadBuf, fmt.Errorf("%w: generation %d out of range", seal.ErrMalformed, f.Generation)
 	}
-	if err, ok := failed[f.KEKID]; ok {
-		return pt, aadBuf, err
-	}
-	k, err := r.kekFor(ctx, f.KEKID, b.SealedKEK)
-	if err != nil {
-		if !errors.Is(err, ErrKEKMissing) && ctx.Err() == nil {
-			failed[f.KEKID] = err
+	k := st.last
+	if k == nil || k.id != f.KEKID {
+		if err, ok := st.failed[f.KEKID]; ok {
+			return pt, aadBuf, err
 		}
-		return pt, aadBuf, err
+		var err error
+		if k, err = r.kekFor(ctx, f.KEKID, b.SealedKEK); err != nil {
+			if !errors.Is(err, ErrKEKMissing) && ctx.Err() == nil {
+				st.failed[f.KEKID] = err
+			}
+			return pt, aadBuf, err
+		}
+		st.last = k
 	}
 	out, aadBuf, err := f.Open(k.aead, pt, aadBuf)
 	if err != nil {

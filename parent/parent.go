@@ -257,7 +257,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var onCreds func(context.Context) error
 	if cfg.Credentials != nil {
 		pusher = creds.New(cfg.Credentials, lc, log.With("component", "creds"))
-		onCreds = pusher.Push
+		onCreds = pusher.Refresh
 		push := pusher.Push
 		onConnect.Store(&push)
 	}

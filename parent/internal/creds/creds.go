@@ -43,8 +43,9 @@ type Pusher struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu      sync.Mutex
-	expires time.Time
+	mu       sync.Mutex
+	expires  time.Time
+	lastPush time.Time
 }
 
 // New returns a pusher that reads credentials from provider.
@@ -61,9 +62,14 @@ func New(provider aws.CredentialsProvider, enclave Caller, log *slog.Logger) *Pu
 }
 
 // Push retrieves the current credentials and hands them to the enclave.
-func (p *Pusher) Push(ctx context.Context) error {
+func (p *Pusher) Push(ctx context.Context) error { return p.push(ctx, false) }
+
+func (p *Pusher) push(ctx context.Context, unlessRecent bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if unlessRecent && !p.lastPush.IsZero() && p.now().Sub(p.lastPush) < time.Second {
+		return nil
+	}
 	c, err := p.provider.Retrieve(ctx)
 	if err != nil {
 		return fmt.Errorf("creds: retrieve AWS credentials: %w", err)
@@ -83,9 +89,15 @@ func (p *Pusher) Push(ctx context.Context) error {
 	if !c.CanExpire {
 		p.expires = time.Time{}
 	}
+	p.lastPush = p.now()
 	p.log.DebugContext(ctx, "AWS credentials pushed to the enclave", "source", c.Source, "expires", p.expires)
 	return nil
 }
+
+// Refresh pushes unless a push succeeded within the last second: many
+// requests that find the enclave without credentials at once (after a
+// restart) then cause one push, not one each.
+func (p *Pusher) Refresh(ctx context.Context) error { return p.push(ctx, true) }
 
 // next is when to push again: when the pushed credentials reach their
 // expiry as the cache reports it (which is ExpiryWindow before the real

@@ -98,3 +98,14 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Fatal("Run did not stop")
 	}
 }
+
+func TestRefreshCoalesces(t *testing.T) {
+	enc := &fakeEnclave{}
+	p := New(&countingProvider{}, enc, slog.New(slog.DiscardHandler))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { require.NoError(t, p.Refresh(context.Background())) })
+	}
+	wg.Wait()
+	require.Equal(t, 1, enc.count(), "one push for a burst")
+}

@@ -400,32 +400,35 @@ func (f *Fast) Open(aead cipher.AEAD, dst, aadBuf []byte) ([]byte, []byte, error
 }
 
 // decodeID decodes prefix followed by 32 lowercase hex digits, without
-// allocating (it runs once per key on the bulk-load path).
+// allocating (it runs twice per key on the bulk-load path).
 func decodeID(prefix string, v []byte, out *[16]byte) bool {
 	if len(v) != len(prefix)+32 || string(v[:len(prefix)]) != prefix {
 		return false
 	}
 	h := v[len(prefix):]
+	var bad byte
 	for i := range out {
-		hi, ok1 := fromHex(h[2*i])
-		lo, ok2 := fromHex(h[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		out[i] = hi<<4 | lo
+		hi, lo := hexVal[h[2*i]], hexVal[h[2*i+1]]
+		bad |= hi | lo
+		out[i] = hi<<4 | lo&0x0f
 	}
-	return true
+	return bad&0x10 == 0
 }
 
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// hexVal maps a lowercase hex digit to its value and anything else to
+// 0x10, which decodeID detects.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x10
 	}
-	return 0, false
-}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
 
 // FormatID renders a binary id with its prefix.
 func FormatID(prefix string, id [16]byte) string {

@@ -127,3 +127,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseIDRejectsNonHex(t *testing.T) {
+	good := seal.KeyIDPrefix + "0123456789abcdef0123456789abcdef"
+	id, ok := seal.ParseID(seal.KeyIDPrefix, good)
+	require.True(t, ok)
+	require.Equal(t, good, seal.FormatID(seal.KeyIDPrefix, id))
+	for _, bad := range []string{
+		seal.KeyIDPrefix + "0123456789ABCDEF0123456789abcdef",
+		seal.KeyIDPrefix + "0123456789abcdef0123456789abcdeg",
+		seal.KeyIDPrefix + "0123456789abcdef0123456789abcde",
+		seal.KEKIDPrefix + "0123456789abcdef0123456789abcdef",
+		"key_0123456789abcdef0123456789abcd\\x00f",
+	} {
+		_, ok := seal.ParseID(seal.KeyIDPrefix, bad)
+		require.False(t, ok, bad)
+	}
+}

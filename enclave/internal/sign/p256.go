@@ -91,18 +91,16 @@ func (P256) SignMessage(_, _ []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: p256 signs a 32-byte digest, not a message", ErrUnsupported)
 }
 
-// Pack implements [Scheme].
+// Pack implements [Scheme]; see Secp256k1.Pack for why the point is not
+// checked here.
 func (P256) Pack(priv, pub []byte, p *Packed) error {
 	if len(priv) != 32 {
 		return fmt.Errorf("%w: p256 key is %d bytes, want 32", ErrInvalidKey, len(priv))
 	}
-	//lint:ignore SA1019 decodes and checks a point; crypto/ecdh has no compressed form
-	x, y := elliptic.Unmarshal(elliptic.P256(), pub)
-	if x == nil {
-		return fmt.Errorf("%w: p256 public key does not parse", ErrInvalidKey)
+	if err := compressSEC1(pub, 32, &p.Pub); err != nil {
+		return fmt.Errorf("%w: p256 %v", ErrInvalidKey, err)
 	}
 	copy(p.Priv[:], priv)
-	copy(p.Pub[:], elliptic.MarshalCompressed(elliptic.P256(), x, y))
 	return nil
 }
 

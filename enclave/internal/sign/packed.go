@@ -2,22 +2,37 @@ package sign
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
-// Pack implements [Scheme].
+// Pack implements [Scheme]. It compresses the SEC1 point without checking
+// that it is on the curve (a field square root's worth of work per key on
+// the bulk-load path): the keyring derives the public key from the private
+// key and compares before the key's first signature, and UnpackPublic
+// checks the point.
 func (Secp256k1) Pack(priv, pub []byte, p *Packed) error {
 	if len(priv) != secp256k1.PrivKeyBytesLen {
 		return fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(priv), secp256k1.PrivKeyBytesLen)
 	}
-	pk, err := secp256k1.ParsePubKey(pub)
-	if err != nil {
-		return fmt.Errorf("%w: secp256k1 public key does not parse", ErrInvalidKey)
+	if err := compressSEC1(pub, 32, &p.Pub); err != nil {
+		return fmt.Errorf("%w: secp256k1 %v", ErrInvalidKey, err)
 	}
 	copy(p.Priv[:], priv)
-	copy(p.Pub[:], pk.SerializeCompressed())
+	return nil
+}
+
+// compressSEC1 writes the compressed form of an uncompressed SEC1 point
+// (0x04 || X || Y, coordinates of size bytes) to out: 0x02 or 0x03 by the
+// parity of Y, then X.
+func compressSEC1(pub []byte, size int, out *[33]byte) error {
+	if len(pub) != 1+2*size || pub[0] != 4 {
+		return errors.New("public key is not an uncompressed SEC1 point")
+	}
+	out[0] = 2 | pub[2*size]&1
+	copy(out[1:], pub[1:1+size])
 	return nil
 }
 

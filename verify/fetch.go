@@ -29,6 +29,9 @@ var _ Client = signerv1.SignerServiceClient(nil)
 // wrapping the sentinel of [Verify] or [ErrIdentity]. In both cases the
 // Result is nil.
 func Fetch(ctx context.Context, client Client, opts Options) (*Result, error) {
+	if len(opts.PCRs) == 0 && !opts.AnyImage {
+		return nil, ErrNoPCRs
+	}
 	nonce := opts.Nonce
 	if nonce == nil {
 		var err error

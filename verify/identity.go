@@ -35,6 +35,9 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 // fail this step: binding is specific to nitrosigner and only meaningful on
 // a Result that [Verify] returned.
 func (r *Result) BindIdentity() (*signerv1.EnclaveIdentity, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: no verified document", ErrIdentity)
+	}
 	if r.UserData == nil {
 		return nil, fmt.Errorf("%w: document has no user_data", ErrIdentity)
 	}

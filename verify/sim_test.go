@@ -61,7 +61,7 @@ func encode(t testing.TB, m proto.Message) []byte {
 }
 
 func simOptions(sim *nsmsim.Simulator) verify.Options {
-	return verify.Options{Roots: []*x509.Certificate{sim.Root()}, Now: func() time.Time { return simNow }}
+	return verify.Options{Roots: []*x509.Certificate{sim.Root()}, Now: func() time.Time { return simNow }, AnyImage: true}
 }
 
 func TestVerifySimulatorDocument(t *testing.T) {
@@ -293,4 +293,10 @@ func TestFetchNonces(t *testing.T) {
 		require.ErrorContains(t, err, "want 1..512")
 	}
 	assert.Len(t, client.nonces, 3, "invalid nonces are refused before any request")
+}
+
+func TestFetchRequiresPCRs(t *testing.T) {
+	opts := verify.Options{}
+	_, err := verify.Fetch(t.Context(), nil, opts)
+	require.ErrorIs(t, err, verify.ErrNoPCRs, "no request is made without PCRs")
 }

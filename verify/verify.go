@@ -41,6 +41,10 @@ var (
 	// ErrRequest: [Fetch] could not get a document from the server; the
 	// gRPC error is wrapped too. Nothing was verified.
 	ErrRequest = errors.New("verify: attestation request failed")
+	// ErrNoPCRs means Fetch was given no expected PCRs: without them any
+	// enclave image, including one an attacker runs, would pass. Pin PCR0
+	// (or PCR8), or set Options.AnyImage to inspect an enclave knowingly.
+	ErrNoPCRs = errors.New("verify: no expected PCRs given; pin at least PCR0 (or PCR8) or set AnyImage")
 )
 
 // AWSRootSHA256 is the lowercase hex SHA-256 of the DER encoding of the AWS
@@ -86,9 +90,15 @@ type Options struct {
 	Roots []*x509.Certificate
 
 	// PCRs are the expected PCR values by index; each must be present and
-	// equal. Empty checks none, which accepts any image: pin at least PCR0
-	// (or PCR8 for signed images). [LoadPCRs] reads them from a file.
+	// equal. Pin at least PCR0 (or PCR8 for signed images). [LoadPCRs] reads
+	// them from a file. Verify with none checks only the document; Fetch
+	// refuses to run without them unless AnyImage is set.
 	PCRs map[int][]byte
+
+	// AnyImage lets Fetch accept any enclave image (no PCRs given): the
+	// answer then proves only that some Nitro enclave, possibly one run by
+	// an attacker, made it. For inspecting PCRs, never for trusting keys.
+	AnyImage bool
 
 	// AllowDebug accepts debug-mode enclaves, whose memory the parent
 	// instance can read. Never set it where real keys are at stake.

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,7 +194,11 @@ func TestAttest(t *testing.T) {
 				assert.Contains(t, stderr, tt.wantStderr)
 				return
 			}
-			assert.Empty(t, stderr)
+			if tt.pcrs == "" && slices.Contains(args, "--verify") {
+				assert.Contains(t, stderr, "no --pcrs", "verifying without PCRs warns that any image passes")
+			} else {
+				assert.Empty(t, stderr)
+			}
 			for _, re := range tt.want {
 				assert.Regexp(t, re, stdout)
 			}

@@ -80,6 +80,7 @@ type globalConfig struct {
 type cli struct {
 	cfg    globalConfig
 	stdout io.Writer
+	stderr io.Writer
 }
 
 // run executes the command line args (without the program name), writes
@@ -135,7 +136,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef(topSynopsis, "no command given")
 	}
 
-	c := &cli{cfg: cfg, stdout: stdout}
+	c := &cli{cfg: cfg, stdout: stdout, stderr: stderr}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	switch rest[0] {

@@ -79,7 +79,7 @@ type measurementsJSON struct {
 // runEIF runs "nitrosigner eif ...". args are the arguments after "eif".
 // It contacts no server; ctx only bounds the reading of large files.
 func runEIF(ctx context.Context, args []string, stdout io.Writer) error {
-	c := &cli{stdout: stdout}
+	c := &cli{stdout: stdout, stderr: io.Discard}
 	fs := newFlagSet("eif")
 	fs.BoolVar(&c.cfg.json, "json", false, "print one JSON object instead of text")
 	if err := parseFlags(fs, args, stdout, eifSynopsis, eifHelp); err != nil {

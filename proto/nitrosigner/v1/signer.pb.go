@@ -2270,9 +2270,23 @@ type BitcoinSummary struct {
 	// Number of inputs this call signed.
 	SignedInputs uint32 `protobuf:"varint,7,opt,name=signed_inputs,json=signedInputs,proto3" json:"signed_inputs,omitempty"`
 	// For bitcoin_sighash: the scheme and type used.
-	Scheme        string `protobuf:"bytes,8,opt,name=scheme,proto3" json:"scheme,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Scheme string `protobuf:"bytes,8,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	// Whether the signatures bind what this summary says. A policy must not
+	// trust the fee, amounts or outputs unless the matching flag is set.
+	// amounts_committed: every input's amount and script are bound, because
+	// each input's previous transaction was given and checked
+	// (non_witness_utxo) or a signed P2TR input commits to all of them
+	// (BIP-341, without ANYONECANPAY). A P2WPKH signature (BIP-143) binds
+	// only its own input's amount, so with witness_utxo alone the amounts,
+	// and the fee, are the caller's claims.
+	AmountsCommitted bool `protobuf:"varint,9,opt,name=amounts_committed,json=amountsCommitted,proto3" json:"amounts_committed,omitempty"`
+	// outputs_committed: every signed input uses SIGHASH_ALL or
+	// SIGHASH_DEFAULT (NONE leaves the outputs free, SINGLE all but one).
+	OutputsCommitted bool `protobuf:"varint,10,opt,name=outputs_committed,json=outputsCommitted,proto3" json:"outputs_committed,omitempty"`
+	// inputs_committed: no signed input uses ANYONECANPAY.
+	InputsCommitted bool `protobuf:"varint,11,opt,name=inputs_committed,json=inputsCommitted,proto3" json:"inputs_committed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BitcoinSummary) Reset() {
@@ -2361,6 +2375,27 @@ func (x *BitcoinSummary) GetScheme() string {
 	return ""
 }
 
+func (x *BitcoinSummary) GetAmountsCommitted() bool {
+	if x != nil {
+		return x.AmountsCommitted
+	}
+	return false
+}
+
+func (x *BitcoinSummary) GetOutputsCommitted() bool {
+	if x != nil {
+		return x.OutputsCommitted
+	}
+	return false
+}
+
+func (x *BitcoinSummary) GetInputsCommitted() bool {
+	if x != nil {
+		return x.InputsCommitted
+	}
+	return false
+}
+
 type BitcoinInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Previous outpoint: txid in the usual display (reversed) hex, and index.
@@ -2370,9 +2405,13 @@ type BitcoinInput struct {
 	// Address of the spent output, if standard.
 	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
 	// "p2wpkh", "p2tr", or another script kind.
-	ScriptType    string `protobuf:"bytes,5,opt,name=script_type,json=scriptType,proto3" json:"script_type,omitempty"`
-	Signed        bool   `protobuf:"varint,6,opt,name=signed,proto3" json:"signed,omitempty"`
-	SighashType   uint32 `protobuf:"varint,7,opt,name=sighash_type,json=sighashType,proto3" json:"sighash_type,omitempty"`
+	ScriptType  string `protobuf:"bytes,5,opt,name=script_type,json=scriptType,proto3" json:"script_type,omitempty"`
+	Signed      bool   `protobuf:"varint,6,opt,name=signed,proto3" json:"signed,omitempty"`
+	SighashType uint32 `protobuf:"varint,7,opt,name=sighash_type,json=sighashType,proto3" json:"sighash_type,omitempty"`
+	// The amount and script come from the input's previous transaction,
+	// checked against the outpoint (non_witness_utxo), not only from the
+	// caller's witness_utxo claim.
+	UtxoVerified  bool `protobuf:"varint,8,opt,name=utxo_verified,json=utxoVerified,proto3" json:"utxo_verified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2454,6 +2493,13 @@ func (x *BitcoinInput) GetSighashType() uint32 {
 		return x.SighashType
 	}
 	return 0
+}
+
+func (x *BitcoinInput) GetUtxoVerified() bool {
+	if x != nil {
+		return x.UtxoVerified
+	}
+	return false
 }
 
 type BitcoinOutput struct {
@@ -2539,8 +2585,14 @@ type SolanaSummary struct {
 	Transfers          []*SolanaTransfer `protobuf:"bytes,7,rep,name=transfers,proto3" json:"transfers,omitempty"`
 	// Address lookup tables used by a v0 message.
 	AddressTableLookups uint32 `protobuf:"varint,8,opt,name=address_table_lookups,json=addressTableLookups,proto3" json:"address_table_lookups,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Instructions this summary does not describe, as "INDEX:PROGRAM_ID"
+	// (base58): anything but a System Program transfer (Transfer,
+	// TransferWithSeed, CreateAccount, CreateAccountWithSeed,
+	// WithdrawNonceAccount, all listed in transfers). A policy that judges
+	// transfers must require this to be empty or allow each program itself.
+	UndescribedInstructions []string `protobuf:"bytes,9,rep,name=undescribed_instructions,json=undescribedInstructions,proto3" json:"undescribed_instructions,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *SolanaSummary) Reset() {
@@ -2627,6 +2679,13 @@ func (x *SolanaSummary) GetAddressTableLookups() uint32 {
 		return x.AddressTableLookups
 	}
 	return 0
+}
+
+func (x *SolanaSummary) GetUndescribedInstructions() []string {
+	if x != nil {
+		return x.UndescribedInstructions
+	}
+	return nil
 }
 
 // SolanaTransfer is a System Program transfer found in the message.
@@ -3240,7 +3299,7 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x12verifying_contract\x18\x11 \x01(\tR\x11verifyingContract\x12!\n" +
 	"\fprimary_type\x18\x12 \x01(\tR\vprimaryType\x12%\n" +
 	"\x0emessage_length\x18\x13 \x01(\rR\rmessageLength\x12\x16\n" +
-	"\x06digest\x18\x14 \x01(\fR\x06digest\"\xcc\x02\n" +
+	"\x06digest\x18\x14 \x01(\fR\x06digest\"\xd1\x03\n" +
 	"\x0eBitcoinSummary\x128\n" +
 	"\anetwork\x18\x01 \x01(\x0e2\x1e.nitrosigner.v1.BitcoinNetworkR\anetwork\x124\n" +
 	"\x06inputs\x18\x02 \x03(\v2\x1c.nitrosigner.v1.BitcoinInputR\x06inputs\x127\n" +
@@ -3250,7 +3309,11 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\ftotal_output\x18\x05 \x01(\x04R\vtotalOutput\x12\x10\n" +
 	"\x03fee\x18\x06 \x01(\x04R\x03fee\x12#\n" +
 	"\rsigned_inputs\x18\a \x01(\rR\fsignedInputs\x12\x16\n" +
-	"\x06scheme\x18\b \x01(\tR\x06scheme\"\xc4\x01\n" +
+	"\x06scheme\x18\b \x01(\tR\x06scheme\x12+\n" +
+	"\x11amounts_committed\x18\t \x01(\bR\x10amountsCommitted\x12+\n" +
+	"\x11outputs_committed\x18\n" +
+	" \x01(\bR\x10outputsCommitted\x12)\n" +
+	"\x10inputs_committed\x18\v \x01(\bR\x0finputsCommitted\"\xe9\x01\n" +
 	"\fBitcoinInput\x12\x12\n" +
 	"\x04txid\x18\x01 \x01(\tR\x04txid\x12\x12\n" +
 	"\x04vout\x18\x02 \x01(\rR\x04vout\x12\x16\n" +
@@ -3259,12 +3322,13 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\vscript_type\x18\x05 \x01(\tR\n" +
 	"scriptType\x12\x16\n" +
 	"\x06signed\x18\x06 \x01(\bR\x06signed\x12!\n" +
-	"\fsighash_type\x18\a \x01(\rR\vsighashType\"v\n" +
+	"\fsighash_type\x18\a \x01(\rR\vsighashType\x12#\n" +
+	"\rutxo_verified\x18\b \x01(\bR\futxoVerified\"v\n" +
 	"\rBitcoinOutput\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06script\x18\x02 \x01(\fR\x06script\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\x04R\x06amount\x12\x1b\n" +
-	"\tis_change\x18\x04 \x01(\bR\bisChange\"\xcd\x02\n" +
+	"\tis_change\x18\x04 \x01(\bR\bisChange\"\x88\x03\n" +
 	"\rSolanaSummary\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tfee_payer\x18\x02 \x01(\tR\bfeePayer\x12\x16\n" +
@@ -3274,7 +3338,8 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\vprogram_ids\x18\x06 \x03(\tR\n" +
 	"programIds\x12<\n" +
 	"\ttransfers\x18\a \x03(\v2\x1e.nitrosigner.v1.SolanaTransferR\ttransfers\x122\n" +
-	"\x15address_table_lookups\x18\b \x01(\rR\x13addressTableLookups\"P\n" +
+	"\x15address_table_lookups\x18\b \x01(\rR\x13addressTableLookups\x129\n" +
+	"\x18undescribed_instructions\x18\t \x03(\tR\x17undescribedInstructions\"P\n" +
 	"\x0eSolanaTransfer\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1a\n" +

@@ -38,9 +38,16 @@
 // refused rather than silently skipped.
 //
 // A P2WPKH signature commits only to its own input's amount (the BIP-143
-// "fee" weakness). When a non_witness_utxo is present it is checked against
-// the outpoint; with only witness_utxo data the other inputs' amounts in the
-// summary are what the caller claims.
+// "fee" weakness): with only witness_utxo data, every input's amount and
+// script in the summary (this key's included) are what the caller claims,
+// and two requests that each lie about a different input can be combined
+// into a transaction with a far larger fee. A non_witness_utxo is checked
+// against the outpoint. The summary therefore says what the signatures
+// bind: utxo_verified per input, and amounts_committed (all amounts bound:
+// every previous transaction given, or a signed P2TR input, whose BIP-341
+// sighash commits to all of them), outputs_committed (no NONE or SINGLE)
+// and inputs_committed (no ANYONECANPAY). A policy must require them
+// before it trusts the fee, the amounts or the outputs.
 //
 // # Errors
 //

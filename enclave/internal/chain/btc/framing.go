@@ -19,8 +19,8 @@ const (
 	// maxTxInputs and maxTxOutputs bound the transaction being signed. A
 	// standard transaction (400,000 weight units) has fewer than 2,500
 	// inputs and 10,000 outputs; the bound keeps the signing work of one
-	// request (0.25 to 0.4 ms of CPU per signed input) to a few seconds.
-	maxTxInputs  = 10_000
+	// request (0.25 to 0.4 ms of CPU per signed input) to about a second.
+	maxTxInputs  = 2_500
 	maxTxOutputs = 10_000
 	// maxPairsPerMap bounds the key-value pairs in one PSBT map and
 	// maxPairs those in the whole PSBT. btcd checks duplicate keys
@@ -152,7 +152,7 @@ func checkFraming(b []byte) (*framing, error) {
 				return err
 			}
 			if nIn > maxTxInputs || nOut > maxTxOutputs {
-				return invalid("bitcoin_psbt: transaction has %d inputs and %d outputs, limit %d each", nIn, nOut, maxTxInputs)
+				return invalid("bitcoin_psbt: transaction has %d inputs and %d outputs, limits %d and %d", nIn, nOut, maxTxInputs, maxTxOutputs)
 			}
 		}
 		return nil

@@ -199,7 +199,8 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 		return nil, nil, nil, err
 	}
 
-	summary := &signerv1.BitcoinSummary{}
+	summary := &signerv1.BitcoinSummary{OutputsCommitted: true, InputsCommitted: true}
+	allVerified, taprootCommits := true, false
 	plans := make([]inputPlan, len(tx.TxIn))
 	fetcher := txscript.NewMultiPrevOutFetcher(nil)
 	seen := make(map[wire.OutPoint]int, len(tx.TxIn))
@@ -214,10 +215,11 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 			return nil, nil, nil, invalid("bitcoin_psbt: input %d spends the same outpoint as input %d", i, j)
 		}
 		seen[op] = i
-		utxo, err := inputUTXO(i, pin, op)
+		utxo, verified, err := inputUTXO(i, pin, op)
 		if err != nil {
 			return nil, nil, nil, err
 		}
+		allVerified = allVerified && verified
 		if utxo.Value < 0 || utxo.Value > btcutil.MaxSatoshi {
 			return nil, nil, nil, invalid("bitcoin_psbt: input %d: amount %d sat is out of range", i, utxo.Value)
 		}
@@ -244,15 +246,25 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 		if plans[i].kind != signNone {
 			hashType = plans[i].hashType
 			summary.SignedInputs++
+			base, acp := hashType&^txscript.SigHashAnyOneCanPay, hashType&txscript.SigHashAnyOneCanPay != 0
+			if base == txscript.SigHashNone || base == txscript.SigHashSingle {
+				summary.OutputsCommitted = false
+			}
+			if acp {
+				summary.InputsCommitted = false
+			} else if plans[i].kind == signP2TR {
+				taprootCommits = true // BIP-341 commits to every input's amount and script
+			}
 		}
 		summary.Inputs = append(summary.Inputs, &signerv1.BitcoinInput{
-			Txid:        op.Hash.String(),
-			Vout:        op.Index,
-			Amount:      uint64(utxo.Value),
-			Address:     addr,
-			ScriptType:  kind,
-			Signed:      plans[i].kind != signNone,
-			SighashType: uint32(hashType),
+			Txid:         op.Hash.String(),
+			Vout:         op.Index,
+			Amount:       uint64(utxo.Value),
+			Address:      addr,
+			ScriptType:   kind,
+			Signed:       plans[i].kind != signNone,
+			SighashType:  uint32(hashType),
+			UtxoVerified: verified,
 		})
 	}
 	for i, txOut := range tx.TxOut {
@@ -287,6 +299,7 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 	if summary.SignedInputs == 0 {
 		return nil, nil, nil, ErrNoInputForKey
 	}
+	summary.AmountsCommitted = allVerified || taprootCommits
 	summary.TotalInput = uint64(totalIn)
 	summary.TotalOutput = uint64(totalOut)
 	summary.Fee = uint64(totalIn - totalOut)
@@ -294,29 +307,30 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 }
 
 // inputUTXO returns the output an input spends, from witness_utxo or from
-// non_witness_utxo (whose txid must match the outpoint). When both are
-// present they must agree.
-func inputUTXO(i int, pin *psbt.PInput, op wire.OutPoint) (*wire.TxOut, error) {
+// non_witness_utxo (whose txid must match the outpoint), and whether it was
+// checked against the previous transaction. When both are present they
+// must agree.
+func inputUTXO(i int, pin *psbt.PInput, op wire.OutPoint) (*wire.TxOut, bool, error) {
 	var prev *wire.TxOut
 	if pin.NonWitnessUtxo != nil {
 		if pin.NonWitnessUtxo.TxHash() != op.Hash {
-			return nil, invalid("bitcoin_psbt: input %d: non_witness_utxo is not the transaction %s the input spends", i, op.Hash)
+			return nil, false, invalid("bitcoin_psbt: input %d: non_witness_utxo is not the transaction %s the input spends", i, op.Hash)
 		}
 		if int64(op.Index) >= int64(len(pin.NonWitnessUtxo.TxOut)) {
-			return nil, invalid("bitcoin_psbt: input %d: non_witness_utxo has no output %d", i, op.Index)
+			return nil, false, invalid("bitcoin_psbt: input %d: non_witness_utxo has no output %d", i, op.Index)
 		}
 		prev = pin.NonWitnessUtxo.TxOut[op.Index]
 	}
 	if w := pin.WitnessUtxo; w != nil {
 		if prev != nil && (prev.Value != w.Value || !bytes.Equal(prev.PkScript, w.PkScript)) {
-			return nil, invalid("bitcoin_psbt: input %d: witness_utxo disagrees with non_witness_utxo", i)
+			return nil, false, invalid("bitcoin_psbt: input %d: witness_utxo disagrees with non_witness_utxo", i)
 		}
-		return w, nil
+		return w, prev != nil, nil
 	}
 	if prev == nil {
-		return nil, invalid("bitcoin_psbt: input %d: missing witness_utxo (UTXO data required to sign)", i)
+		return nil, false, invalid("bitcoin_psbt: input %d: missing witness_utxo (UTXO data required to sign)", i)
 	}
-	return prev, nil
+	return prev, true, nil
 }
 
 // planInput decides whether input i is signed and with which sighash type,

@@ -314,7 +314,7 @@ func TestSignPSBTMalformed(t *testing.T) {
 		{"witness_utxo with trailing byte", rawPSBT(t, tx, nil, [][]kv{{{[]byte{0x01}, append(txOutBytes(50_000, a.p2wpkh), 0)}}}, [][]kv{{}}),
 			"input 0: malformed witness_utxo"},
 		{"too many pairs", rawPSBT(t, tx, nil, [][]kv{append([]kv{wu}, manyPairs(1000)...)}, [][]kv{{}}), "input 0: more than 1000 entries"},
-		{"too many inputs", rawPSBT(t, txWith(10_001, 1), nil, nil, nil), "transaction has 10001 inputs and 1 outputs, limit 10000 each"},
+		{"too many inputs", rawPSBT(t, txWith(2_501, 1), nil, nil, nil), "transaction has 2501 inputs and 1 outputs, limits 2500 and 10000"},
 		{"too many outputs", rawPSBT(t, txWith(1, 10_001), nil, nil, nil), "transaction has 1 inputs and 10001 outputs"},
 		{"too many pairs in total", rawPSBT(t, txWith(101, 1), nil, repeatMap(append([]kv{wu}, manyPairs(999)...), 101), [][]kv{{}}),
 			"more than 100000 entries in the PSBT"},
@@ -472,4 +472,44 @@ func witnessFlood(t *testing.T, n int) []byte {
 	b.Write(make([]byte, n))
 	b.Write(make([]byte, 4))
 	return b.Bytes()
+}
+
+// TestSummaryCommitmentFlags: the summary says when its amounts, outputs
+// and inputs are bound by the signatures, so that a policy can refuse to
+// trust a fee or an output list the signatures do not commit to.
+func TestSummaryCommitmentFlags(t *testing.T) {
+	a := newTestKey(t, "key a")
+	b := newTestKey(t, "key b")
+	outs := []*wire.TxOut{wire.NewTxOut(40_000, b.p2wpkh)}
+	tests := []struct {
+		name                     string
+		spends                   []spend
+		amounts, outputs, inputs bool
+		verified                 []bool
+	}{
+		// BIP-143 binds only the signed input's own amount: witness_utxo
+		// alone is the caller's claim (the "fee" weakness).
+		{"p2wpkh, witness_utxo only", []spend{{script: a.p2wpkh, amount: 50_000}}, false, true, true, []bool{false}},
+		{"p2wpkh with its previous transaction", []spend{{script: a.p2wpkh, amount: 50_000, nonWitness: true}}, true, true, true, []bool{true}},
+		// BIP-341 commits to every input's amount and script.
+		{"p2tr signed", []spend{{script: a.p2wpkh, amount: 50_000}, {script: a.p2tr, amount: 10_000}}, true, true, true, []bool{false, false}},
+		{"p2tr with ANYONECANPAY", []spend{{script: a.p2wpkh, amount: 50_000}, {script: a.p2tr, amount: 10_000, sighash: 0x81}}, false, true, false, []bool{false, false}},
+		{"SIGHASH_NONE", []spend{{script: a.p2wpkh, amount: 50_000, sighash: 2, nonWitness: true}}, true, false, true, []bool{true}},
+		{"SIGHASH_SINGLE", []spend{{script: a.p2wpkh, amount: 50_000, sighash: 3, nonWitness: true}}, true, false, true, []bool{true}},
+		{"foreign input without its previous transaction", []spend{{script: a.p2wpkh, amount: 50_000, nonWitness: true}, {script: b.p2wpkh, amount: 5_000}}, false, true, true, []bool{true, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt, _ := buildPSBT(t, tt.spends, outs)
+			resp, err := signPSBT(a, serialize(t, pkt), mainnet)
+			require.NoError(t, err)
+			s := resp.GetSummary().GetBitcoin()
+			assert.Equal(t, tt.amounts, s.GetAmountsCommitted(), "amounts_committed")
+			assert.Equal(t, tt.outputs, s.GetOutputsCommitted(), "outputs_committed")
+			assert.Equal(t, tt.inputs, s.GetInputsCommitted(), "inputs_committed")
+			for i, in := range s.GetInputs() {
+				assert.Equal(t, tt.verified[i], in.GetUtxoVerified(), "input %d utxo_verified", i)
+			}
+		})
+	}
 }

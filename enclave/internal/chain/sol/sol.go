@@ -39,8 +39,11 @@ var systemProgram = make([]byte, keySize)
 // System Program instruction numbers (the u32 little-endian tag of its
 // bincode-encoded instruction enum).
 const (
-	systemTransfer         = 2
-	systemTransferWithSeed = 11
+	systemCreateAccount         = 0
+	systemTransfer              = 2
+	systemCreateAccountWithSeed = 3
+	systemWithdrawNonceAccount  = 5
+	systemTransferWithSeed      = 11
 )
 
 // payloadError is an error in the caller's message. It wraps
@@ -140,45 +143,63 @@ func (m *message) summary(signer []byte) *signerv1.SolanaSummary {
 		s.Version = "v0"
 	}
 	seen := make(map[uint8]bool)
-	for _, in := range m.Instructions {
+	for i, in := range m.Instructions {
+		program := encode58(m.Keys[in.ProgramIndex])
 		if !seen[in.ProgramIndex] {
 			seen[in.ProgramIndex] = true
-			s.ProgramIds = append(s.ProgramIds, encode58(m.Keys[in.ProgramIndex]))
+			s.ProgramIds = append(s.ProgramIds, program)
 		}
 		if t := m.transfer(in); t != nil {
 			s.Transfers = append(s.Transfers, t)
+			continue
 		}
+		s.UndescribedInstructions = append(s.UndescribedInstructions, fmt.Sprintf("%d:%s", i, program))
 	}
 	return s
 }
 
-// transfer decodes a System Program Transfer or TransferWithSeed, or returns
-// nil for any other instruction. The System Program's decoder allows bytes
-// after the instruction, so they are allowed here too; an instruction too
-// short to decode, or with too few accounts, fails on chain and moves
-// nothing.
+// transfer decodes a System Program instruction that moves lamports out of
+// an account (Transfer, TransferWithSeed, CreateAccount,
+// CreateAccountWithSeed, WithdrawNonceAccount), or returns nil for any
+// other instruction, which the summary then lists as undescribed. The
+// System Program's decoder allows bytes after the instruction, so they are
+// allowed here too; an instruction too short to decode, or with too few
+// accounts, fails on chain and moves nothing (it is listed as undescribed).
 func (m *message) transfer(in instruction) *signerv1.SolanaTransfer {
-	if !bytes.Equal(m.Keys[in.ProgramIndex], systemProgram) || len(in.Data) < 12 {
+	if !bytes.Equal(m.Keys[in.ProgramIndex], systemProgram) || len(in.Data) < 4 {
 		return nil
 	}
-	lamports := binary.LittleEndian.Uint64(in.Data[4:12])
+	// move reads the lamports at lamportsAt when the data is at least
+	// minLen long (what the System Program needs to decode it).
+	move := func(minLen, lamportsAt, from, to int) *signerv1.SolanaTransfer {
+		if len(in.Data) < max(minLen, lamportsAt+8) || len(in.Accounts) <= max(from, to) {
+			return nil
+		}
+		return &signerv1.SolanaTransfer{
+			From: m.account(int(in.Accounts[from])), To: m.account(int(in.Accounts[to])),
+			Lamports: binary.LittleEndian.Uint64(in.Data[lamportsAt : lamportsAt+8]),
+		}
+	}
 	switch binary.LittleEndian.Uint32(in.Data[:4]) {
 	case systemTransfer:
-		// Accounts: from (signer), to.
-		if len(in.Accounts) < 2 {
-			return nil
-		}
-		return &signerv1.SolanaTransfer{
-			From: m.account(int(in.Accounts[0])), To: m.account(int(in.Accounts[1])), Lamports: lamports,
-		}
+		return move(12, 4, 0, 1) // lamports; from (signer), to
 	case systemTransferWithSeed:
-		// Accounts: from (derived), base (signer), to.
-		if len(in.Accounts) < 3 {
+		return move(12, 4, 0, 2) // lamports, seed, owner; from (derived), base (signer), to
+	case systemCreateAccount:
+		return move(4+8+8+32, 4, 0, 1) // lamports, space, owner; funding (signer), new account
+	case systemWithdrawNonceAccount:
+		return move(12, 4, 0, 1) // lamports; nonce account, recipient, ...
+	case systemCreateAccountWithSeed:
+		// base (32), seed (u64 length + bytes), lamports, space, owner.
+		if len(in.Data) < 44 {
 			return nil
 		}
-		return &signerv1.SolanaTransfer{
-			From: m.account(int(in.Accounts[0])), To: m.account(int(in.Accounts[2])), Lamports: lamports,
+		n := binary.LittleEndian.Uint64(in.Data[36:44])
+		if n > uint64(len(in.Data)) {
+			return nil
 		}
+		at := 44 + int(n)
+		return move(at+8+8+32, at, 0, 1) // funding (signer), created account
 	}
 	return nil
 }

@@ -228,6 +228,9 @@ func TestV0(t *testing.T) {
 			{From: b0, To: a(9), Lamports: 42},
 		},
 		AddressTableLookups: 2,
+		UndescribedInstructions: []string{
+			"1:" + base58.Encode(filled(0x22)), "4:" + systemProgramB58, "5:" + systemProgramB58, "6:" + systemProgramB58,
+		},
 	}
 	got := solanaSummary(t, resp)
 	assert.True(t, proto.Equal(wantSummary, got), "summary:\n got %v\nwant %v", got, wantSummary)
@@ -269,4 +272,44 @@ func TestSignMessageBadKey(t *testing.T) {
 			assert.NotErrorIs(t, err, sign.ErrInvalidPayload)
 		})
 	}
+}
+
+// TestSystemInstructionsThatMoveLamports: CreateAccount, CreateAccountWithSeed
+// and WithdrawNonceAccount move lamports like a transfer and are listed as
+// such; Assign (which hands the account to another program) is listed as
+// undescribed, so a policy that judges transfers sees it.
+func TestSystemInstructionsThatMoveLamports(t *testing.T) {
+	keys := rfcKeys(t)
+	signer := keys[1]
+	owner := filled(0x33)
+	create := append(systemData(0, 5_000_000_000), append(make([]byte, 8), owner...)...)
+	seed := []byte("vault")
+	withSeed := binary.LittleEndian.AppendUint32(nil, 3)
+	withSeed = append(withSeed, filled(0x44)...)
+	withSeed = binary.LittleEndian.AppendUint64(withSeed, uint64(len(seed)))
+	withSeed = append(withSeed, seed...)
+	withSeed = binary.LittleEndian.AppendUint64(withSeed, 77)
+	withSeed = append(append(withSeed, make([]byte, 8)...), owner...)
+	assign := append(binary.LittleEndian.AppendUint32(nil, 1), owner...)
+	m := sol.Message{
+		NumRequiredSignatures: 2,
+		NumReadonlyUnsigned:   1,
+		Keys:                  [][]byte{pubOf(signer), filled(0x11), filled(0x12), make([]byte, 32)},
+		RecentBlockhash:       filled(0x99),
+		Instructions: []sol.Instruction{
+			{ProgramIndex: 3, Accounts: []byte{0, 1}, Data: create},
+			{ProgramIndex: 3, Accounts: []byte{0, 2}, Data: withSeed},
+			{ProgramIndex: 3, Accounts: []byte{2, 0}, Data: systemData(5, 9)},
+			{ProgramIndex: 3, Accounts: []byte{0}, Data: assign},
+		},
+	}
+	resp, err := sol.SignMessage(signer, pubOf(signer), m.Encode())
+	require.NoError(t, err)
+	got := solanaSummary(t, resp)
+	me, a, b := base58.Encode(pubOf(signer)), base58.Encode(filled(0x11)), base58.Encode(filled(0x12))
+	require.Len(t, got.GetTransfers(), 3)
+	assert.True(t, proto.Equal(&signerv1.SolanaTransfer{From: me, To: a, Lamports: 5_000_000_000}, got.GetTransfers()[0]))
+	assert.True(t, proto.Equal(&signerv1.SolanaTransfer{From: me, To: b, Lamports: 77}, got.GetTransfers()[1]))
+	assert.True(t, proto.Equal(&signerv1.SolanaTransfer{From: b, To: me, Lamports: 9}, got.GetTransfers()[2]))
+	assert.Equal(t, []string{"3:" + systemProgramB58}, got.GetUndescribedInstructions())
 }

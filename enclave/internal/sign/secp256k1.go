@@ -46,6 +46,7 @@ func secpKey(priv []byte) (*secp256k1.PrivateKey, error) {
 		return nil, fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(priv), secp256k1.PrivKeyBytesLen)
 	}
 	var s secp256k1.ModNScalar
+	defer s.Zero() // NewPrivateKey copies it
 	if overflow := s.SetByteSlice(priv); overflow || s.IsZero() {
 		return nil, fmt.Errorf("%w: secp256k1 scalar out of range", ErrInvalidKey)
 	}

@@ -196,6 +196,24 @@ func isNotLoaded(err error) bool {
 // load hands the enclave the blobs of the given keys. It returns one
 // status error (or nil) per id. When the enclave lacks AWS credentials
 // (it restarted), they are pushed and the load is tried once more.
+// loadOne loads one key. Concurrent first uses of one key (a hot key after
+// an enclave restart) share one store read and one LoadKeys call.
+func (s *Service) loadOne(ctx context.Context, id string) error {
+	ch := s.loads.DoChan(id, func() (any, error) {
+		// Not bound to the first caller's cancellation, but to the call
+		// timeout.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
+		return nil, s.load(lctx, []string{id})[0]
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
 func (s *Service) load(ctx context.Context, ids []string) []error {
 	errs := s.loadOnce(ctx, ids)
 	for _, err := range errs {
@@ -344,15 +362,16 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 		return nil, s.storeError(ctx, "list keys", err)
 	}
 	page := names[:min(len(names), size)]
+	fetched := s.fetchAll(ctx, page)
 	items := make([]*enclavev1.SealedBlobs, 0, len(page))
 	bytes, last := 0, ""
-	for _, n := range page {
+	for i, n := range page {
 		id := strings.TrimPrefix(n, "keys/")
 		if validKeyID(id) != nil {
 			last = n
 			continue
 		}
-		b, _, err := s.blobsFor(ctx, id)
+		b, err := fetched[i].blobs, fetched[i].err
 		switch {
 		case status.Code(err) == codes.NotFound:
 			last = n
@@ -385,6 +404,34 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 		out.NextPageToken = strings.TrimPrefix(last, "keys/")
 	}
 	return out, nil
+}
+
+type fetchedBlobs struct {
+	blobs *enclavev1.SealedBlobs
+	err   error
+}
+
+// listReads bounds the store reads one ListKeys page runs at once.
+const listReads = 16
+
+// fetchAll reads the blobs of the keys named, listReads at a time.
+func (s *Service) fetchAll(ctx context.Context, names []string) []fetchedBlobs {
+	out := make([]fetchedBlobs, len(names))
+	sem := make(chan struct{}, listReads)
+	var wg sync.WaitGroup
+	for i, n := range names {
+		id := strings.TrimPrefix(n, "keys/")
+		if validKeyID(id) != nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i].blobs, _, out[i].err = s.blobsFor(ctx, id)
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // describeEach describes keys for a listing: a key the enclave refuses is

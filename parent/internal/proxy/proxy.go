@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,7 @@ type Service struct {
 	timeout time.Duration
 	log     *slog.Logger
 	keks    kekCache
+	loads   singleflight.Group
 	onCreds func(ctx context.Context) error
 }
 

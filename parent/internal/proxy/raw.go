@@ -112,7 +112,7 @@ func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, err
 	if verr := validKeyID(id); verr != nil {
 		return nil, verr
 	}
-	if lerr := s.load(ctx, []string{id})[0]; lerr != nil {
+	if lerr := s.loadOne(ctx, id); lerr != nil {
 		return nil, lerr
 	}
 	return s.signRawOnce(ctx, in)

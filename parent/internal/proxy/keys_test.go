@@ -80,6 +80,13 @@ func (f *lifecycleEnclave) Call(_ context.Context, method uint16, req, resp prot
 			out.Results = append(out.Results, &signerv1.Status{})
 		}
 		return nil
+	case enclavev1.Method_METHOD_CREATE_KEY:
+		id := keyID(99)
+		out := resp.(*enclavev1.CreateKeyResponse)
+		out.Key = &signerv1.Key{KeyId: id, Sealing: &signerv1.Sealing{KekId: testKEK}}
+		out.SealedKey = sealedKey(f.t, id, 1)
+		out.SealedKek = []byte("kek")
+		return nil
 	case enclavev1.Method_METHOD_EVICT_KEY:
 		in := req.(*enclavev1.EvictKeyRequest)
 		f.record(fmt.Sprintf("evict %s deleted=%v", in.GetKeyId(), in.GetDeleted()))
@@ -200,4 +207,47 @@ func TestResealGivesUpWithAborted(t *testing.T) {
 	svc := proxy.New(proxy.Config{Enclave: enc, Store: conflictStore{st}, Logger: slog.New(slog.DiscardHandler)})
 	_, err := svc.EnableKey(context.Background(), &signerv1.EnableKeyRequest{KeyId: keyID(1)})
 	require.Equal(t, codes.Aborted, status.Code(err), err)
+}
+
+// racingStore answers the first put-if-absent of each name with a conflict
+// after writing it, as S3 does (409) when a concurrent writer of the same
+// bytes wins, or as a retried write whose first attempt landed sees.
+type racingStore struct {
+	store.Store
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (r *racingStore) Put(ctx context.Context, name string, data []byte, cond store.Cond) (string, error) {
+	etag, err := r.Store.Put(ctx, name, data, cond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil && cond.IfAbsent && !r.seen[name] {
+		r.seen[name] = true
+		return "", store.ErrConflict
+	}
+	return etag, err
+}
+
+func TestCreateKeySurvivesConflictingIdenticalWrites(t *testing.T) {
+	_, enc, st := newLifecycle(t)
+	// The KEK blob the fake enclave returns is already stored as "kek" by
+	// newLifecycle; the key blob is new.
+	rs := &racingStore{Store: st, seen: map[string]bool{}}
+	svc := proxy.New(proxy.Config{Enclave: enc, Store: rs, Logger: slog.New(slog.DiscardHandler)})
+	r, err := svc.CreateKey(context.Background(), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.NoError(t, err, "same bytes already stored count as stored")
+	require.Equal(t, keyID(99), r.GetKey().GetKeyId())
+	got, _, err := st.Get(context.Background(), "keys/"+keyID(99))
+	require.NoError(t, err)
+	require.Equal(t, sealedKey(t, keyID(99), 1), got)
+	require.NotContains(t, enc.calls, "evict "+keyID(99)+" deleted=true", "the stored key is not discarded")
+
+	// Different bytes under the name are DataLoss, and the key is dropped.
+	svc2, enc2, st2 := newLifecycle(t)
+	_, err = st2.Put(context.Background(), "keys/"+keyID(99), []byte("not this key"), store.Cond{IfAbsent: true})
+	require.NoError(t, err)
+	_, err = svc2.CreateKey(context.Background(), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
+	require.Equal(t, codes.DataLoss, status.Code(err), err)
+	require.Contains(t, enc2.calls, "evict "+keyID(99)+" deleted=true", "a key whose blob is not stored is dropped")
 }

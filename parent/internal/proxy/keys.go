@@ -301,43 +301,49 @@ func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signe
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.describe(ctx, []*enclavev1.SealedBlobs{b})
+	keys, errs, err := s.describe(ctx, []*enclavev1.SealedBlobs{b})
 	if err != nil {
 		return nil, err
+	}
+	if errs[0] != nil {
+		return nil, errs[0]
 	}
 	return &signerv1.GetKeyResponse{Key: keys[0]}, nil
 }
 
-func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
-	keys, err := s.describeOnce(ctx, items)
-	if s.needsCredentials(ctx, err) {
-		keys, err = s.describeOnce(ctx, items)
+// describe has the enclave open and describe keys: a key or a status
+// error per item. An enclave without AWS credentials (after a restart)
+// gets them pushed and is asked once more.
+func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, []error, error) {
+	keys, errs, err := s.describeOnce(ctx, items)
+	for _, e := range errs {
+		if s.needsCredentials(ctx, e) {
+			return s.describeOnce(ctx, items)
+		}
 	}
-	return keys, err
+	return keys, errs, err
 }
 
-func (s *Service) describeOnce(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
+func (s *Service) describeOnce(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, []error, error) {
 	var out enclavev1.DescribeKeysResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(out.GetKeys()) != len(items) {
-		return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
+		return nil, nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
 	}
-	keys := make([]*signerv1.Key, len(items))
+	keys, errs := make([]*signerv1.Key, len(items)), make([]error, len(items))
 	for i, d := range out.GetKeys() {
-		if e := d.GetError(); e != nil && e.GetCode() != 0 {
-			if len(items) == 1 {
-				return nil, status.Error(codes.Code(e.GetCode()), e.GetMessage())
-			}
-			return nil, status.Errorf(codes.Code(e.GetCode()), "key %s: %s", items[i].GetKeyId(), e.GetMessage())
+		switch e := d.GetError(); {
+		case e != nil && e.GetCode() != 0:
+			errs[i] = status.Error(codes.Code(e.GetCode()), e.GetMessage())
+		case d.GetKey().GetKeyId() != items[i].GetKeyId():
+			return nil, nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
+		default:
+			keys[i] = d.GetKey()
 		}
-		if d.GetKey().GetKeyId() != items[i].GetKeyId() {
-			return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
-		}
-		keys[i] = d.GetKey()
 	}
-	return keys, nil
+	return keys, errs, nil
 }
 
 // ListKeys implements signerv1.SignerServiceServer: a page of the store's
@@ -392,11 +398,21 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 	}
 	out := &signerv1.ListKeysResponse{}
 	if len(items) > 0 {
-		keys, err := s.describeEach(ctx, items)
+		keys, errs, err := s.describe(ctx, items)
 		if err != nil {
 			return nil, err
 		}
-		out.Keys = keys
+		for i, k := range keys {
+			switch code := status.Code(errs[i]); {
+			case k != nil:
+				out.Keys = append(out.Keys, k)
+			case code == codes.Unavailable || code == codes.DeadlineExceeded:
+				return nil, errs[i] // transient: fail the page, the client retries
+			default:
+				s.log.ErrorContext(ctx, "listing skips a key the enclave refuses", "key_id", items[i].GetKeyId(),
+					"code", code.String(), "err", status.Convert(errs[i]).Message())
+			}
+		}
 	}
 	// The token is the last store name examined, so pages that are empty
 	// (all skipped) or cut short still lead on.
@@ -432,39 +448,6 @@ func (s *Service) fetchAll(ctx context.Context, names []string) []fetchedBlobs {
 	}
 	wg.Wait()
 	return out
-}
-
-// describeEach describes keys for a listing: a key the enclave refuses is
-// left out and logged instead of failing the page.
-func (s *Service) describeEach(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, error) {
-	var out enclavev1.DescribeKeysResponse
-	err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out)
-	if s.needsCredentials(ctx, err) {
-		err = s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(out.GetKeys()) != len(items) {
-		return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
-	}
-	keys := make([]*signerv1.Key, 0, len(items))
-	for i, d := range out.GetKeys() {
-		if e := d.GetError(); e != nil && e.GetCode() != 0 {
-			st := status.New(codes.Code(e.GetCode()), e.GetMessage())
-			if s.needsCredentials(ctx, st.Err()) || st.Code() == codes.Unavailable {
-				return nil, st.Err() // transient: fail the page, the client retries
-			}
-			s.log.ErrorContext(ctx, "listing skips a key the enclave refuses", "key_id", items[i].GetKeyId(),
-				"code", st.Code().String(), "err", st.Message())
-			continue
-		}
-		if d.GetKey().GetKeyId() != items[i].GetKeyId() {
-			return nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
-		}
-		keys = append(keys, d.GetKey())
-	}
-	return keys, nil
 }
 
 // reseal runs one re-sealing operation (state change or rotation) with

@@ -788,22 +788,6 @@ func (r *Keyring) Describe(ctx context.Context, b Blobs) (*Info, error) {
 	return &Info{Header: k.Header, KMSKeyARN: kk.arn}, nil
 }
 
-// Loaded reports whether the key is cached, and its generation and state.
-func (r *Keyring) Loaded(id string) (gen uint64, enabled, ok bool) {
-	bid, valid := seal.ParseID(seal.KeyIDPrefix, id)
-	if !valid {
-		return 0, false, false
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	i, ok := r.index[bid]
-	if !ok {
-		return 0, false, false
-	}
-	sl := r.slotLocked(i)
-	return uint64(sl.gen), sl.flags&flagEnabled != 0, true
-}
-
 // openFull opens a key completely, checking that it is the key id and that
 // the KEK blob is the one it names. The caller zeroizes the private key.
 func (r *Keyring) openFull(ctx context.Context, id string, b Blobs) (*seal.Key, *kek, []byte, error) {

@@ -147,42 +147,19 @@ type Key struct {
 	ciphertext  []byte
 }
 
-// ParseKey decodes a SealedKey blob and its header and checks the format
-// rules. It does not decrypt.
+// ParseKey decodes a SealedKey blob and its whole header and checks the
+// format rules (those of [ParseFast], plus a well-formed label map). It
+// does not decrypt.
 func ParseKey(blob []byte) (*Key, error) {
-	if len(blob) > MaxBlobSize {
-		return nil, malformed("sealed key is %d bytes, limit %d", len(blob), MaxBlobSize)
-	}
-	var sk sealedv1.SealedKey
-	if err := (proto.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(blob, &sk); err != nil {
-		return nil, malformed("sealed key does not decode")
-	}
-	if sk.Version != Version {
-		return nil, fmt.Errorf("%w: sealed key version %d", ErrUnsupportedVersion, sk.Version)
-	}
-	if len(sk.ProtoReflect().GetUnknown()) != 0 {
-		return nil, malformed("sealed key has unknown fields")
-	}
-	if len(sk.Nonce) != NonceSize {
-		return nil, malformed("nonce must be %d bytes, got %d", NonceSize, len(sk.Nonce))
-	}
-	if len(sk.Ciphertext) < 16 {
-		return nil, malformed("ciphertext too short")
-	}
-	var hdr sealedv1.SealedKeyHeader
-	if err := proto.Unmarshal(sk.Header, &hdr); err != nil {
-		return nil, malformed("header does not decode")
-	}
-	if len(hdr.ProtoReflect().GetUnknown()) != 0 {
-		return nil, malformed("header has unknown fields")
-	}
-	if hdr.Version != sk.Version {
-		return nil, malformed("header version %d differs from blob version %d", hdr.Version, sk.Version)
-	}
-	if err := checkHeader(&hdr); err != nil {
+	var f Fast
+	if err := ParseFast(blob, &f); err != nil {
 		return nil, err
 	}
-	return &Key{Header: &hdr, headerBytes: sk.Header, nonce: sk.Nonce, ciphertext: sk.Ciphertext}, nil
+	var hdr sealedv1.SealedKeyHeader
+	if err := proto.Unmarshal(f.header, &hdr); err != nil {
+		return nil, malformed("header does not decode")
+	}
+	return &Key{Header: &hdr, headerBytes: f.header, nonce: f.nonce, ciphertext: f.ciphertext}, nil
 }
 
 func checkHeader(h *sealedv1.SealedKeyHeader) error {

@@ -232,9 +232,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// credentials it needs for KMS: push them on every (re)connect.
 	var onConnect atomic.Pointer[func(context.Context) error]
 	lc, err := link.NewClient(link.ClientConfig{
-		Dial:           func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
-		DefaultTimeout: cfg.CallTimeout,
-		Logger:         log.With("component", "link"),
+		Dial:        func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
+		CallTimeout: cfg.CallTimeout,
+		Logger:      log.With("component", "link"),
 		OnConnect: func() {
 			push := onConnect.Load()
 			if push == nil {

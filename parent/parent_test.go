@@ -26,7 +26,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/nitrosigner/nitrosigner/internal/link"
 	"github.com/nitrosigner/nitrosigner/parent"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
 func TestValidate(t *testing.T) {
@@ -134,7 +137,9 @@ func startParent(t *testing.T, cfg parent.Config) string {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	cfg.Listen = "tcp://127.0.0.1:0"
-	cfg.Enclave = "unix:///nonexistent/enclave.sock"
+	if cfg.Enclave == "" {
+		cfg.Enclave = "unix:///nonexistent/enclave.sock"
+	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.OnListen = func(a net.Addr) { addrc <- a.String() }
 	go func() { done <- parent.Run(ctx, cfg) }()
@@ -201,4 +206,51 @@ func TestBadTLSFiles(t *testing.T) {
 	cfg := parent.Config{Listen: "tcp://127.0.0.1:0", Enclave: "unix:///x.sock", TLSCertFile: c.serverCert, TLSKeyFile: c.clientKey}
 	err := parent.Run(context.Background(), cfg)
 	require.ErrorContains(t, err, "TLS key pair")
+}
+
+// TestCallTimeout checks that --call-timeout bounds a forwarded call even
+// when the client allows it longer, or sets no deadline.
+func TestCallTimeout(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "enclave.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- link.Serve(ctx, l, link.ServerConfig{
+			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+				if method != uint16(enclavev1.Method_METHOD_SIGN) {
+					return resp, nil // empty answers for the parent's probes
+				}
+				<-ctx.Done() // a signer that hangs
+				return nil, ctx.Err()
+			},
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	const timeout = 300 * time.Millisecond
+	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(), CallTimeout: timeout})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := signerv1.NewSignerServiceClient(conn)
+	req := &signerv1.SignRequest{KeyId: "key_00000000000000000000000000000000", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}
+
+	for _, clientDeadline := range []time.Duration{0, time.Minute} {
+		callCtx := context.Background()
+		if clientDeadline > 0 {
+			var cancel context.CancelFunc
+			callCtx, cancel = context.WithTimeout(callCtx, clientDeadline)
+			defer cancel()
+		}
+		start := time.Now()
+		_, err := client.Sign(callCtx, req)
+		elapsed := time.Since(start)
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "client deadline %v: %v", clientDeadline, err)
+		assert.GreaterOrEqual(t, elapsed, timeout, "client deadline %v", clientDeadline)
+		assert.Less(t, elapsed, 5*timeout, "client deadline %v", clientDeadline)
+	}
 }

@@ -42,9 +42,11 @@ type ClientConfig struct {
 	// match the server's.
 	MaxFrame int
 
-	// DefaultTimeout bounds calls whose context has no deadline. Zero
-	// means 30 seconds.
-	DefaultTimeout time.Duration
+	// CallTimeout bounds every call: a call ends at its context's
+	// deadline or CallTimeout after it starts, whichever comes first, so
+	// that callers need no context.WithTimeout (and its allocations) of
+	// their own. Zero means 30 seconds.
+	CallTimeout time.Duration
 
 	// DialTimeout bounds each dial attempt, independently of the calls
 	// waiting for it. Zero means 5 seconds.
@@ -77,13 +79,13 @@ type ClientConfig struct {
 //
 // A Client is safe for concurrent use. Close releases it.
 type Client struct {
-	dial           func(ctx context.Context) (net.Conn, error)
-	maxFrame       int
-	defaultTimeout time.Duration
-	dialTimeout    time.Duration
-	onConnect      func()
-	writeTimeout   time.Duration
-	log            *slog.Logger
+	dial         func(ctx context.Context) (net.Conn, error)
+	maxFrame     int
+	callTimeout  time.Duration
+	dialTimeout  time.Duration
+	onConnect    func()
+	writeTimeout time.Duration
+	log          *slog.Logger
 
 	nextID    atomic.Uint64
 	cur       atomic.Pointer[clientConn] // the live connection, if any
@@ -104,13 +106,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("link: ClientConfig.Dial is required")
 	}
 	c := &Client{
-		dial:           cfg.Dial,
-		maxFrame:       cfg.MaxFrame,
-		defaultTimeout: cfg.DefaultTimeout,
-		dialTimeout:    cfg.DialTimeout,
-		onConnect:      cfg.OnConnect,
-		writeTimeout:   cfg.WriteTimeout,
-		log:            cfg.Logger,
+		dial:         cfg.Dial,
+		maxFrame:     cfg.MaxFrame,
+		callTimeout:  cfg.CallTimeout,
+		dialTimeout:  cfg.DialTimeout,
+		onConnect:    cfg.OnConnect,
+		writeTimeout: cfg.WriteTimeout,
+		log:          cfg.Logger,
 	}
 	if c.maxFrame == 0 {
 		c.maxFrame = DefaultMaxFrame
@@ -118,8 +120,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if c.maxFrame < minMaxFrame {
 		return nil, fmt.Errorf("link: ClientConfig.MaxFrame %d is below the minimum %d", c.maxFrame, minMaxFrame)
 	}
-	if c.defaultTimeout <= 0 {
-		c.defaultTimeout = 30 * time.Second
+	if c.callTimeout <= 0 {
+		c.callTimeout = 30 * time.Second
 	}
 	if c.dialTimeout <= 0 {
 		c.dialTimeout = 5 * time.Second
@@ -141,8 +143,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 //   - the server's code and message, unchanged;
 //   - codes.Unavailable ("enclave unavailable", with no OS detail) when the connection
 //     cannot be made or breaks before the response arrives;
-//   - codes.DeadlineExceeded or codes.Canceled when ctx ends first (a ctx
-//     without deadline gets ClientConfig.DefaultTimeout);
+//   - codes.DeadlineExceeded or codes.Canceled when ctx ends first, and
+//     codes.DeadlineExceeded after ClientConfig.CallTimeout;
 //   - codes.ResourceExhausted when the request exceeds MaxFrame;
 //   - codes.Internal when req cannot be encoded or the response cannot be
 //     decoded;
@@ -191,14 +193,15 @@ func (c *Client) roundTrip(ctx context.Context, method uint16, frame []byte, e *
 	if err := ctx.Err(); err != nil {
 		return ctxError(err)
 	}
-	deadline, ok := ctx.Deadline()
+	deadline := time.Now().Add(c.callTimeout)
 	var expired <-chan time.Time
-	if !ok {
-		deadline = time.Now().Add(c.defaultTimeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		deadline = d // ctx.Done() ends the call
+	} else {
 		if e.timer == nil {
-			e.timer = time.NewTimer(c.defaultTimeout)
+			e.timer = time.NewTimer(c.callTimeout)
 		} else {
-			e.timer.Reset(c.defaultTimeout)
+			e.timer.Reset(c.callTimeout)
 		}
 		defer e.timer.Stop()
 		expired = e.timer.C

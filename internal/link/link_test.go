@@ -186,7 +186,7 @@ func TestErrors(t *testing.T) {
 func TestDeadline(t *testing.T) {
 	started := make(chan struct{}, 1)
 	srv := startServer(t, "", link.ServerConfig{Handler: testHandler(started)})
-	c := newClient(t, srv.addr, link.ClientConfig{DefaultTimeout: 7 * time.Second})
+	c := newClient(t, srv.addr, link.ClientConfig{CallTimeout: 7 * time.Second})
 
 	t.Run("client deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
@@ -224,8 +224,8 @@ func TestDeadline(t *testing.T) {
 		min, max time.Duration
 	}{
 		{"caller deadline", 2 * time.Second, 1500 * time.Millisecond, 2 * time.Second},
-		{"default timeout", 0, 6500 * time.Millisecond, 7 * time.Second},
-		{"long deadline", 3 * time.Hour, 71 * time.Minute, 72 * time.Minute},
+		{"call timeout", 0, 6500 * time.Millisecond, 7 * time.Second},
+		{"deadline beyond the call timeout", 3 * time.Hour, 6500 * time.Millisecond, 7 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,6 +242,16 @@ func TestDeadline(t *testing.T) {
 			assert.LessOrEqual(t, got, tt.max)
 		})
 	}
+
+	t.Run("timeout_us saturates", func(t *testing.T) {
+		long := newClient(t, srv.addr, link.ClientConfig{CallTimeout: 5 * time.Hour})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Hour)
+		defer cancel()
+		var resp durationpb.Duration
+		require.NoError(t, long.Call(ctx, methodDeadline, wrapperspb.Bytes(nil), &resp))
+		assert.GreaterOrEqual(t, resp.AsDuration(), 71*time.Minute)
+		assert.LessOrEqual(t, resp.AsDuration(), 72*time.Minute)
+	})
 
 	t.Run("handler honours deadline", func(t *testing.T) {
 		// The server cancels the handler when timeout_us passes, even if

@@ -50,6 +50,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -75,9 +76,11 @@ type options struct {
 	// GOMAXPROCS for the parent and enclave processes; 0 = Go's default.
 	parentProcs, enclaveProcs int
 	parentArgs                string
-	createKeys                int
-	kekMaxKeys                int
-	keyring                   bool
+	// GOMAXPROCS of this process, the load generator.
+	loadProcs  int
+	createKeys int
+	kekMaxKeys int
+	keyring    bool
 	// only the issue-2 phases (for experiments on the signing path)
 	signOnly bool
 }
@@ -92,6 +95,7 @@ func run() error {
 	flag.IntVar(&o.parentProcs, "parent-procs", 0, "GOMAXPROCS of the parent process (0 = default)")
 	flag.StringVar(&o.parentArgs, "parent-args", "", "extra flags for the parent, space-separated (e.g. --call-timeout=5s)")
 	flag.IntVar(&o.enclaveProcs, "enclave-procs", 0, "GOMAXPROCS of the enclave process (0 = default)")
+	flag.IntVar(&o.loadProcs, "load-procs", 1, "GOMAXPROCS of the load generator (this process; 0 = Go's default). It shares the cores with the service, which a deployment's clients do not; one P roughly halves its CPU per call on this VM (docs/performance.md)")
 	flag.IntVar(&o.createKeys, "keys", 10_000, "keys to create and then cold-load through the service")
 	flag.IntVar(&o.kekMaxKeys, "kek-max-keys", 100_000, "the enclave's --kek-max-keys")
 	flag.BoolVar(&o.keyring, "keyring", true, "run the keyring's in-process cold-load benchmark (10k and 1M keys)")
@@ -101,7 +105,10 @@ func run() error {
 		o.conns = o.clients
 	}
 
-	fmt.Printf("nitrosigner bench (load average at start: %s)\n", loadAverage())
+	if o.loadProcs > 0 {
+		runtime.GOMAXPROCS(o.loadProcs)
+	}
+	fmt.Printf("nitrosigner bench (load average at start: %s; load generator GOMAXPROCS %d)\n", loadAverage(), runtime.GOMAXPROCS(0))
 	var rep report
 
 	fmt.Println("\n== issue 2: secp256k1 digest signing")

@@ -2,8 +2,9 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"log/slog"
 	"time"
 
@@ -26,9 +27,12 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// newRequestID returns 16 random hex digits. A request id names a call in
+// logs; it is not a secret, so the runtime's fast per-thread generator
+// (math/rand/v2, seeded by the OS) serves instead of a getrandom call.
 func newRequestID() string {
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 
@@ -53,16 +57,16 @@ func UnaryInterceptor(log *slog.Logger, m *Metrics) grpc.UnaryServerInterceptor 
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		id := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
-				id = v[0]
-			}
+		// ValueFromIncomingContext reads the one key without copying the
+		// whole metadata, as FromIncomingContext does.
+		if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+			id = v[0]
 		}
 		if id == "" {
 			id = newRequestID()
 		}
 		ctx = context.WithValue(ctx, requestIDKey{}, id)
-		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+		_ = grpc.SetHeader(ctx, metadata.MD{RequestIDHeader: []string{id}})
 
 		resp, err := handler(ctx, req)
 		if err != nil {

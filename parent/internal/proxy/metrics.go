@@ -17,6 +17,15 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// byMethod caches each method's OK counter and histogram (string →
+	// *methodMetrics), so that a successful call costs no label hashing.
+	// Methods come from the registered services: the map is bounded.
+	byMethod sync.Map
+}
+
+type methodMetrics struct {
+	ok       prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewMetrics registers the request metrics with reg.
@@ -42,8 +51,24 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(method, code.String()).Inc()
-	m.duration.WithLabelValues(method).Observe(d.Seconds())
+	mm := m.method(method)
+	if code == codes.OK {
+		mm.ok.Inc()
+	} else {
+		m.requests.WithLabelValues(method, code.String()).Inc()
+	}
+	mm.duration.Observe(d.Seconds())
+}
+
+func (m *Metrics) method(name string) *methodMetrics {
+	if v, ok := m.byMethod.Load(name); ok {
+		return v.(*methodMetrics)
+	}
+	v, _ := m.byMethod.LoadOrStore(name, &methodMetrics{
+		ok:       m.requests.WithLabelValues(name, codes.OK.String()),
+		duration: m.duration.WithLabelValues(name),
+	})
+	return v.(*methodMetrics)
 }
 
 // Stats asks the enclave for its own resource use.

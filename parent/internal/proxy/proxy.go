@@ -23,6 +23,11 @@ import (
 
 // Caller sends one request to the enclave. It is satisfied by
 // *link.Client; every error it returns is a gRPC status error.
+//
+// A Caller bounds every call itself, also when ctx has a later deadline or
+// none ([link.Client] does, with its ClientConfig.CallTimeout): the proxy
+// adds no context.WithTimeout of its own on the signing path, whose timer
+// and cancellation wiring cost more than the rest of the relay.
 type Caller interface {
 	Call(ctx context.Context, method uint16, req, resp proto.Message) error
 	// CallRaw sends an encoded request; resp gets the encoded answer and
@@ -45,8 +50,10 @@ type Config struct {
 	Enclave Caller
 	// Store keeps the sealed keys and KEKs. Required.
 	Store store.Store
-	// CallTimeout bounds every forwarded call, also when the client set a
-	// longer deadline or none. Default 10 s.
+	// CallTimeout bounds work the proxy starts on its own, detached from
+	// the client's call (a key load shared by several callers: store reads
+	// and LoadKeys). Forwarded calls are bounded by the Enclave caller.
+	// Default 10 s.
 	CallTimeout time.Duration
 	// OnKMSCredentials, if set, is called when the enclave reports that it
 	// has no valid AWS credentials (for example after a restart); it should
@@ -94,8 +101,6 @@ func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.
 }
 
 func (s *Service) callOnce(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	return s.enclave.Call(ctx, uint16(m), req, resp)
 }
 

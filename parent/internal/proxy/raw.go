@@ -124,7 +124,6 @@ func (s *Service) signRawOnce(ctx context.Context, in *rawMessage) (*rawMessage,
 	req := protowire.AppendTag((*bp)[:0], enclaveWrapperField, protowire.BytesType)
 	req = protowire.AppendBytes(req, in.b)
 	out := new(rawMessage)
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	err := s.enclave.CallRaw(ctx, uint16(enclavev1.Method_METHOD_SIGN), req, func(resp []byte) error {
 		inner, ok, err := field(resp, enclaveWrapperField)
 		switch {
@@ -136,7 +135,6 @@ func (s *Service) signRawOnce(ctx context.Context, in *rawMessage) (*rawMessage,
 		out.b = append([]byte(nil), inner...)
 		return nil
 	})
-	cancel()
 	if cap(req) <= 64<<10 {
 		*bp = req[:0]
 		framePool.Put(bp)

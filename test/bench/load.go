@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -171,4 +172,24 @@ func digestRequest(keyID string, seed uint64) *signerv1.SignRequest {
 	binary.BigEndian.PutUint64(b[:], seed)
 	s := sha256.Sum256(b[:])
 	return &signerv1.SignRequest{KeyId: keyID, Payload: &signerv1.SignRequest_Digest{Digest: s[:]}}
+}
+
+// hopFloor measures, from one client for d, the p50 latency of a gRPC
+// health Check, which the parent answers itself: the cost of the client →
+// parent hop alone, without the enclave.
+func hopFloor(ctx context.Context, conn *grpc.ClientConn, d time.Duration) (float64, error) {
+	h := healthpb.NewHealthClient(conn)
+	var lat latencies
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		t := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err := h.Check(cctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("health check: %w", err)
+		}
+		lat = append(lat, time.Since(t))
+	}
+	slices.Sort(lat)
+	return lat.pct(50), nil
 }

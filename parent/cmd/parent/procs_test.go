@@ -1,0 +1,21 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestProxyProcs(t *testing.T) {
+	tests := []struct{ flag, available, want int }{
+		{0, 1, 1},
+		{0, 2, 1},
+		{0, 3, 1},
+		{0, 8, 4},
+		{3, 8, 3},
+		{16, 2, 16},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, proxyProcs(tt.flag, tt.available), "flag %d, %d CPUs", tt.flag, tt.available)
+	}
+}

@@ -216,18 +216,22 @@ func TestCallTimeout(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
+	hang := make(chan struct{})
 	go func() {
 		served <- link.Serve(ctx, l, link.ServerConfig{
 			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
 				if method != uint16(enclavev1.Method_METHOD_SIGN) {
 					return resp, nil // empty answers for the parent's probes
 				}
-				<-ctx.Done() // a signer that hangs
+				// A signer that hangs and ignores its deadline: only the
+				// parent's own bound can end the call.
+				<-hang
 				return nil, ctx.Err()
 			},
 		})
 	}()
 	t.Cleanup(func() {
+		close(hang)
 		cancel()
 		<-served
 	})
@@ -239,12 +243,16 @@ func TestCallTimeout(t *testing.T) {
 	client := signerv1.NewSignerServiceClient(conn)
 	req := &signerv1.SignRequest{KeyId: "key_00000000000000000000000000000000", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}
 
-	for _, clientDeadline := range []time.Duration{0, time.Minute} {
-		callCtx := context.Background()
+	for _, clientDeadline := range []time.Duration{0, 10 * timeout} {
+		// Without a working bound the call would hang: end it as
+		// Canceled after 5 s instead, which fails the test.
+		callCtx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(5*time.Second, cancel)
+		defer cancel()
 		if clientDeadline > 0 {
-			var cancel context.CancelFunc
-			callCtx, cancel = context.WithTimeout(callCtx, clientDeadline)
-			defer cancel()
+			var cancelDeadline context.CancelFunc
+			callCtx, cancelDeadline = context.WithTimeout(callCtx, clientDeadline)
+			defer cancelDeadline()
 		}
 		start := time.Now()
 		_, err := client.Sign(callCtx, req)

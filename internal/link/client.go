@@ -381,7 +381,7 @@ type call struct {
 	msg   proto.Message // Call: decode the response into msg
 	raw   func([]byte) error
 	err   error
-	timer *time.Timer // for calls without deadline
+	timer *time.Timer // for calls bounded by CallTimeout rather than ctx
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}

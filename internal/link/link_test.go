@@ -243,6 +243,32 @@ func TestDeadline(t *testing.T) {
 		})
 	}
 
+	t.Run("call timeout without the server's help", func(t *testing.T) {
+		// The handler ignores its context and never answers: the
+		// client's own timer must end the call, although ctx allows an
+		// hour.
+		hang := make(chan struct{})
+		srv := startServer(t, "", link.ServerConfig{
+			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+				<-hang
+				return resp, nil
+			},
+		})
+		t.Cleanup(func() { close(hang) })
+		c := newClient(t, srv.addr, link.ClientConfig{CallTimeout: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		// Without a working timer the call would hang: end it as
+		// Canceled instead, which fails the test.
+		time.AfterFunc(3*time.Second, cancel)
+		start := time.Now()
+		err := c.Call(ctx, methodEcho, wrapperspb.Bytes(nil), &wrapperspb.BytesValue{})
+		elapsed := time.Since(start)
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+		assert.GreaterOrEqual(t, elapsed, 100*time.Millisecond)
+		assert.Less(t, elapsed, time.Second)
+	})
+
 	t.Run("timeout_us saturates", func(t *testing.T) {
 		long := newClient(t, srv.addr, link.ClientConfig{CallTimeout: 5 * time.Hour})
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Hour)
@@ -530,9 +556,16 @@ func TestWriteStall(t *testing.T) {
 				}
 			}
 		}()
-		for msg := range logged {
-			if strings.Contains(msg, "write blocked") {
-				break
+		timeout := time.After(20 * time.Second)
+	wait:
+		for {
+			select {
+			case msg := <-logged:
+				if strings.Contains(msg, "write blocked") {
+					break wait
+				}
+			case <-timeout:
+				t.Fatal("the server never reported the blocked write")
 			}
 		}
 		// The server gave up: what it wrote is followed by the end of

@@ -278,8 +278,12 @@ func (s *server) serveConn(serveCtx context.Context, conn net.Conn) {
 	err := sc.readLoop(ctx)
 	stop()
 	shutdown()
-	if werr := sc.w.failure(); errors.Is(err, net.ErrClosed) && werr != nil && !errors.Is(werr, net.ErrClosed) {
-		err = werr // the writer failed and closed the connection
+	// When the writer failed first (the peer stopped reading), it closed
+	// the connection, and the read loop then failed with net.ErrClosed, or
+	// with the cancelled context if it was waiting for memory held by the
+	// blocked responses: report the writer's reason.
+	if werr := sc.w.failure(); err != nil && werr != nil && !errors.Is(werr, net.ErrClosed) {
+		err = werr
 	}
 
 	remote := addrString(conn.RemoteAddr())

@@ -145,6 +145,10 @@ func crossingFloor(work float64, d time.Duration) (float64, error) {
 		return 0, fmt.Errorf("floor relay: %w", err)
 	}
 	defer c.Close()
+	// A stopped (not dead) child must not hang the bench.
+	if err := c.SetDeadline(time.Now().Add(d + 10*time.Second)); err != nil {
+		return 0, err
+	}
 	buf := make([]byte, floorMsg)
 	var lat latencies
 	for end := time.Now().Add(d); time.Now().Before(end); {

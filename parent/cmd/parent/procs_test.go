@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -18,4 +19,10 @@ func TestProxyProcs(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, proxyProcs(tt.flag, tt.available), "flag %d, %d CPUs", tt.flag, tt.available)
 	}
+}
+
+func TestNegativeProcs(t *testing.T) {
+	var stderr strings.Builder
+	assert.Equal(t, 2, run([]string{"--procs", "-1"}, &stderr))
+	assert.Contains(t, stderr.String(), "--procs must be 0")
 }

@@ -71,6 +71,7 @@ bench: ## measure signing throughput and latency, sealed-key create/cold-load, c
 	$(GOBUILD) -o $(BIN)/parent ./parent/cmd/parent
 	$(GOBUILD) -o $(BIN)/nitrosigner ./cmd/nitrosigner
 	$(GOBUILD) -o $(BIN)/kmssim ./cmd/kmssim
+	@command -v h2load >/dev/null || echo "bench: h2load not found; install it (Debian: apt-get install nghttp2-client) to run the h2load-client phases"
 	$(GO) run ./test/bench -bin $(BIN)
 
 .PHONY: tools

@@ -246,9 +246,10 @@ func TestCallTimeout(t *testing.T) {
 	for _, clientDeadline := range []time.Duration{0, 10 * timeout} {
 		// Without a working bound the call would hang: end it as
 		// Canceled after 5 s instead, which fails the test.
-		callCtx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(5*time.Second, cancel)
-		defer cancel()
+		callCtx, cancelCall := context.WithCancel(context.Background())
+		guard := time.AfterFunc(5*time.Second, cancelCall)
+		defer guard.Stop()
+		defer cancelCall()
 		if clientDeadline > 0 {
 			var cancelDeadline context.CancelFunc
 			callCtx, cancelDeadline = context.WithTimeout(callCtx, clientDeadline)

@@ -189,9 +189,11 @@ func TestDeadline(t *testing.T) {
 	c := newClient(t, srv.addr, link.ClientConfig{CallTimeout: 7 * time.Second})
 
 	t.Run("client deadline", func(t *testing.T) {
+		// start before the deadline is set: a pause between the two
+		// would otherwise make the call look early.
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		err := c.Call(ctx, methodBlock, wrapperspb.Bytes(nil), &wrapperspb.BytesValue{})
 		elapsed := time.Since(start)
 		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
@@ -260,7 +262,8 @@ func TestDeadline(t *testing.T) {
 		defer cancel()
 		// Without a working timer the call would hang: end it as
 		// Canceled instead, which fails the test.
-		time.AfterFunc(3*time.Second, cancel)
+		guard := time.AfterFunc(3*time.Second, cancel)
+		defer guard.Stop()
 		start := time.Now()
 		err := c.Call(ctx, methodEcho, wrapperspb.Bytes(nil), &wrapperspb.BytesValue{})
 		elapsed := time.Since(start)

@@ -281,8 +281,10 @@ func (s *server) serveConn(serveCtx context.Context, conn net.Conn) {
 	// When the writer failed first (the peer stopped reading), it closed
 	// the connection, and the read loop then failed with net.ErrClosed, or
 	// with the cancelled context if it was waiting for memory held by the
-	// blocked responses: report the writer's reason.
-	if werr := sc.w.failure(); err != nil && werr != nil && !errors.Is(werr, net.ErrClosed) {
+	// blocked responses: report the writer's reason. A read loop that
+	// failed on its own (a protocol error) keeps its reason.
+	closedUnderIt := errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled)
+	if werr := sc.w.failure(); closedUnderIt && werr != nil && !errors.Is(werr, net.ErrClosed) {
 		err = werr
 	}
 

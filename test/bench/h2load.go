@@ -53,21 +53,17 @@ func grpcBody(req proto.Message) ([]byte, error) {
 
 var h2Succeeded = regexp.MustCompile(`requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded`)
 
-// h2loadRun runs h2load with streams concurrent calls on one connection,
-// either for d or (d == 0) for n calls, and returns the latency of every
-// call it logged and its own CPU time in ns.
-func h2loadRun(bin, addr, body string, streams, n int, d time.Duration, dir string) (latencies, float64, error) {
+// h2loadRun runs h2load with streams concurrent calls on one connection
+// for d and returns the latency of every call it logged and its own CPU
+// time in ns.
+func h2loadRun(bin, addr, body string, streams int, d time.Duration, dir string) (latencies, float64, error) {
 	log := filepath.Join(dir, "h2load.log")
 	_ = os.Remove(log)
 	args := []string{"-c", "1", "-m", strconv.Itoa(streams),
 		"-H", "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 10S",
-		"-d", body, "--log-file", log}
-	if d > 0 {
-		args = append(args, "-D", fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)))
-	} else {
-		args = append(args, "-n", strconv.Itoa(n))
-	}
-	args = append(args, "http://"+addr+signMethod)
+		"-d", body, "--log-file", log,
+		"-D", fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)),
+		"http://" + addr + signMethod}
 	cmd := exec.Command(bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -113,6 +109,9 @@ func h2loadRun(bin, addr, body string, streams, n int, d time.Duration, dir stri
 	if len(lat) == 0 {
 		return nil, 0, errors.New("h2load: no call logged")
 	}
+	if done := string(m[2]); strconv.Itoa(len(lat)) != done {
+		return nil, 0, fmt.Errorf("h2load: %s calls done but %d logged", done, len(lat))
+	}
 	return lat, cpu, nil
 }
 
@@ -148,25 +147,24 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 	if err := os.WriteFile(bodyFile, body, 0o600); err != nil {
 		return result{}, err
 	}
-	if _, _, err := h2loadRun(bin, st.addr, bodyFile, streams, 0, time.Second, st.dir); err != nil {
+	if _, _, err := h2loadRun(bin, st.addr, bodyFile, streams, time.Second, st.dir); err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
 	}
+	// One scrape before and one after give both the call counts and the
+	// CPU figures; scrape waits out the parent's 1-s cache of the
+	// enclave's figures, which also lets the warm-up's last calls finish.
 	s0, err := st.scrape()
 	if err != nil {
 		return result{}, err
 	}
 	ok0, canceled0, failed0 := signOutcomes(s0)
-	p0, e0, err := st.cpu()
+	p0, e0, err := s0.cpu()
 	if err != nil {
 		return result{}, err
 	}
 	start := time.Now()
-	lat, loadCPU, err := h2loadRun(bin, st.addr, bodyFile, streams, 0, d, st.dir)
+	lat, loadCPU, err := h2loadRun(bin, st.addr, bodyFile, streams, d, st.dir)
 	elapsed := time.Since(start)
-	if err != nil {
-		return result{}, err
-	}
-	p1, e1, err := st.cpu()
 	if err != nil {
 		return result{}, err
 	}
@@ -175,6 +173,10 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 		return result{}, err
 	}
 	ok1, canceled1, failed1 := signOutcomes(s1)
+	p1, e1, err := s1.cpu()
+	if err != nil {
+		return result{}, err
+	}
 	// h2load stops at d with up to streams calls in flight, which it does
 	// not log: the parent completes them, or sees them cancelled when
 	// h2load closes the connection.

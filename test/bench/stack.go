@@ -352,6 +352,12 @@ func (st *stack) cpu() (parent, enclave float64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	return s.cpu()
+}
+
+// cpu returns the CPU time, in nanoseconds, that the parent and the
+// enclave report in this scrape.
+func (s series) cpu() (parent, enclave float64, err error) {
 	parent, gotP := s.sum("process_cpu_seconds_total")
 	enclave, gotE := s.sum("nitrosigner_enclave_cpu_seconds_total")
 	if !gotP || !gotE {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -104,6 +105,11 @@ func report(stderr io.Writer, err error) int {
 		return 2
 	case errors.As(err, &serr) && serr.GRPCStatus() != nil:
 		s := serr.GRPCStatus()
+		var rerr *requestError
+		if errors.As(err, &rerr) {
+			fmt.Fprintf(stderr, "nitrosigner: %s: %s (request id %s)\n", s.Code(), printable(s.Message()), printable(rerr.id))
+			return 1
+		}
 		fmt.Fprintf(stderr, "nitrosigner: %s: %s\n", s.Code(), printable(s.Message()))
 		return 1
 	default:
@@ -246,7 +252,8 @@ func (c *cli) withClient(f func(signerv1.SignerServiceClient) error) error {
 	}
 	conn, err := grpc.NewClient(c.cfg.target,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithUserAgent("nitrosigner-cli"))
+		grpc.WithUserAgent("nitrosigner-cli"),
+		grpc.WithUnaryInterceptor(keepRequestID))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", c.cfg.target, err)
 	}
@@ -339,4 +346,33 @@ func noArgs(fs *flag.FlagSet, synopsis string) error {
 		return usagef(synopsis, "unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// requestError is a failed call's status error with the request id the
+// parent gave it, which names the call in the parent's logs.
+type requestError struct {
+	err error
+	id  string
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+// GRPCStatus keeps the status of the wrapped error visible.
+func (e *requestError) GRPCStatus() *status.Status { return status.Convert(e.err) }
+
+// keepRequestID is a client interceptor: a failed call's error carries the
+// x-request-id the parent answered with, so that a user can quote it.
+func keepRequestID(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var header, trailer metadata.MD
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&header), grpc.Trailer(&trailer))...)
+	if err == nil {
+		return nil
+	}
+	for _, md := range []metadata.MD{header, trailer} {
+		if v := md.Get("x-request-id"); len(v) > 0 && v[0] != "" {
+			return &requestError{err: err, id: v[0]}
+		}
+	}
+	return err
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -350,5 +351,30 @@ func TestHoistGlobalFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, hoistGlobalFlags(fs, tt.in), tt.in)
+	}
+}
+
+// TestErrorShowsRequestID: a failed call's message quotes the request id the
+// server answered with (the parent's log lines carry it), and a server that
+// sends none gets the plain message.
+func TestErrorShowsRequestID(t *testing.T) {
+	withID := grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", "req-7f3a"))
+		return h(ctx, req)
+	})
+	for _, tt := range []struct {
+		name string
+		opts []grpc.ServerOption
+		want string
+	}{
+		{"id sent", []grpc.ServerOption{withID}, "nitrosigner: NotFound: key not found (request id req-7f3a)\n"},
+		{"no id", nil, "nitrosigner: NotFound: key not found\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := startServer(t, newFakeSigner(), tt.opts...)
+			code, _, stderr := runCLI(t, "--addr", addr, "keys", "get", "key_00000000000000000000000000000000")
+			assert.Equal(t, 1, code)
+			assert.Equal(t, tt.want, stderr)
+		})
 	}
 }

@@ -268,7 +268,7 @@ func (f *fakeSigner) GetAttestation(ctx context.Context, req *signerv1.GetAttest
 // startServer serves srv on a unix socket in a short temporary directory
 // (socket paths are limited to about 100 bytes) and returns the --addr
 // value for it.
-func startServer(t *testing.T, srv signerv1.SignerServiceServer) string {
+func startServer(t *testing.T, srv signerv1.SignerServiceServer, opts ...grpc.ServerOption) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "ns")
 	require.NoError(t, err)
@@ -276,7 +276,7 @@ func startServer(t *testing.T, srv signerv1.SignerServiceServer) string {
 	sock := filepath.Join(dir, "s")
 	lis, err := net.Listen("unix", sock)
 	require.NoError(t, err)
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	signerv1.RegisterSignerServiceServer(s, srv)
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)

@@ -132,7 +132,7 @@ func crossingFloor(work float64, d time.Duration) (float64, error) {
 		return 0, err
 	}
 	defer func() { _ = echo.Process.Kill(); _ = echo.Wait() }()
-	if err := waitFor(func() bool { _, err := os.Stat(sock); return err == nil }); err != nil {
+	if err := waitFor(5*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }); err != nil {
 		return 0, fmt.Errorf("floor echo: %w", err)
 	}
 	relay, err := start("floor-relay", addr, sock)
@@ -141,7 +141,7 @@ func crossingFloor(work float64, d time.Duration) (float64, error) {
 	}
 	defer func() { _ = relay.Process.Kill(); _ = relay.Wait() }()
 	var c net.Conn
-	if err := waitFor(func() bool { c, err = net.Dial("tcp", addr); return err == nil }); err != nil {
+	if err := waitFor(5*time.Second, func() bool { c, err = net.Dial("tcp", addr); return err == nil }); err != nil {
 		return 0, fmt.Errorf("floor relay: %w", err)
 	}
 	defer c.Close()
@@ -163,15 +163,4 @@ func crossingFloor(work float64, d time.Duration) (float64, error) {
 	}
 	slices.Sort(lat)
 	return lat.pct(50) - work, nil
-}
-
-// waitFor polls ok for up to 5 s.
-func waitFor(ok func() bool) error {
-	for range 500 {
-		if ok() {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after 5 s")
 }

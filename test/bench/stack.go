@@ -149,21 +149,39 @@ func startStack(o options) (_ *stack, err error) {
 
 func (st *stack) path(name string) string { return filepath.Join(st.bin, name) }
 
+// waitFor polls ok every 10 ms until it reports true or limit has passed.
+func waitFor(limit time.Duration, ok func() bool) error {
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		if ok() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v", limit)
+		}
+	}
+}
+
 // waitKMS waits until kmssim has written its key's ARN and accepts
 // connections, and returns the ARN.
 func waitKMS(addr, arnFile string) (string, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		arn, err := os.ReadFile(arnFile)
-		if err == nil && len(bytes.TrimSpace(arn)) > 0 {
-			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-				c.Close()
-				return string(bytes.TrimSpace(arn)), nil
-			}
+	var arn []byte
+	err := waitFor(30*time.Second, func() bool {
+		b, err := os.ReadFile(arnFile)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		arn = bytes.TrimSpace(b)
+		return true
+	})
+	if err != nil {
+		return "", errors.New("did not come up within 30 s")
 	}
-	return "", errors.New("did not come up within 30 s")
+	return string(arn), nil
 }
 
 func (st *stack) startEnclave() error {
@@ -212,34 +230,31 @@ const pushGrace = 500 * time.Millisecond
 // waitHealth polls the parent's gRPC health until it reports want.
 func waitHealth(ctx context.Context, conn *grpc.ClientConn, want healthpb.HealthCheckResponse_ServingStatus) error {
 	cl := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err := waitFor(30*time.Second, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		r, err := cl.Check(cctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == want {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && r.GetStatus() == want
+	})
+	if err != nil {
+		return fmt.Errorf("the parent's health did not turn %v within 30 s", want)
 	}
-	return fmt.Errorf("the parent's health did not turn %v within 30 s", want)
+	return nil
 }
 
 // waitReady polls GetAttestation through the parent until it succeeds.
 func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
 	cl := signerv1.NewSignerServiceClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
 	var err error
-	for time.Now().Before(deadline) {
+	if waitFor(30*time.Second, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		_, err = cl.GetAttestation(cctx, &signerv1.GetAttestationRequest{Nonce: []byte("nitrosigner bench")})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) != nil {
+		return fmt.Errorf("the stack did not answer GetAttestation within 30 s: %w", err)
 	}
-	return fmt.Errorf("the stack did not answer GetAttestation within 30 s: %w", err)
+	return nil
 }
 
 func terminate(c *exec.Cmd) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -256,6 +257,9 @@ func BenchmarkSignMessageEd25519(b *testing.B) {
 func BenchmarkRawSignParallel(b *testing.B) {
 	s, _ := sign.Lookup(signerv1.Algorithm_ALGORITHM_SECP256K1)
 	priv, _, _ := s.Generate()
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		d := make([]byte, 32)
 		for pb.Next() {
@@ -265,6 +269,10 @@ func BenchmarkRawSignParallel(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }
 
 func TestPackRoundTrip(t *testing.T) {

@@ -56,6 +56,11 @@ func (rb *rawBench) measure(benchtime time.Duration) (rawFigures, error) {
 	if err != nil {
 		return rawFigures{}, fmt.Errorf("raw benchmark: %v\n%s", err, out)
 	}
+	return parseRaw(out)
+}
+
+// parseRaw reads the raw figures from the benchmarks' output.
+func parseRaw(out []byte) (rawFigures, error) {
 	m1, m2 := parallelLine.FindSubmatch(out), singleLine.FindSubmatch(out)
 	if m1 == nil || m2 == nil {
 		return rawFigures{}, fmt.Errorf("raw benchmark: no result in\n%s", out)

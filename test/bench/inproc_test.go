@@ -1,0 +1,39 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Output of the sign package's test binary, as `make bench` runs it.
+const rawOutput = `goos: linux
+goarch: amd64
+pkg: github.com/nitrosigner/nitrosigner/enclave/internal/sign
+cpu: Intel(R) Xeon(R) Processor
+BenchmarkSignDigestSecp256k1-2   	   76285	     47119 ns/op	    1704 B/op	      31 allocs/op
+BenchmarkRawSignParallel-2       	  141092	     25460 ns/op	     50708 cpu-ns/op
+PASS
+`
+
+func TestParseRaw(t *testing.T) {
+	r, err := parseRaw([]byte(rawOutput))
+	require.NoError(t, err)
+	assert.Equal(t, rawFigures{perOp: 25460, cpu: 50708, single: 47119}, r)
+	assert.InDelta(t, 39277, r.rate(), 1)
+}
+
+func TestParseRawRefusesIncompleteOutput(t *testing.T) {
+	for name, out := range map[string]string{
+		"no CPU metric":  "BenchmarkSignDigestSecp256k1-2 1 47119 ns/op\nBenchmarkRawSignParallel-2 1 25460 ns/op\n",
+		"no lone figure": "BenchmarkRawSignParallel-2 1 25460 ns/op 50708 cpu-ns/op\n",
+		"a failed run":   "--- FAIL: BenchmarkRawSignParallel\nFAIL\n",
+		"one P, not two": "BenchmarkSignDigestSecp256k1 1 47119 ns/op\nBenchmarkRawSignParallel 1 25460 ns/op 50708 cpu-ns/op\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseRaw([]byte(out))
+			assert.Error(t, err)
+		})
+	}
+}

@@ -35,7 +35,8 @@ const topHelp = `Commands:
   keys disable ID | keys enable ID                         stop / resume signing with a key
   keys rotate ID [--kms-key ARN]                           re-seal a key under a new data key
   keys delete ID                                           destroy a key (crypto-shred)
-  sign --key ID --digest HEX | --message HEX               sign a raw payload
+  sign --key ID --digest HEX | --message HEX | --message-file PATH
+                                                           sign a raw payload
   sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
   sign btc-sighash --key ID --sighash HEX --scheme ecdsa|schnorr
                                                            sign a chain payload

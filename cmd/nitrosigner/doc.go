@@ -10,7 +10,7 @@
 //	nitrosigner [global flags] keys disable|enable ID
 //	nitrosigner [global flags] keys rotate ID [--kms-key ARN]
 //	nitrosigner [global flags] keys delete ID --yes
-//	nitrosigner [global flags] sign --key ID (--digest HEX | --message HEX)
+//	nitrosigner [global flags] sign --key ID (--digest HEX | --message HEX | --message-file PATH)
 //	nitrosigner [global flags] sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
 //	nitrosigner [global flags] sign btc-sighash --key ID --sighash HEX --scheme ecdsa|schnorr
 //	nitrosigner [global flags] attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug] [--max-age D]

@@ -22,7 +22,7 @@ const (
 	deleteSynopsis  = "nitrosigner [global flags] keys delete ID --yes"
 	listSynopsis    = "nitrosigner [global flags] keys list [--page-size N]"
 	getSynopsis     = "nitrosigner [global flags] keys get ID"
-	signSynopsis    = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX"
+	signSynopsis    = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX | --message-file PATH"
 )
 
 const keysHelp = `Subcommands:
@@ -228,8 +228,10 @@ func (c *cli) keysLifecycle(ctx context.Context, sub string, args []string) erro
 }
 
 const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1: a 32-byte
-digest signed as is; the answer is r || s || v) and --message (ed25519: the
-message itself). HEX may start with 0x.`
+digest signed as is; the answer is r || s || v), --message (ed25519: the
+message itself) and --message-file (the same message, read as raw bytes from
+a file, or from standard input with -; for messages too long for a command
+line). HEX may start with 0x.`
 
 func (c *cli) sign(ctx context.Context, args []string) error {
 	if len(args) > 0 && chainKinds[args[0]] {
@@ -239,6 +241,7 @@ func (c *cli) sign(ctx context.Context, args []string) error {
 	keyID := fs.String("key", "", "`id` of the key to sign with (required)")
 	digest := fs.String("digest", "", "32-byte digest to sign, in `hex` (secp256k1)")
 	message := fs.String("message", "", "message to sign, in `hex` (ed25519)")
+	messageFile := fs.String("message-file", "", "`file` holding the message to sign as raw bytes, - for standard input (ed25519)")
 	if err := parseFlags(fs, args, c.stdout, signSynopsis, signHelp); err != nil {
 		return err
 	}
@@ -249,17 +252,24 @@ func (c *cli) sign(ctx context.Context, args []string) error {
 	if *keyID == "" {
 		return usagef(signSynopsis, "--key is required")
 	}
-	if set["digest"] == set["message"] {
-		return usagef(signSynopsis, "give exactly one of --digest and --message")
+	if n := btoi(set["digest"]) + btoi(set["message"]) + btoi(set["message-file"]); n != 1 {
+		return usagef(signSynopsis, "give exactly one of --digest, --message and --message-file")
 	}
 	req := &signerv1.SignRequest{KeyId: *keyID}
-	if set["digest"] {
+	switch {
+	case set["digest"]:
 		b, err := parseHex(signSynopsis, "digest", *digest)
 		if err != nil {
 			return err
 		}
 		req.Payload = &signerv1.SignRequest_Digest{Digest: b}
-	} else {
+	case set["message-file"]:
+		b, err := readPayloadFile(signSynopsis, "message-file", *messageFile)
+		if err != nil {
+			return err
+		}
+		req.Payload = &signerv1.SignRequest_Message{Message: b}
+	default:
 		b, err := parseHex(signSynopsis, "message", *message)
 		if err != nil {
 			return err

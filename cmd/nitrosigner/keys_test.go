@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -99,6 +101,25 @@ func TestRequests(t *testing.T) {
 	code, _, _ = runCLI(t, "--addr", addr, "sign", "--key", keyEd, "--message", "68656c6c6f")
 	require.Equal(t, 0, code)
 	assert.Equal(t, []byte("hello"), fake.lastSign.GetMessage())
+
+	// A message at the size limit is too long for one command-line
+	// argument in hex (Linux allows 128 KiB); --message-file reads it raw.
+	long := make([]byte, 64<<10)
+	for i := range long {
+		long[i] = byte(i * 7)
+	}
+	path := filepath.Join(t.TempDir(), "msg.bin")
+	require.NoError(t, os.WriteFile(path, long, 0o600))
+	code, _, stderr := runCLI(t, "--addr", addr, "sign", "--key", keyEd, "--message-file", path)
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, long, fake.lastSign.GetMessage())
+	assert.Nil(t, fake.lastSign.GetDigest())
+
+	chainStdin = strings.NewReader("from stdin\n")
+	t.Cleanup(func() { chainStdin = os.Stdin })
+	code, _, stderr = runCLI(t, "--addr", addr, "sign", "--key", keyEd, "--message-file", "-")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, []byte("from stdin\n"), fake.lastSign.GetMessage())
 
 	code, _, _ = runCLI(t, "--addr", addr, "keys", "list")
 	require.Equal(t, 0, code)

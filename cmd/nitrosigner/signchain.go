@@ -84,7 +84,7 @@ BIP-341 tweaked key (key path), with --merkle-root for an output that also
 has a script tree.`
 )
 
-// chainStdin is what --file - reads.
+// chainStdin is what --file - and --message-file - read.
 var chainStdin io.Reader = os.Stdin
 
 // maxPayloadFile bounds what --file reads: gRPC's default message limit.
@@ -143,23 +143,23 @@ func (p *payloadFlags) parse(c *cli, args []string, help string) ([]byte, error)
 	if *p.keyID == "" {
 		return nil, usagef(p.synopsis, "--key is required")
 	}
-	return readPayloadFile(p.synopsis, *p.file)
+	return readPayloadFile(p.synopsis, "file", *p.file)
 }
 
 // readPayloadFile reads path, or standard input for "-". Problems are usage
 // errors: they are found before the server is contacted.
-func readPayloadFile(synopsis, path string) ([]byte, error) {
+func readPayloadFile(synopsis, flag, path string) ([]byte, error) {
 	var r io.Reader
 	name := path
 	switch path {
 	case "":
-		return nil, usagef(synopsis, "--file is required (- reads standard input)")
+		return nil, usagef(synopsis, "--%s is required (- reads standard input)", flag)
 	case "-":
 		r, name = chainStdin, "standard input"
 	default:
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, usagef(synopsis, "--file: %v", err)
+			return nil, usagef(synopsis, "--%s: %v", flag, err)
 		}
 		defer f.Close()
 		r = f
@@ -167,11 +167,11 @@ func readPayloadFile(synopsis, path string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxPayloadFile+1))
 	switch {
 	case err != nil:
-		return nil, usagef(synopsis, "--file: read %s: %v", name, err)
+		return nil, usagef(synopsis, "--%s: read %s: %v", flag, name, err)
 	case len(b) > maxPayloadFile:
-		return nil, usagef(synopsis, "--file: %s is larger than %d bytes", name, maxPayloadFile)
+		return nil, usagef(synopsis, "--%s: %s is larger than %d bytes", flag, name, maxPayloadFile)
 	case len(b) == 0:
-		return nil, usagef(synopsis, "--file: %s is empty", name)
+		return nil, usagef(synopsis, "--%s: %s is empty", flag, name)
 	}
 	return b, nil
 }

@@ -164,7 +164,7 @@ func TestAttest(t *testing.T) {
 			name:       "malformed pcrs file",
 			pcrs:       `{"PCR0": "zz"}`,
 			wantCode:   2,
-			wantStderr: "nitrosigner: --pcrs: ",
+			wantStderr: "nitrosigner: InvalidArgument: --pcrs: ",
 		},
 	}
 	for _, tt := range tests {
@@ -411,7 +411,7 @@ func TestAttestOffline(t *testing.T) {
 		{name: "empty time", args: []string{"--doc", blockyDoc, "--at", ""}, wantCode: 2, wantStderr: `--at: "" is neither`},
 		{name: "time overflow", args: []string{"--doc", blockyDoc, "--at", "99999999999999999999"}, wantCode: 2, wantStderr: "not a Unix time in milliseconds"},
 		{name: "negative max age", args: []string{"--doc", blockyDoc, "--max-age", "-1s"}, wantCode: 2, wantStderr: "--max-age must not be negative"},
-		{name: "missing file", args: []string{"--doc", "/nonexistent/doc.cbor"}, wantCode: 2, wantStderr: "nitrosigner: --doc: "},
+		{name: "missing file", args: []string{"--doc", "/nonexistent/doc.cbor"}, wantCode: 2, wantStderr: "nitrosigner: InvalidArgument: --doc: "},
 		{name: "not a document", args: []string{"--doc", writeDoc(t, []byte("hello"))}, wantCode: 2, wantStderr: "not an attestation document in CBOR, hex or base64"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -54,8 +55,8 @@ Run "nitrosigner COMMAND --help" for the flags of a command.`
 var errHelpShown = errors.New("help shown")
 
 // usageError is a mistake in the command line (including the contents of
-// files it names). It is reported before the server is contacted and exits
-// with status 2.
+// files it names). It is reported before the server is contacted, as
+// "nitrosigner: InvalidArgument: ...", and exits with status 2.
 type usageError struct {
 	msg      string
 	synopsis string // printed as "usage: ..." when not empty
@@ -99,7 +100,9 @@ func report(stderr io.Writer, err error) int {
 	case err == nil, errors.Is(err, errHelpShown):
 		return 0
 	case errors.As(err, &uerr):
-		fmt.Fprintf(stderr, "nitrosigner: %s\n", uerr.msg)
+		// The code name a server would give the same mistake, so that
+		// scripts can match every refusal the same way.
+		fmt.Fprintf(stderr, "nitrosigner: %s: %s\n", codes.InvalidArgument, uerr.msg)
 		if uerr.synopsis != "" {
 			fmt.Fprintf(stderr, "usage: %s\n", uerr.synopsis)
 		}

@@ -104,6 +104,9 @@ func TestErrors(t *testing.T) {
 			assert.Equal(t, tt.wantCode, code)
 			assert.Empty(t, stdout)
 			assert.True(t, strings.HasPrefix(stderr, "nitrosigner: "), "stderr %q", stderr)
+			if tt.wantCode == 2 { // refused before any call, with the code a server would give
+				assert.True(t, strings.HasPrefix(stderr, "nitrosigner: InvalidArgument: "), "stderr %q", stderr)
+			}
 			for _, s := range tt.wantStderr {
 				assert.Contains(t, stderr, s)
 			}

@@ -65,5 +65,7 @@
 // 0 on success (and for --help), 1 when the server or a verification fails
 // (stderr reads "nitrosigner: <gRPC code>: <message>" for server errors, e.g.
 // "nitrosigner: NotFound: key not found"), 2 for usage errors, which are
-// detected before the server is contacted.
+// detected before the server is contacted and read
+// "nitrosigner: InvalidArgument: <message>", e.g.
+// "nitrosigner: InvalidArgument: --digest is not valid hex".
 package main

@@ -82,7 +82,34 @@ done
 key_arn=$(<"$run/kmssim/key-arn")
 enclave_cmd=("${enclave_cmd[@]/KEY_ARN/$key_arn}")
 
-"${enclave_cmd[@]}" 2> >(sed -u 's/^/[enclave] /' >&2) &
+# The enclave is started again when it exits, as its supervisor does on a
+# Nitro host: the parent notices, reconnects and reloads sealed keys on their
+# next use. An enclave that keeps exiting within seconds of its start stops
+# the whole stack instead.
+supervise_enclave() {
+	local child='' rc started quick=0
+	trap '[[ -n $child ]] && kill -TERM "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM INT
+	while :; do
+		started=$SECONDS
+		"${enclave_cmd[@]}" 2> >(sed -u 's/^/[enclave] /' >&2) &
+		child=$!
+		rc=0
+		wait "$child" || rc=$?
+		child=''
+		if ((SECONDS - started < 5)); then
+			quick=$((quick + 1))
+		else
+			quick=0
+		fi
+		if ((quick >= 3)); then
+			echo "run-local: the enclave exited (status $rc) three times within seconds of its start; stopping" >&2
+			exit 1
+		fi
+		echo "run-local: the enclave exited (status $rc); starting it again" >&2
+		sleep 1
+	done
+}
+supervise_enclave &
 pids+=($!)
 # The parent takes AWS credentials from the environment here (on EC2: the
 # instance role via IMDSv2); nothing from the user's ~/.aws is read.
@@ -146,8 +173,12 @@ Or with grpcurl (server reflection is on):
 Metrics (Prometheus text format):
   curl -s http://$metrics/metrics | grep '^nitrosigner_'
 
+The enclave is restarted if it exits: try 'pkill -f bin/enclave', then sign
+again; the parent reconnects and reloads the key from its sealed blob.
+
 Press Ctrl-C to stop.
 MSG
 
-# Exit when either process dies; the trap stops the other.
+# Exit when a process dies (the enclave's supervisor only gives up on an
+# enclave that keeps failing); the trap stops the others.
 wait -n "${pids[@]}"

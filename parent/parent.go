@@ -77,7 +77,8 @@ type Config struct {
 	// loopback or a private network. Empty: no metrics listener.
 	MetricsListen string
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
-	// health status. Default 2 s.
+	// health status. A lost or new connection to the enclave triggers a
+	// ping at once. Default 2 s.
 	HealthInterval time.Duration
 	// Logger receives operator logs. Default slog.Default().
 	Logger *slog.Logger
@@ -231,11 +232,22 @@ func Run(ctx context.Context, cfg Config) error {
 	// A new connection may be a restarted enclave, which has lost the AWS
 	// credentials it needs for KMS: push them on every (re)connect.
 	var onConnect atomic.Pointer[func(context.Context) error]
+	// A lost or new connection makes the health watcher ping the enclave
+	// at once instead of at its next tick, so that health checks see an
+	// enclave go down or come back within milliseconds.
+	recheck := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case recheck <- struct{}{}:
+		default:
+		}
+	}
 	lc, err := link.NewClient(link.ClientConfig{
 		Dial:        func(ctx context.Context) (net.Conn, error) { return dial(ctx, "") },
 		CallTimeout: cfg.CallTimeout,
 		Logger:      log.With("component", "link"),
 		OnConnect: func() {
+			defer kick()
 			push := onConnect.Load()
 			if push == nil {
 				return
@@ -244,6 +256,7 @@ func Run(ctx context.Context, cfg Config) error {
 				log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", err)
 			}
 		},
+		OnDisconnect: kick,
 	})
 	if err != nil {
 		return fmt.Errorf("parent: %w", err)
@@ -330,7 +343,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error {
-		watchEnclave(gctx, svc, hs, cfg.HealthInterval, log, onCreds)
+		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds)
 		return nil
 	})
 	if pusher != nil {
@@ -381,10 +394,10 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // watchEnclave drives the gRPC health status (overall and per service) from
-// periodic pings of the enclave.
+// pings of the enclave: every interval, and at once when recheck fires.
 // onUp, if set, runs each time the enclave becomes reachable (a restarted
 // enclave needs its AWS credentials again).
-func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, log *slog.Logger, onUp func(context.Context) error) {
+func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, recheck <-chan struct{}, log *slog.Logger, onUp func(context.Context) error) {
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -416,6 +429,7 @@ func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, ev
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-recheck:
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,6 +211,59 @@ func TestBadTLSFiles(t *testing.T) {
 
 // TestCallTimeout checks that --call-timeout bounds a forwarded call even
 // when the client allows it longer, or sets no deadline.
+// TestHealthFollowsTheLink: the health status turns NOT_SERVING as soon as
+// the enclave's connection is lost and SERVING as soon as one is made again,
+// without waiting for the periodic ping (an hour here).
+func TestHealthFollowsTheLink(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "enclave.sock")
+	serve := func() (stop func()) {
+		l, err := net.Listen("unix", sock)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() {
+			served <- link.Serve(ctx, l, link.ServerConfig{
+				Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+					return resp, nil // empty answers: Ping, GetStats, Sign
+				},
+			})
+		}()
+		return sync.OnceFunc(func() { cancel(); <-served })
+	}
+	stop := serve()
+	t.Cleanup(func() { stop() })
+	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(), HealthInterval: time.Hour})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	serving := func() healthpb.HealthCheckResponse_ServingStatus {
+		r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: signerv1.SignerService_ServiceDesc.ServiceName})
+		if err != nil {
+			return healthpb.HealthCheckResponse_UNKNOWN
+		}
+		return r.GetStatus()
+	}
+	is := func(want healthpb.HealthCheckResponse_ServingStatus, what string) {
+		t.Helper()
+		require.Eventually(t, func() bool { return serving() == want }, 2*time.Second, 5*time.Millisecond, what)
+	}
+	is(healthpb.HealthCheckResponse_SERVING, "the first ping")
+
+	stop()
+	is(healthpb.HealthCheckResponse_NOT_SERVING, "after the enclave went away")
+
+	stop = serve()
+	// Any call reconnects; the new connection triggers a ping.
+	client := signerv1.NewSignerServiceClient(conn)
+	require.Eventually(t, func() bool {
+		_, err := client.Sign(t.Context(), &signerv1.SignRequest{KeyId: "key_00000000000000000000000000000000",
+			Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}})
+		return status.Code(err) != codes.Unavailable
+	}, 5*time.Second, 20*time.Millisecond)
+	is(healthpb.HealthCheckResponse_SERVING, "after the enclave came back")
+}
+
 func TestCallTimeout(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "enclave.sock")
 	l, err := net.Listen("unix", sock)

@@ -66,6 +66,12 @@ type ClientConfig struct {
 	// connection is established (the first and every reconnect), e.g. to
 	// hand a restarted peer state it lost. It may call the client.
 	OnConnect func()
+
+	// OnDisconnect, if set, runs on its own goroutine each time an
+	// established connection is lost (not when Close ends it), e.g. to
+	// report the peer down at once. It may call the client; [Client.Close]
+	// waits for it.
+	OnDisconnect func()
 }
 
 // Client is the parent's end of the link: it multiplexes calls from any
@@ -84,6 +90,7 @@ type Client struct {
 	callTimeout  time.Duration
 	dialTimeout  time.Duration
 	onConnect    func()
+	onDisconnect func()
 	writeTimeout time.Duration
 	log          *slog.Logger
 
@@ -111,6 +118,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		callTimeout:  cfg.CallTimeout,
 		dialTimeout:  cfg.DialTimeout,
 		onConnect:    cfg.OnConnect,
+		onDisconnect: cfg.OnDisconnect,
 		writeTimeout: cfg.WriteTimeout,
 		log:          cfg.Logger,
 	}
@@ -462,9 +470,15 @@ func (cc *clientConn) fail(err error) {
 	cc.calls = nil
 	cc.mu.Unlock()
 
+	lost = lost && !errors.Is(err, errClientClosed)
+	if lost && cc.c.onDisconnect != nil {
+		// Before closing: the connection's own goroutines are still
+		// running, so Close cannot be waiting on an idle WaitGroup.
+		cc.c.goTracked(cc.c.onDisconnect)
+	}
 	cc.conn.Close()
 	cc.w.stop(err)
-	if lost && !errors.Is(err, errClientClosed) {
+	if lost {
 		cc.c.log.Warn("link: connection lost", "error", err, "pending", len(calls))
 	}
 

@@ -436,6 +436,44 @@ func TestPeerDiesMidCall(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second)
 }
 
+// TestConnectionHooks: OnConnect runs for each new connection and
+// OnDisconnect for each lost one, but not when Close ends the connection.
+func TestConnectionHooks(t *testing.T) {
+	path := socketPath(t)
+	connected, disconnected := make(chan struct{}, 4), make(chan struct{}, 4)
+	c := newClient(t, path, link.ClientConfig{
+		OnConnect:    func() { connected <- struct{}{} },
+		OnDisconnect: func() { disconnected <- struct{}{} },
+	})
+	echo := func() error { return c.Call(t.Context(), methodEcho, wrapperspb.Bytes(nil), &wrapperspb.BytesValue{}) }
+	wait := func(ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s", what)
+		}
+	}
+
+	srv := startServer(t, path, link.ServerConfig{})
+	require.NoError(t, echo())
+	wait(connected, "OnConnect for the first connection")
+	srv.stop()
+	wait(disconnected, "OnDisconnect when the server went away")
+
+	startServer(t, path, link.ServerConfig{})
+	require.Eventually(t, func() bool { return echo() == nil }, 5*time.Second, 20*time.Millisecond)
+	wait(connected, "OnConnect for the new connection")
+
+	require.NoError(t, c.Close())
+	select {
+	case <-disconnected:
+		t.Fatal("OnDisconnect ran for Close")
+	case <-time.After(100 * time.Millisecond):
+	}
+	assert.Empty(t, connected)
+}
+
 func TestClose(t *testing.T) {
 	started := make(chan struct{}, 1)
 	srv := startServer(t, "", link.ServerConfig{Handler: testHandler(started)})

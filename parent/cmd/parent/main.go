@@ -54,6 +54,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "parent: --procs must be 0 (half the CPUs) or more, got %d\n", *procs)
 		return 2
 	}
+	if cfg.HealthInterval <= 0 {
+		fmt.Fprintf(stderr, "parent: --health-interval must be positive, got %v\n", cfg.HealthInterval)
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "parent: --log-level: %v\n", err)

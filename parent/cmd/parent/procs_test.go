@@ -26,3 +26,11 @@ func TestNegativeProcs(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"--procs", "-1"}, &stderr))
 	assert.Contains(t, stderr.String(), "--procs must be 0")
 }
+
+func TestBadHealthInterval(t *testing.T) {
+	for _, v := range []string{"0s", "-1s"} {
+		var stderr strings.Builder
+		assert.Equal(t, 2, run([]string{"--health-interval", v}, &stderr))
+		assert.Contains(t, stderr.String(), "--health-interval must be positive")
+	}
+}

@@ -209,8 +209,6 @@ func TestBadTLSFiles(t *testing.T) {
 	require.ErrorContains(t, err, "TLS key pair")
 }
 
-// TestCallTimeout checks that --call-timeout bounds a forwarded call even
-// when the client allows it longer, or sets no deadline.
 // TestHealthFollowsTheLink: the health status turns NOT_SERVING as soon as
 // the enclave's connection is lost and SERVING as soon as one is made again,
 // without waiting for the periodic ping (an hour here).
@@ -264,6 +262,8 @@ func TestHealthFollowsTheLink(t *testing.T) {
 	is(healthpb.HealthCheckResponse_SERVING, "after the enclave came back")
 }
 
+// TestCallTimeout checks that --call-timeout bounds a forwarded call even
+// when the client allows it longer, or sets no deadline.
 func TestCallTimeout(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "enclave.sock")
 	l, err := net.Listen("unix", sock)

@@ -87,15 +87,15 @@ enclave_cmd=("${enclave_cmd[@]/KEY_ARN/$key_arn}")
 # next use. An enclave that keeps exiting within seconds of its start stops
 # the whole stack instead.
 supervise_enclave() {
-	local child='' rc started quick=0
-	trap '[[ -n $child ]] && kill -TERM "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM INT
+	local rc started quick=0
+	# Every job of this subshell: also an enclave started just before the
+	# signal, whose pid is not recorded yet.
+	trap 'kill -TERM $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; exit 0' TERM INT
 	while :; do
 		started=$SECONDS
 		"${enclave_cmd[@]}" 2> >(sed -u 's/^/[enclave] /' >&2) &
-		child=$!
 		rc=0
-		wait "$child" || rc=$?
-		child=''
+		wait $! || rc=$?
 		if ((SECONDS - started < 5)); then
 			quick=$((quick + 1))
 		else

@@ -30,6 +30,8 @@ import (
 
 func TestErrors(t *testing.T) {
 	digest := strings.Repeat("00", 32)
+	bigMessageFile := filepath.Join(t.TempDir(), "big.bin")
+	require.NoError(t, os.WriteFile(bigMessageFile, make([]byte, 64<<10+1), 0o600))
 	tests := []struct {
 		name       string
 		args       []string // after --addr
@@ -64,6 +66,8 @@ func TestErrors(t *testing.T) {
 			[]string{"--message-file:", "no such file"}, 0},
 		{"empty message file name", []string{"sign", "--key", keyEd, "--message-file", ""}, 2,
 			[]string{"--message-file is required"}, 0},
+		{"message file over the limit", []string{"sign", "--key", keyEd, "--message-file", bigMessageFile}, 2,
+			[]string{"--message-file: 65537 bytes; a message is at most 65536 bytes"}, 0},
 		{"sign without key", []string{"sign", "--digest", digest}, 2, []string{"--key is required"}, 0},
 		{"sign extra argument", []string{"sign", "--key", keySecp, "--digest", digest, "x"}, 2,
 			[]string{`unexpected argument "x"`}, 0},

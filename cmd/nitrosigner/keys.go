@@ -227,6 +227,10 @@ func (c *cli) keysLifecycle(ctx context.Context, sub string, args []string) erro
 	})
 }
 
+// maxMessage is the service's limit on a raw message (MaxMessageSize in the
+// parent and the enclave), checked here before anything is sent.
+const maxMessage = 64 << 10
+
 const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1: a 32-byte
 digest signed as is; the answer is r || s || v), --message (ed25519: the
 message itself) and --message-file (the same message, read as raw bytes from
@@ -267,6 +271,9 @@ func (c *cli) sign(ctx context.Context, args []string) error {
 		b, err := readPayloadFile(signSynopsis, "message-file", *messageFile)
 		if err != nil {
 			return err
+		}
+		if len(b) > maxMessage {
+			return usagef(signSynopsis, "--message-file: %d bytes; a message is at most %d bytes", len(b), maxMessage)
 		}
 		req.Payload = &signerv1.SignRequest_Message{Message: b}
 	default:

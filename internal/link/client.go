@@ -64,13 +64,14 @@ type ClientConfig struct {
 
 	// OnConnect, if set, runs on its own goroutine after each new
 	// connection is established (the first and every reconnect), e.g. to
-	// hand a restarted peer state it lost. It may call the client.
+	// hand a restarted peer state it lost. It may make calls, but must not
+	// call Close, which waits for it.
 	OnConnect func()
 
 	// OnDisconnect, if set, runs on its own goroutine each time an
 	// established connection is lost (not when Close ends it), e.g. to
-	// report the peer down at once. It may call the client; [Client.Close]
-	// waits for it.
+	// report the peer down at once. It may make calls, but must not call
+	// Close, which waits for it.
 	OnDisconnect func()
 }
 
@@ -457,24 +458,29 @@ func (cc *clientConn) failure() error {
 // with a status error for err and makes the client dial again. Only the
 // first call has an effect.
 func (cc *clientConn) fail(err error) {
-	// Stop handing out this connection first, so that a call that finds
-	// it failed gets a new one when it retries.
-	lost := cc.c.cur.CompareAndSwap(cc, nil)
 	cc.mu.Lock()
 	if cc.calls == nil {
 		cc.mu.Unlock()
 		return
 	}
+	// Stop handing out this connection before a call can find it failed
+	// (register sees calls == nil), so that the call gets a new one when
+	// it retries. Only the fail that gets here reports the loss.
+	lost := cc.c.cur.CompareAndSwap(cc, nil) && !errors.Is(err, errClientClosed)
 	cc.err = err
 	calls := cc.calls
 	cc.calls = nil
 	cc.mu.Unlock()
 
-	lost = lost && !errors.Is(err, errClientClosed)
 	if lost && cc.c.onDisconnect != nil {
-		// Before closing: the connection's own goroutines are still
-		// running, so Close cannot be waiting on an idle WaitGroup.
-		cc.c.goTracked(cc.c.onDisconnect)
+		// Under c.mu, unless Close has begun: Close sets closed under
+		// c.mu before it waits for the tracked goroutines, so this Add
+		// never races with that Wait.
+		cc.c.mu.Lock()
+		if !cc.c.closed {
+			cc.c.goTracked(cc.c.onDisconnect)
+		}
+		cc.c.mu.Unlock()
 	}
 	cc.conn.Close()
 	cc.w.stop(err)

@@ -44,6 +44,10 @@ build: ## build enclave, parent and the nitrosigner CLI into bin/
 build-nosim: ## build the production enclave binary (no simulator code)
 	$(GOBUILD) -tags nosim -o $(BIN)/enclave-nosim ./enclave/cmd/enclave
 
+.PHONY: print-grpcurl
+print-grpcurl: ## print where the pinned grpcurl lives (make grpcurl installs it there)
+	@echo $(GRPCURL)
+
 .PHONY: run
 run: build $(GRPCURL) ## run enclave (simulated NSM) + parent on localhost, gRPC on 127.0.0.1:50051
 	@GRPCURL=$(GRPCURL) scripts/run-local.sh

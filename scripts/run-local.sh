@@ -8,26 +8,29 @@
 # Ctrl-C stops everything.
 #
 # Usage: scripts/run-local.sh [--dry-run]
+# The environment may move it (tests do): NITROSIGNER_BIN (binaries, default
+# bin/), NITROSIGNER_RUN_DIR (state, default .run/), NITROSIGNER_ADDR,
+# NITROSIGNER_KMS_ADDR and NITROSIGNER_METRICS_ADDR (host:port).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$PWD
-run=$root/.run
-bin=$root/bin
-addr=127.0.0.1:50051
+run=${NITROSIGNER_RUN_DIR:-$root/.run}
+bin=${NITROSIGNER_BIN:-$root/bin}
+addr=${NITROSIGNER_ADDR:-127.0.0.1:50051}
 grpcurl=${GRPCURL:-grpcurl}
 
 dry=false
 if [[ ${1:-} == --dry-run ]]; then dry=true; fi
 
-kms=127.0.0.1:4566
+kms=${NITROSIGNER_KMS_ADDR:-127.0.0.1:4566}
 region=us-east-1
 # Development credentials for the KMS simulator only; the parent reads them
 # from the environment (the default AWS chain) and pushes them to the enclave.
 access_key=AKIDNITROSIGNERLOCAL
 secret=nitrosigner-local-development-secret
 principal=arn:aws:iam::111122223333:role/nitrosigner-parent
-metrics=127.0.0.1:9464
+metrics=${NITROSIGNER_METRICS_ADDR:-127.0.0.1:9464}
 
 admin=arn:aws:iam::111122223333:role/nitrosigner-key-admin
 
@@ -146,23 +149,29 @@ if [[ -z $k1 ]]; then
 	echo "$k1 $ed" >"$run/demo-keys"
 fi
 
+# The examples name paths as the user typed them from the repository root.
+rel() { local p=${1#"$root"/}; echo "$p"; }
+cli="$(rel "$bin")/nitrosigner"
+[[ $addr == 127.0.0.1:50051 ]] || cli+=" --addr $addr"
+state=$(rel "$run")
+
 cat <<MSG
 
 nitrosigner is running: gRPC on $addr. Enclave with simulated NSM, KMS simulator on
-https://$kms (key $key_arn), sealed keys in .run/blobs; all state in .run/.
-Its key policy admits only this enclave image (.run/kms-policy.json, made by
-'nitrosigner kms-policy' from .run/measurements.json).
+https://$kms (key $key_arn), sealed keys in $state/blobs; all state in $state/.
+Its key policy admits only this enclave image ($state/kms-policy.json, made by
+'nitrosigner kms-policy' from $state/measurements.json).
 Demo keys (sealed under KMS, kept across restarts): $k1 (secp256k1) and $ed (ed25519).
 
 Try it with the CLI:
-  bin/nitrosigner keys list
-  bin/nitrosigner keys get $k1 --json
-  bin/nitrosigner sign --key $k1 --digest 9c22ff5f21f0b81b113e63f7db6da94fedef11b2119b4088b89664fb9a3cb658
-  bin/nitrosigner sign --key $ed --message 68656c6c6f
-  bin/nitrosigner keys create --alg ed25519
-  bin/nitrosigner keys disable $k1      # then sign again: FailedPrecondition; keys enable $k1
-  bin/nitrosigner keys rotate $k1       # new data key; same key and addresses
-  bin/nitrosigner attest --verify --root .run/nsmsim/root.pem --pcrs .run/measurements.json
+  $cli keys list
+  $cli keys get $k1 --json
+  $cli sign --key $k1 --digest 9c22ff5f21f0b81b113e63f7db6da94fedef11b2119b4088b89664fb9a3cb658
+  $cli sign --key $ed --message 68656c6c6f
+  $cli keys create --alg ed25519
+  $cli keys disable $k1      # then sign again: FailedPrecondition; keys enable $k1
+  $cli keys rotate $k1       # new data key; same key and addresses
+  $cli attest --verify --root $state/nsmsim/root.pem --pcrs $state/measurements.json
 
 Or with grpcurl (server reflection is on):
   $grpcurl -plaintext -d '{"key_id":"$k1"}' $addr nitrosigner.v1.SignerService/GetKey
@@ -173,7 +182,7 @@ Or with grpcurl (server reflection is on):
 Metrics (Prometheus text format):
   curl -s http://$metrics/metrics | grep '^nitrosigner_'
 
-The enclave is restarted if it exits: try 'pkill -f bin/enclave', then sign
+The enclave is restarted if it exits: try 'pkill -f $(rel "$bin")/enclave', then sign
 again; the parent reconnects and reloads the key from its sealed blob.
 
 Press Ctrl-C to stop.

@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunLocal runs scripts/run-local.sh, what `make run` runs, with
+// binaries, state and ports of its own: the stack comes up; every CLI,
+// grpcurl and curl example it prints works as printed; the enclave is
+// started again after it is killed and signing works again; SIGINT to the
+// script's process group (Ctrl-C) leaves no process behind, and neither
+// does the parent's death.
+func TestRunLocal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs the whole stack")
+	}
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	dir := sockDir(t) // short: the enclave's unix socket lives under it
+	bin := filepath.Join(dir, "bin")
+	args := []string{"build", "-o", bin + "/"}
+	if raceEnabled {
+		args = append(args, "-race") // reuses the packages this test run compiled
+	}
+	build := exec.Command("go", append(args, "./enclave/cmd/enclave", "./parent/cmd/parent", "./cmd/nitrosigner", "./cmd/kmssim")...)
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	grpcurl := findGrpcurl(root)
+	addr := freeAddr(t)
+	env := append(os.Environ(),
+		"NITROSIGNER_BIN="+bin, "NITROSIGNER_RUN_DIR="+filepath.Join(dir, "run"),
+		"NITROSIGNER_ADDR="+addr, "NITROSIGNER_KMS_ADDR="+freeAddr(t), "NITROSIGNER_METRICS_ADDR="+freeAddr(t),
+		"GRPCURL="+grpcurl)
+	start := func() (*exec.Cmd, *syncBuffer, <-chan error) {
+		t.Helper()
+		var log syncBuffer
+		script := exec.Command("bash", "scripts/run-local.sh")
+		script.Dir, script.Env, script.Stdout, script.Stderr = root, env, &log, &log
+		script.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		require.NoError(t, script.Start())
+		exited := make(chan error, 1)
+		go func() { exited <- script.Wait() }()
+		t.Cleanup(func() {
+			_ = syscall.Kill(-script.Process.Pid, syscall.SIGKILL)
+			if t.Failed() {
+				t.Logf("run-local output:\n%s", log.String())
+			}
+		})
+		return script, &log, exited
+	}
+	waitOutput := func(log *syncBuffer, what string, limit time.Duration) {
+		t.Helper()
+		require.Eventually(t, func() bool { return strings.Contains(log.String(), what) }, limit, 50*time.Millisecond,
+			"no %q in the output", what)
+	}
+	waitExit := func(exited <-chan error, why string) {
+		t.Helper()
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("run-local did not stop %s", why)
+		}
+		require.Eventually(t, func() bool { return len(processesOf(t, bin+"/")) == 0 }, 5*time.Second, 50*time.Millisecond,
+			"processes left %s", why)
+	}
+	script, log, exited := start()
+	waitOutput(log, "Press Ctrl-C to stop.", 2*time.Minute)
+
+	// Every example, verbatim, from the repository root.
+	var cliRan int
+	sc := bufio.NewScanner(strings.NewReader(log.String()))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, bin+"/nitrosigner "):
+			cliRan++
+		case strings.HasPrefix(line, grpcurl+" "):
+			if _, err := os.Stat(grpcurl); err != nil {
+				continue // not installed (make grpcurl)
+			}
+		case strings.HasPrefix(line, "curl "):
+			if _, err := exec.LookPath("curl"); err != nil {
+				continue
+			}
+		default:
+			continue
+		}
+		cmd := exec.Command("bash", "-c", line)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		assert.NoError(t, err, "%s\n%s", line, out)
+	}
+	assert.Equal(t, 8, cliRan, "CLI examples found in the output")
+
+	// The enclave dies; its supervisor starts it again and the parent
+	// reconnects and reloads the key on its next use.
+	demo, err := os.ReadFile(filepath.Join(dir, "run", "demo-keys"))
+	require.NoError(t, err)
+	keys := strings.Fields(string(demo))
+	require.Len(t, keys, 2)
+	enclaves := processesOf(t, bin+"/enclave")
+	require.Len(t, enclaves, 1)
+	require.NoError(t, syscall.Kill(enclaves[0], syscall.SIGKILL))
+	waitOutput(log, "run-local: the enclave exited", 10*time.Second)
+	require.Eventually(t, func() bool {
+		return exec.Command(bin+"/nitrosigner", "--addr", addr, "sign", "--key", keys[1], "--message", "68656c6c6f").Run() == nil
+	}, 15*time.Second, 100*time.Millisecond, "signing after the enclave's restart")
+
+	// Ctrl-C: SIGINT to the whole foreground process group.
+	require.NoError(t, syscall.Kill(-script.Process.Pid, syscall.SIGINT))
+	waitExit(exited, "after Ctrl-C")
+	assert.Contains(t, log.String(), "run-local: stopped")
+
+	// When the parent dies, the script stops the rest itself (SIGTERM to
+	// the KMS simulator and to the enclave's supervisor, which stops the
+	// enclave).
+	_, log, exited = start()
+	waitOutput(log, "Press Ctrl-C to stop.", time.Minute)
+	parents := processesOf(t, bin+"/parent")
+	require.Len(t, parents, 1)
+	require.NoError(t, syscall.Kill(parents[0], syscall.SIGKILL))
+	waitExit(exited, "after the parent died")
+	assert.Contains(t, log.String(), "run-local: stopped")
+}
+
+// findGrpcurl returns the grpcurl that `make grpcurl` installs.
+func findGrpcurl(root string) string {
+	cmd := exec.Command("make", "-s", "--no-print-directory", "print-grpcurl")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "grpcurl"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// processesOf returns the pids of processes whose program path starts with
+// prefix.
+func processesOf(t *testing.T, prefix string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		if argv0, _, _ := bytes.Cut(cmdline, []byte{0}); strings.HasPrefix(string(argv0), prefix) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,31 +20,14 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var urlPattern = regexp.MustCompile(`url=(https://\S+)`)
 
 // instance is a running kmssim command.
 type instance struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	url            string
 	stop           func() int
 }
@@ -56,7 +37,7 @@ type instance struct {
 func launch(t *testing.T, args ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	in := &instance{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	done := make(chan int, 1)
 	env := func(string) string { return "" }
 	go func() { done <- run(ctx, args, env, in.stdout, in.stderr) }()
@@ -150,7 +131,7 @@ func cmdClient(t *testing.T, url, state string) *kms.Client {
 func TestCommandSecretFromEnvironment(t *testing.T) {
 	state := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	env := func(k string) string {
 		if k == "KMSSIM_SECRET_ACCESS_KEY" {
@@ -200,7 +181,7 @@ func TestCommandErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr syncbuf.Buffer
 			code := run(context.Background(), tt.args, func(string) string { return "" }, &stdout, &stderr)
 			assert.Equal(t, tt.code, code)
 			assert.Contains(t, stderr.String(), tt.msg)

@@ -192,21 +192,3 @@ func (e *env) raw(t *testing.T, op string, body []byte, tamper func(*http.Reques
 	require.NoError(t, err)
 	return resp.StatusCode, resp.Header, out
 }
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/kmssim"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 )
 
 func TestKeyManagement(t *testing.T) {
@@ -482,7 +483,7 @@ func mustUUID(t *testing.T, arn string) []byte {
 // TestLogsCarryNoSecrets runs requests with recognisable secrets and checks
 // the log for them.
 func TestLogsCarryNoSecrets(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	e := start(t, kmssim.Config{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx := context.Background()
 	arn := e.createKey(t, "")

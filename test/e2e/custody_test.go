@@ -31,6 +31,7 @@ import (
 	"github.com/nitrosigner/nitrosigner/internal/kmssim"
 	"github.com/nitrosigner/nitrosigner/internal/kmssim/kmssimtest"
 	"github.com/nitrosigner/nitrosigner/internal/s3test"
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -281,7 +282,7 @@ func TestTamperedBlobsRefused(t *testing.T) {
 // key byte string appears anywhere the parent could see.
 func TestNoSecretReachesTheParent(t *testing.T) {
 	w := newWorld(t, worldOptions{tapLink: true, tapKMS: true})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	startEnclaveCfg(t, w.enclaveConfig(t))
 	pc := w.parentConfig()
 	pc.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -421,24 +422,6 @@ func waitReady(t *testing.T, c signerv1.SignerServiceClient) {
 		_, err := c.GetAttestation(ctx(t), &signerv1.GetAttestationRequest{Nonce: []byte("ready")})
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "parent reaches the enclave")
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // imagePolicy is the key policy `nitrosigner kms-policy` makes for the

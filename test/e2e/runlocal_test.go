@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 )
 
 // TestRunLocal runs scripts/run-local.sh, what `make run` runs, with
@@ -46,9 +48,9 @@ func TestRunLocal(t *testing.T) {
 		"NITROSIGNER_BIN="+bin, "NITROSIGNER_RUN_DIR="+filepath.Join(dir, "run"),
 		"NITROSIGNER_ADDR="+addr, "NITROSIGNER_KMS_ADDR="+freeAddr(t), "NITROSIGNER_METRICS_ADDR="+freeAddr(t),
 		"GRPCURL="+grpcurl)
-	start := func() (*exec.Cmd, *syncBuffer, <-chan error) {
+	start := func() (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 		t.Helper()
-		var log syncBuffer
+		var log syncbuf.Buffer
 		script := exec.Command("bash", "scripts/run-local.sh")
 		script.Dir, script.Env, script.Stdout, script.Stderr = root, env, &log, &log
 		script.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -63,7 +65,7 @@ func TestRunLocal(t *testing.T) {
 		})
 		return script, &log, exited
 	}
-	waitOutput := func(log *syncBuffer, what string, limit time.Duration) {
+	waitOutput := func(log *syncbuf.Buffer, what string, limit time.Duration) {
 		t.Helper()
 		require.Eventually(t, func() bool { return strings.Contains(log.String(), what) }, limit, 50*time.Millisecond,
 			"no %q in the output", what)

@@ -75,38 +75,13 @@ type stack struct {
 // called.
 func startParent(t testing.TB, cfg parent.Config) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	listening := make(chan struct{})
 	cfg.OnListen = func(_ net.Addr) { close(listening) }
 	cfg.HealthInterval = 100 * time.Millisecond
 	if cfg.Logger == nil {
 		cfg.Logger = testLog(t)
 	}
-	go func() { done <- parent.Run(ctx, cfg) }()
-	select {
-	case <-listening:
-	case err := <-done:
-		t.Fatalf("parent exited: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("parent did not start")
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("parent did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return runService(t, "parent", 10*time.Second, listening, func(ctx context.Context) error { return parent.Run(ctx, cfg) })
 }
 
 func dialParent(t testing.TB, url string) (*grpc.ClientConn, signerv1.SignerServiceClient) {

@@ -218,32 +218,38 @@ func (tp *tap) bytes() []byte {
 // is called).
 func startEnclaveCfg(t testing.TB, cfg enclave.Config) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	listening := make(chan struct{})
 	cfg.OnListen = func(net.Addr) { close(listening) }
-	go func() { done <- enclave.Run(ctx, cfg) }()
+	return runService(t, "enclave", 30*time.Second, listening, func(ctx context.Context) error { return enclave.Run(ctx, cfg) })
+}
+
+// runService runs run on its own goroutine until the test ends or stop is
+// called, which cancels its context and checks that it returns nil. It
+// returns once listening is closed, and fails the test if run returns first
+// or nothing listens within limit.
+func runService(t testing.TB, name string, limit time.Duration, listening <-chan struct{}, run func(ctx context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
 	select {
 	case <-listening:
 	case err := <-done:
-		t.Fatalf("enclave exited: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("enclave did not start")
+		cancel()
+		t.Fatalf("%s exited: %v", name, err)
+	case <-time.After(limit):
+		cancel()
+		t.Fatalf("%s did not start", name)
 	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
 			assert.NoError(t, err)
 		case <-time.After(10 * time.Second):
-			t.Error("enclave did not stop")
+			t.Errorf("%s did not stop", name)
 		}
-	}
+	})
 	t.Cleanup(stop)
 	return stop
 }

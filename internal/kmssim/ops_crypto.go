@@ -84,15 +84,10 @@ func (s *Server) opEncrypt(c *call, body []byte) ([]byte, *apiError) {
 	if aerr := checkAlgorithm("encryptionAlgorithm", req.EncryptionAlgorithm); aerr != nil {
 		return nil, aerr
 	}
-	ref, aerr := needKeyID(req.KeyId, "keyId")
+	k, aerr := s.callKey(c, req.KeyId, "keyId", true)
 	if aerr != nil {
 		return nil, aerr
 	}
-	k, aerr := s.resolve(ref, "keyId", true)
-	if aerr != nil {
-		return nil, aerr
-	}
-	c.keyID = k.id
 	if aerr := s.useKey(c, "kms:Encrypt", &k, nil, req.DryRun); aerr != nil {
 		return nil, aerr
 	}
@@ -286,15 +281,10 @@ func (s *Server) generateDataKey(c *call, body []byte, action string, plaintext 
 	if aerr != nil {
 		return nil, aerr
 	}
-	ref, aerr := needKeyID(req.KeyId, "keyId")
+	k, aerr := s.callKey(c, req.KeyId, "keyId", true)
 	if aerr != nil {
 		return nil, aerr
 	}
-	k, aerr := s.resolve(ref, "keyId", true)
-	if aerr != nil {
-		return nil, aerr
-	}
-	c.keyID = k.id
 	var r *recipient
 	if plaintext {
 		if r, aerr = s.verifyRecipient(c, req.Recipient); aerr != nil {

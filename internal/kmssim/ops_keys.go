@@ -282,6 +282,16 @@ func (s *Server) opDescribeKey(c *call, body []byte) ([]byte, *apiError) {
 // keyFor resolves a required key reference and authorizes action on it
 // (without attestation).
 func (s *Server) keyFor(c *call, ref *string, member string, aliases bool, action string) (key, *apiError) {
+	k, aerr := s.callKey(c, ref, member, aliases)
+	if aerr != nil {
+		return key{}, aerr
+	}
+	return k, s.authorize(c, action, &k, nil)
+}
+
+// callKey resolves a required key reference and records the key as the
+// call's (for the request log); the caller authorizes.
+func (s *Server) callKey(c *call, ref *string, member string, aliases bool) (key, *apiError) {
 	r, aerr := needKeyID(ref, member)
 	if aerr != nil {
 		return key{}, aerr
@@ -291,7 +301,7 @@ func (s *Server) keyFor(c *call, ref *string, member string, aliases bool, actio
 		return key{}, aerr
 	}
 	c.keyID = k.id
-	return k, s.authorize(c, action, &k, nil)
+	return k, nil
 }
 
 type listRequest struct {

@@ -8,7 +8,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -26,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 )
 
 // Credentials and buckets of the test server.
@@ -44,8 +45,8 @@ type Server struct {
 	Endpoint string
 	dir      string
 	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the process has exited
-	out      *lockedBuffer // its stdout and stderr
+	exited   chan struct{}   // closed when the process has exited
+	out      *syncbuf.Buffer // its stdout and stderr
 }
 
 // procAttr is set per platform (see s3test_linux.go).
@@ -141,7 +142,7 @@ func tryStart(bin string) (*Server, error) {
 			return nil, err
 		}
 	}
-	g := &Server{Endpoint: "http://" + addr, dir: dir, exited: make(chan struct{}), out: &lockedBuffer{}}
+	g := &Server{Endpoint: "http://" + addr, dir: dir, exited: make(chan struct{}), out: &syncbuf.Buffer{}}
 	g.cmd = exec.Command(bin, "--port", addr, "--region", Region, "--quiet",
 		"posix", "--versioning-dir", versions, root)
 	g.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
@@ -167,12 +168,12 @@ func tryStart(bin string) (*Server, error) {
 		select {
 		case <-g.exited:
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("versitygw exited at start: %s", g.out)
+			return nil, fmt.Errorf("versitygw exited at start: %s", g.output())
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
 			g.Stop()
-			return nil, fmt.Errorf("versitygw did not answer on %s within 30s: %s", addr, g.out)
+			return nil, fmt.Errorf("versitygw did not answer on %s within 30s: %s", addr, g.output())
 		}
 	}
 }
@@ -219,23 +220,10 @@ func (g *Server) createBuckets() error {
 	return nil
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	if s == "" {
-		return "(no output)"
+// output is what versitygw printed, for error messages.
+func (g *Server) output() string {
+	if s := g.out.String(); s != "" {
+		return s
 	}
-	return s
+	return "(no output)"
 }

@@ -56,14 +56,18 @@ var h2Succeeded = regexp.MustCompile(`requests: (\d+) total, \d+ started, (\d+) 
 // h2loadRun runs h2load with streams concurrent calls on one connection
 // for d and returns the latency of every call it logged and its own CPU
 // time in ns.
-func h2loadRun(bin, addr, body string, streams int, d time.Duration, dir string) (latencies, float64, error) {
-	log := filepath.Join(dir, "h2load.log")
+func h2loadRun(bin string, st *stack, body string, streams int, d time.Duration) (latencies, float64, error) {
+	log := filepath.Join(st.dir, "h2load.log")
 	_ = os.Remove(log)
 	args := []string{"-c", "1", "-m", strconv.Itoa(streams),
 		"-H", "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 10S",
 		"-d", body, "--log-file", log,
-		"-D", fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)),
-		"http://" + addr + signMethod}
+		"-D", fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond))}
+	if st.sock != "" {
+		args = append(args, "-B", "unix:"+st.sock, "http://localhost"+signMethod)
+	} else {
+		args = append(args, "http://"+st.addr+signMethod)
+	}
 	cmd := exec.Command(bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -147,7 +151,7 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 	if err := os.WriteFile(bodyFile, body, 0o600); err != nil {
 		return result{}, err
 	}
-	if _, _, err := h2loadRun(bin, st.addr, bodyFile, streams, time.Second, st.dir); err != nil {
+	if _, _, err := h2loadRun(bin, st, bodyFile, streams, time.Second); err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
 	}
 	// One scrape before and one after give both the call counts and the
@@ -162,9 +166,9 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 	if err != nil {
 		return result{}, err
 	}
-	start := time.Now()
-	lat, loadCPU, err := h2loadRun(bin, st.addr, bodyFile, streams, d, st.dir)
-	elapsed := time.Since(start)
+	m0, start := machineCPU(), time.Now()
+	lat, loadCPU, err := h2loadRun(bin, st, bodyFile, streams, d)
+	elapsed, m1 := time.Since(start), machineCPU()
 	if err != nil {
 		return result{}, err
 	}
@@ -196,5 +200,6 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 		parentCPU:  p1 - p0,
 		enclaveCPU: e1 - e0,
 		loadCPU:    loadCPU,
+		idle:       m1.idleSince(m0),
 	}, nil
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +38,42 @@ type result struct {
 	p50, p99              float64 // per call, ns
 	parentCPU, enclaveCPU float64 // ns, the whole phase
 	loadCPU               float64 // this process: the load generator
+	idle                  float64 // share of the machine's CPU time left idle during the phase
+}
+
+// cpuTimes is the machine's CPU time from /proc/stat, in clock ticks.
+type cpuTimes struct{ idle, total uint64 }
+
+// machineCPU reads the machine-wide CPU times; zero where /proc/stat is
+// missing, which makes [cpuTimes.idleSince] report nothing.
+func machineCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		t.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			t.idle += v
+		}
+	}
+	return t
+}
+
+// idleSince returns the share of CPU time the machine left idle between
+// t0 and t, or -1 when it is unknown.
+func (t cpuTimes) idleSince(t0 cpuTimes) float64 {
+	if t.total <= t0.total {
+		return -1
+	}
+	return float64(t.idle-t0.idle) / float64(t.total-t0.total)
 }
 
 // selfCPU returns this process's user+system CPU time in nanoseconds.
@@ -52,11 +91,11 @@ func load(ctx context.Context, st *stack, conns []*grpc.ClientConn, clients, per
 		return result{}, err
 	}
 	p0, e0, err1 := st.cpu()
-	l0 := selfCPU()
+	l0, m0 := selfCPU(), machineCPU()
 	start := time.Now()
 	lat, err := drive(ctx, conns, clients, d, f)
 	elapsed := time.Since(start)
-	l1 := selfCPU()
+	l1, m1 := selfCPU(), machineCPU()
 	p1, e1, err2 := st.cpu()
 	if err := errors.Join(err, err1, err2); err != nil {
 		return result{}, err
@@ -72,6 +111,7 @@ func load(ctx context.Context, st *stack, conns []*grpc.ClientConn, clients, per
 		parentCPU:  p1 - p0,
 		enclaveCPU: e1 - e0,
 		loadCPU:    l1 - l0,
+		idle:       m1.idleSince(m0),
 	}, nil
 }
 

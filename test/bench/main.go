@@ -81,7 +81,7 @@ type options struct {
 	batch    int
 	// GOMAXPROCS for the parent and enclave processes; 0 = Go's default.
 	parentProcs, enclaveProcs int
-	parentArgs                string
+	parentArgs, enclaveArgs   string
 	// GOMAXPROCS of this process, the load generator.
 	loadProcs  int
 	createKeys int
@@ -89,6 +89,9 @@ type options struct {
 	keyring    bool
 	// only the issue-2 phases (for experiments on the signing path)
 	signOnly bool
+	// clientNet is how the clients reach the parent: "tcp" (loopback) or
+	// "unix".
+	clientNet string
 }
 
 func run() error {
@@ -100,13 +103,18 @@ func run() error {
 	flag.IntVar(&o.batch, "batch", 16, "signatures per SignBatch call")
 	flag.IntVar(&o.parentProcs, "parent-procs", 0, "GOMAXPROCS of the parent process (0 = default)")
 	flag.StringVar(&o.parentArgs, "parent-args", "", "extra flags for the parent, space-separated (e.g. --call-timeout=5s)")
+	flag.StringVar(&o.enclaveArgs, "enclave-args", "", "extra flags for the enclave, space-separated (e.g. --yield-cpu=off)")
 	flag.IntVar(&o.enclaveProcs, "enclave-procs", 0, "GOMAXPROCS of the enclave process (0 = default)")
 	flag.IntVar(&o.loadProcs, "load-procs", 1, "GOMAXPROCS of the load generator (this process; 0 = Go's default). It shares the cores with the service, which a deployment's clients do not; one P roughly halves its CPU per call on this VM (docs/performance.md)")
 	flag.IntVar(&o.createKeys, "keys", 10_000, "keys to create and then cold-load through the service")
 	flag.IntVar(&o.kekMaxKeys, "kek-max-keys", 100_000, "the enclave's --kek-max-keys")
 	flag.BoolVar(&o.keyring, "keyring", true, "run the keyring's in-process cold-load benchmark (10k and 1M keys)")
 	flag.BoolVar(&o.signOnly, "sign-only", false, "run only the digest-signing phases (issue 2), for experiments")
+	flag.StringVar(&o.clientNet, "client-net", "tcp", "how the clients reach the parent: tcp (loopback) or unix (a socket, as clients on the parent host can)")
 	flag.Parse()
+	if o.clientNet != "tcp" && o.clientNet != "unix" {
+		return fmt.Errorf("-client-net %q: want tcp or unix", o.clientNet)
+	}
 	if o.conns <= 0 || o.conns > o.clients {
 		o.conns = o.clients
 	}
@@ -178,9 +186,9 @@ func run() error {
 	}
 	printPhase := func(name string, r result, raw rawFigures) {
 		cpu := (r.parentCPU + r.enclaveCPU) / float64(r.signs)
-		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs; raw before it %.0f signs/s, %.1f µs CPU/sign, alone %.1f µs]\n",
+		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs; machine idle %s; raw before it %.0f signs/s, %.1f µs CPU/sign, alone %.1f µs]\n",
 			name, r.rate, r.rate/raw.rate(), r.p50/1e3, r.p99/1e3,
-			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, raw.cpu/cpu, r.loadCPU/float64(r.signs)/1e3,
+			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, raw.cpu/cpu, r.loadCPU/float64(r.signs)/1e3, percent(r.idle),
 			raw.rate(), raw.cpu/1e3, raw.single/1e3)
 	}
 	fmt.Printf("end to end, grpc-go clients (%s per phase, %d gRPC connections):\n", o.duration, o.conns)
@@ -379,3 +387,11 @@ func (r *report) print() {
 }
 
 var errNoResult = errors.New("no result")
+
+// percent prints a share as a percentage, or "?" when it is unknown.
+func percent(share float64) string {
+	if share < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
+}

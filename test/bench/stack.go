@@ -43,8 +43,11 @@ const statsMaxAge = time.Second
 // process. The enclave reaches KMS through the parent's forwarder.
 type stack struct {
 	addr, metrics string
-	dir           string
-	bin           string
+	// sock, if set, is the unix socket the parent serves clients on
+	// instead of addr (-client-net unix).
+	sock string
+	dir  string
+	bin  string
 
 	kmssim, enclave, proxy *exec.Cmd
 	enclaveArgs            []string
@@ -69,6 +72,9 @@ func startStack(o options) (_ *stack, err error) {
 		return nil, err
 	}
 	st := &stack{dir: dir, bin: o.bin, enclaveProcs: o.enclaveProcs}
+	if o.clientNet == "unix" {
+		st.sock = filepath.Join(dir, "parent.sock")
+	}
 	defer func() {
 		if err != nil {
 			st.stop()
@@ -126,11 +132,12 @@ func startStack(o options) (_ *stack, err error) {
 		"--listen", sock, "--log-level", "warn", "--region", region,
 		"--kms-endpoint", "https://localhost:" + kmsPort, "--kms-dial", kmsSock, "--kms-key-id", keyARN,
 		"--kms-sim-ca", filepath.Join(dir, "kmssim", "ca.pem"), "--kek-max-keys", strconv.Itoa(o.kekMaxKeys)}
+	st.enclaveArgs = append(st.enclaveArgs, strings.Fields(o.enclaveArgs)...)
 	if err := st.startEnclave(); err != nil {
 		return nil, err
 	}
 
-	st.proxy = exec.Command(st.path("parent"), append([]string{"--listen", "tcp://" + st.addr, "--enclave", sock,
+	st.proxy = exec.Command(st.path("parent"), append([]string{"--listen", st.listenURL(), "--enclave", sock,
 		"--metrics-listen", "tcp://" + st.metrics, "--log-level", "error", "--store", "dir://" + filepath.Join(dir, "blobs"),
 		"--kms-forward-listen", kmsSock, "--kms-forward-target", kms, "--credentials", "aws"}, strings.Fields(o.parentArgs)...)...)
 	st.proxy.Stderr = os.Stderr
@@ -273,11 +280,23 @@ func (st *stack) stop() {
 	os.RemoveAll(st.dir)
 }
 
+// listenURL is the parent's client address, as its --listen takes it.
+func (st *stack) listenURL() string {
+	if st.sock != "" {
+		return "unix://" + st.sock
+	}
+	return "tcp://" + st.addr
+}
+
 // dial returns n gRPC connections to the parent.
 func (st *stack) dial(n int) ([]*grpc.ClientConn, error) {
 	conns := make([]*grpc.ClientConn, n)
 	for i := range conns {
-		c, err := grpc.NewClient(st.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		target := st.addr
+		if st.sock != "" {
+			target = "unix://" + st.sock
+		}
+		c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, err
 		}

@@ -100,6 +100,11 @@ type Config struct {
 	KEKMaxAge  time.Duration
 	// MaxKeys bounds the cache of opened keys; zero means the default.
 	MaxKeys int
+	// YieldCPU makes the link's workers yield their thread's CPU after
+	// each request (link.ServerConfig.YieldCPU). Set it where the enclave
+	// shares CPUs with the parent and its clients, as the simulator does on
+	// one host; in a Nitro Enclave the vCPUs are the enclave's own.
+	YieldCPU bool
 }
 
 // inlineSignSize is the largest Sign request handled on the link's reader:
@@ -265,5 +270,6 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 		MaxFrame: cfg.MaxFrame,
 		Logger:   cfg.Logger,
+		YieldCPU: cfg.YieldCPU,
 	})
 }

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -9,4 +10,14 @@ import (
 func NewRequestContext(parent context.Context, deadline time.Time) (context.Context, func()) {
 	c := newReqCtx(parent, deadline)
 	return c, c.release
+}
+
+// CountYields makes servers started from now on count their workers'
+// yields instead of making them, until the test ends.
+func CountYields(t interface{ Cleanup(func()) }) *atomic.Int64 {
+	var n atomic.Int64
+	old := yieldCPU
+	yieldCPU = func() { n.Add(1) }
+	t.Cleanup(func() { yieldCPU = old })
+	return &n
 }

@@ -70,6 +70,7 @@ func run(args []string, stderr io.Writer) int {
 	kekMaxKeys := fs.Int("kek-max-keys", 0, "start a new KEK after this many keys (default 100000)")
 	kekMaxAge := fs.Duration("kek-max-age", 0, "start a new KEK after this age (default 720h)")
 	maxKeys := fs.Int("max-keys", 0, "bound of the cache of opened keys (default 4194304)")
+	yieldMode := fs.String("yield-cpu", "auto", `"on": after each request, a worker yields its CPU to other processes (for CPUs shared with the parent and clients); "off"; "auto": on with --nsm=sim, off with --nsm=device`)
 	measurements := fs.Bool("sim-measurements", false, "simulator builds only: print the PCRs a simulated enclave running this binary reports (nitro-cli JSON) and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -81,6 +82,11 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 0
 	}
+	yield, err := yieldCPU(*yieldMode, *nsmMode)
+	if err != nil {
+		fmt.Fprintf(stderr, "enclave: %v\n", err)
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "enclave: --log-level: %v\n", err)
@@ -90,7 +96,6 @@ func run(args []string, stderr io.Writer) int {
 
 	var att enclave.Attester
 	var closer io.Closer
-	var err error
 	switch *nsmMode {
 	case "device":
 		var d *nsm.Device
@@ -132,10 +137,26 @@ func run(args []string, stderr io.Writer) int {
 		KEKMaxKeys:  *kekMaxKeys,
 		KEKMaxAge:   *kekMaxAge,
 		MaxKeys:     *maxKeys,
+		YieldCPU:    yield,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("enclave stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// yieldCPU resolves --yield-cpu. "auto" turns it on with the simulator,
+// which runs on one host with the parent and its clients, and off with
+// /dev/nsm, where the enclave's vCPUs are its own.
+func yieldCPU(mode, nsmMode string) (bool, error) {
+	switch mode {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	case "auto":
+		return nsmMode == "sim", nil
+	}
+	return false, fmt.Errorf(`--yield-cpu must be "auto", "on" or "off", got %q`, mode)
 }

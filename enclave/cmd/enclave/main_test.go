@@ -57,3 +57,22 @@ func TestDeviceModeWithoutDevice(t *testing.T) {
 	assert.Equal(t, 1, run([]string{"--nsm=device"}, &stderr))
 	assert.True(t, strings.Contains(stderr.String(), "/dev/nsm"), stderr.String())
 }
+
+func TestYieldCPUFlag(t *testing.T) {
+	for _, c := range []struct {
+		mode, nsm string
+		want      bool
+	}{
+		{"auto", "sim", true},
+		{"auto", "device", false},
+		{"on", "device", true},
+		{"off", "sim", false},
+	} {
+		got, err := yieldCPU(c.mode, c.nsm)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, got, "--yield-cpu=%s --nsm=%s", c.mode, c.nsm)
+	}
+	var stderr bytes.Buffer
+	assert.Equal(t, 2, run([]string{"--nsm=sim", "--yield-cpu=sometimes"}, &stderr))
+	assert.Contains(t, stderr.String(), `--yield-cpu must be "auto", "on" or "off", got "sometimes"`)
+}

@@ -37,3 +37,15 @@ func TestParseRawRefusesIncompleteOutput(t *testing.T) {
 		})
 	}
 }
+
+func TestParseCPUTimes(t *testing.T) {
+	// A /proc/stat line of this VM, with guest time (counted in user
+	// already) in the last two fields.
+	got := parseCPUTimes("cpu  2255 34 2290 22625563 6290 127 456 7 100 20")
+	require.Equal(t, cpuTimes{idle: 22625563 + 6290, total: 2255 + 34 + 2290 + 22625563 + 6290 + 127 + 456 + 7}, got)
+	later := cpuTimes{idle: got.idle + 30, total: got.total + 120}
+	require.InDelta(t, 0.25, later.idleSince(got), 1e-9)
+	require.Equal(t, -1.0, got.idleSince(got), "no time passed: unknown")
+	require.Equal(t, cpuTimes{}, parseCPUTimes("cpu0 1 2 3 4 5"), "not the machine's line")
+	require.Equal(t, cpuTimes{}, parseCPUTimes("cpu 1 2 x 4 5"))
+}

@@ -52,15 +52,25 @@ func machineCPU() cpuTimes {
 		return cpuTimes{}
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPUTimes(line)
+}
+
+// parseCPUTimes reads the "cpu" line of /proc/stat: user, nice, system,
+// idle, iowait, irq, softirq and steal make the total (guest time is
+// already counted in user and nice); idle and iowait are idle.
+func parseCPUTimes(line string) cpuTimes {
 	f := strings.Fields(line)
 	if len(f) < 6 || f[0] != "cpu" {
 		return cpuTimes{}
 	}
 	var t cpuTimes
-	for i, s := range f[1:] {
-		v, _ := strconv.ParseUint(s, 10, 64)
+	for i, s := range f[1:min(len(f), 9)] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
 		t.total += v
-		if i == 3 || i == 4 { // idle, iowait
+		if i == 3 || i == 4 {
 			t.idle += v
 		}
 	}

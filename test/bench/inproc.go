@@ -27,6 +27,16 @@ type rawFigures struct {
 
 func (r rawFigures) rate() float64 { return 1e9 / r.perOp }
 
+// mean averages two measurements: the rates and the CPU and time per
+// signature.
+func (r rawFigures) mean(o rawFigures) rawFigures {
+	return rawFigures{
+		perOp:  2 / (1/r.perOp + 1/o.perOp),
+		cpu:    (r.cpu + o.cpu) / 2,
+		single: (r.single + o.single) / 2,
+	}
+}
+
 // rawBench runs the sign package's benchmarks from a test binary built
 // once, so that the raw figures can be measured right next to each phase
 // they are compared with: this VM's speed drifts by 10–20% over minutes.

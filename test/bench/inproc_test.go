@@ -49,3 +49,11 @@ func TestParseCPUTimes(t *testing.T) {
 	require.Equal(t, cpuTimes{}, parseCPUTimes("cpu0 1 2 3 4 5"), "not the machine's line")
 	require.Equal(t, cpuTimes{}, parseCPUTimes("cpu 1 2 x 4 5"))
 }
+
+func TestRawMean(t *testing.T) {
+	// 20 000 and 30 000 signs/s average to 25 000 signs/s.
+	m := rawFigures{perOp: 50e3, cpu: 100e3, single: 48e3}.mean(rawFigures{perOp: 1e9 / 30e3, cpu: 60e3, single: 52e3})
+	assert.InDelta(t, 25e3, m.rate(), 1e-6)
+	assert.Equal(t, 80e3, m.cpu)
+	assert.Equal(t, 50e3, m.single)
+}

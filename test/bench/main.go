@@ -139,9 +139,26 @@ func run() error {
 	// service's; on an idle machine it is 2 × the wall time per op.
 	fmt.Printf("raw in-process (2 goroutines): %8.0f signs/s   %6.1f µs CPU/sign (getrusage; 2 × wall time %.1f µs)   (one signature alone: %.1f µs)\n",
 		raw0.rate(), raw0.cpu/1e3, 2*raw0.perOp/1e3, raw0.single/1e3)
-	fmt.Println("  (measured again, for 2 s, right before each phase below; each phase is compared with its own)")
-	// rawNow measures raw right before a phase, with the stack idle.
+	fmt.Println("  (measured again, for 2 s, right before and right after each phase below; each phase is compared with the mean of its two)")
+	// rawNow measures raw next to a phase, with the stack idle.
 	rawNow := func() (rawFigures, error) { return rb.measure(2 * time.Second) }
+	// around runs a phase between two raw measurements and returns their
+	// mean: the VM's speed drifts within a minute, and a phase is
+	// compared with the machine as it was while the phase ran.
+	around := func(phase func() error) (rawFigures, error) {
+		before, err := rawNow()
+		if err != nil {
+			return rawFigures{}, err
+		}
+		if err := phase(); err != nil {
+			return rawFigures{}, err
+		}
+		after, err := rawNow()
+		if err != nil {
+			return rawFigures{}, err
+		}
+		return before.mean(after), nil
+	}
 
 	st, err := startStack(o)
 	if err != nil {
@@ -186,7 +203,7 @@ func run() error {
 	}
 	printPhase := func(name string, r result, raw rawFigures) {
 		cpu := (r.parentCPU + r.enclaveCPU) / float64(r.signs)
-		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs; machine idle %s; raw before it %.0f signs/s, %.1f µs CPU/sign, alone %.1f µs]\n",
+		fmt.Printf("  %-26s %8.0f signs/s (%.2f of raw)  p50 %7.1f µs  p99 %7.1f µs  CPU/sign parent %5.1f µs + enclave %5.1f µs = %5.1f µs (efficiency %.2f)  [load generator %5.1f µs; machine idle %s; raw around it %.0f signs/s, %.1f µs CPU/sign, alone %.1f µs]\n",
 			name, r.rate, r.rate/raw.rate(), r.p50/1e3, r.p99/1e3,
 			r.parentCPU/float64(r.signs)/1e3, r.enclaveCPU/float64(r.signs)/1e3, cpu/1e3, raw.cpu/cpu, r.loadCPU/float64(r.signs)/1e3, percent(r.idle),
 			raw.rate(), raw.cpu/1e3, raw.single/1e3)
@@ -195,15 +212,17 @@ func run() error {
 	res := make([]result, len(phases))
 	raws := make([]rawFigures, len(phases))
 	for i, p := range phases {
-		if raws[i], err = rawNow(); err != nil {
+		raws[i], err = around(func() error {
+			res[i], err = load(ctx, st, conns, p.clients, p.batch, o.duration, signDigests(id, p.batch))
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		r, err := load(ctx, st, conns, p.clients, p.batch, o.duration, signDigests(id, p.batch))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		res[i] = r
-		printPhase(p.name, r, raws[i])
+		printPhase(p.name, res[i], raws[i])
 	}
 	single := raws[0].single
 	added := (res[0].p50 - single) / 1e3
@@ -243,19 +262,21 @@ func run() error {
 		var hraws [2]rawFigures
 		for i, streams := range []int{1, o.clients} {
 			var err error
-			if hraws[i], err = rawNow(); err != nil {
+			hraws[i], err = around(func() error {
+				hres[i], err = h2loadPhase(st, bin, id, streams, o.duration)
+				if err != nil {
+					return fmt.Errorf("h2load, %d streams: %w", streams, err)
+				}
+				return nil
+			})
+			if err != nil {
 				return err
 			}
-			r, err := h2loadPhase(st, bin, id, streams, o.duration)
-			if err != nil {
-				return fmt.Errorf("h2load, %d streams: %w", streams, err)
-			}
-			hres[i] = r
 			name := "1 client"
 			if streams > 1 {
 				name = fmt.Sprintf("%d clients", streams)
 			}
-			printPhase(name, r, hraws[i])
+			printPhase(name, hres[i], hraws[i])
 		}
 		hAdded := (hres[0].p50 - hraws[0].single) / 1e3
 		fmt.Printf("added latency at 1 client, h2load client: %.1f µs\n", hAdded)

@@ -212,9 +212,8 @@ func run() error {
 	res := make([]result, len(phases))
 	raws := make([]rawFigures, len(phases))
 	for i, p := range phases {
-		raws[i], err = around(func() error {
-			res[i], err = load(ctx, st, conns, p.clients, p.batch, o.duration, signDigests(id, p.batch))
-			if err != nil {
+		raws[i], err = around(func() (err error) {
+			if res[i], err = load(ctx, st, conns, p.clients, p.batch, o.duration, signDigests(id, p.batch)); err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			return nil
@@ -262,9 +261,8 @@ func run() error {
 		var hraws [2]rawFigures
 		for i, streams := range []int{1, o.clients} {
 			var err error
-			hraws[i], err = around(func() error {
-				hres[i], err = h2loadPhase(st, bin, id, streams, o.duration)
-				if err != nil {
+			hraws[i], err = around(func() (err error) {
+				if hres[i], err = h2loadPhase(st, bin, id, streams, o.duration); err != nil {
 					return fmt.Errorf("h2load, %d streams: %w", streams, err)
 				}
 				return nil

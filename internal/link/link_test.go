@@ -618,3 +618,15 @@ func TestWriteStall(t *testing.T) {
 		}
 	})
 }
+
+// A WriteTimeout of a few nanoseconds is odd but valid; it must not crash
+// the writer's watchdog (its tick is a quarter of the timeout).
+func TestTinyWriteTimeout(t *testing.T) {
+	srv := startServer(t, "", link.ServerConfig{WriteTimeout: time.Nanosecond})
+	c := newClient(t, srv.addr, link.ClientConfig{WriteTimeout: 3 * time.Nanosecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var out wrapperspb.BytesValue
+	require.NoError(t, c.Call(ctx, methodEcho, wrapperspb.Bytes([]byte("x")), &out))
+	assert.Equal(t, []byte("x"), out.GetValue())
+}

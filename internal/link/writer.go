@@ -183,9 +183,10 @@ func (w *writer) flusher() {
 }
 
 // watchdog fails the writer if the same Write is seen in progress at five
-// consecutive ticks, a quarter of timeout apart.
+// consecutive ticks, a quarter of timeout apart (at least a millisecond:
+// a timeout of a few nanoseconds must not make a zero tick).
 func (w *writer) watchdog(timeout time.Duration) {
-	t := time.NewTicker(timeout / 4)
+	t := time.NewTicker(max(timeout/4, time.Millisecond))
 	defer t.Stop()
 	var last uint64
 	n := 0

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
 	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
@@ -250,4 +251,39 @@ func TestCreateKeySurvivesConflictingIdenticalWrites(t *testing.T) {
 	_, err = svc2.CreateKey(context.Background(), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519})
 	require.Equal(t, codes.DataLoss, status.Code(err), err)
 	require.Contains(t, enc2.calls, "evict "+keyID(99)+" deleted=true", "a key whose blob is not stored is dropped")
+}
+
+// unloadedEnclave answers every SignBatch item with "key not loaded", the
+// answer that makes the parent load the item's key from the store.
+type unloadedEnclave struct{ lifecycleEnclave }
+
+func (f *unloadedEnclave) Call(ctx context.Context, method uint16, req, resp proto.Message) error {
+	if enclavev1.Method(method) != enclavev1.Method_METHOD_SIGN_BATCH {
+		return f.lifecycleEnclave.Call(ctx, method, req, resp)
+	}
+	out := resp.(*enclavev1.SignBatchResponse)
+	out.Response = &signerv1.SignBatchResponse{}
+	for range req.(*enclavev1.SignBatchRequest).GetRequest().GetRequests() {
+		out.Response.Results = append(out.Response.Results, &signerv1.SignResult{Result: &signerv1.SignResult_Error{
+			Error: &signerv1.Status{Code: int32(codes.FailedPrecondition), Message: enclavev1.KeyNotLoaded}}})
+	}
+	return nil
+}
+
+func TestSignBatchMalformedKeyIDsAreTheClientsMistake(t *testing.T) {
+	st, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	var logs syncbuf.Buffer
+	enc := &unloadedEnclave{lifecycleEnclave{t: t}}
+	s := proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	out, err := s.SignBatch(context.Background(), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{
+		msgReq("Key_ABC", 1), msgReq("../keys/x", 1), msgReq("", 1),
+	}})
+	require.NoError(t, err)
+	want := []codes.Code{codes.NotFound, codes.NotFound, codes.InvalidArgument}
+	for i, r := range out.GetResults() {
+		assert.Equal(t, want[i], codes.Code(r.GetError().GetCode()), "item %d: %v", i, r.GetError())
+	}
+	assert.Empty(t, enc.calls, "no key is loaded for an id that cannot name one")
+	assert.NotContains(t, logs.String(), "level=ERROR", "a client's bad id is not the operator's problem")
 }

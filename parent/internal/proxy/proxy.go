@@ -143,8 +143,16 @@ func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 	seen := map[string]bool{}
 	for i, x := range res {
 		if e := x.GetError(); e != nil && codes.Code(e.GetCode()) == codes.FailedPrecondition && e.GetMessage() == enclavev1.KeyNotLoaded {
+			id := r.GetRequests()[i].GetKeyId()
+			// As in Sign: an id that cannot name a key is the client's
+			// mistake, not a name to look up in the store.
+			if err := validKeyID(id); err != nil {
+				st := status.Convert(err)
+				res[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+				continue
+			}
 			retry = append(retry, i)
-			if id := r.GetRequests()[i].GetKeyId(); !seen[id] {
+			if !seen[id] {
 				seen[id] = true
 				ids = append(ids, id)
 			}

@@ -1,4 +1,7 @@
 package proxy
 
-// CheckMessageSize exposes the relay's size check to tests.
-var CheckMessageSize = checkMessageSize
+// CheckRequestSize and CheckDecodedSize expose the size checks to tests.
+var (
+	CheckRequestSize = checkRequestSize
+	CheckDecodedSize = checkDecodedSize
+)

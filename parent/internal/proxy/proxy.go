@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/limits"
 	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -41,7 +42,7 @@ type Caller interface {
 const (
 	MaxBatch       = 256
 	MaxNonce       = 512
-	MaxMessageSize = 64 << 10
+	MaxMessageSize = limits.Message // SignRequest.message; package limits has the others
 )
 
 // Config configures a [Service].
@@ -121,12 +122,15 @@ func (s *Service) needsCredentials(ctx context.Context, err error) bool {
 	return true
 }
 
-// Sign implements signerv1.SignerServiceServer.
-
 // SignBatch implements signerv1.SignerServiceServer.
 func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {
 	if n := len(r.GetRequests()); n == 0 || n > MaxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "requests: must hold 1..%d items, got %d", MaxBatch, n)
+	}
+	for i, x := range r.GetRequests() {
+		if err := checkDecodedSize(x); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "requests[%d].%s", i, status.Convert(err).Message())
+		}
 	}
 	var out enclavev1.SignBatchResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: r}, &out); err != nil {

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/limits"
 	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
@@ -150,21 +152,92 @@ func TestSignRelayEdgeCases(t *testing.T) {
 	}
 }
 
-// FuzzCheckMessageSize: the relay's field scan never panics on hostile bytes
-// and agrees with the protobuf decoder about the message field's size.
-func FuzzCheckMessageSize(f *testing.F) {
-	for _, r := range []*signerv1.SignRequest{msgReq("key", 10), msgReq("k", proxy.MaxMessageSize+1),
-		{KeyId: "k", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}} {
-		b, _ := proto.Marshal(r)
-		f.Add(b)
+// FuzzCheckRequestSize: the relay's field scan never panics on hostile
+// bytes, and it refuses whatever the check of decoded requests refuses
+// (it is stricter only for repeated fields, where every occurrence counts).
+func FuzzCheckRequestSize(f *testing.F) {
+	for _, tt := range sizeCases() {
+		for _, r := range []*signerv1.SignRequest{tt.at, tt.over} {
+			b, _ := proto.Marshal(r)
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		err := proxy.CheckMessageSize(b)
+		err := proxy.CheckRequestSize(b)
 		var r signerv1.SignRequest
-		if proto.Unmarshal(b, &r) == nil && len(r.GetMessage()) > proxy.MaxMessageSize {
-			require.Error(t, err, "an oversized message must be refused")
+		if proto.Unmarshal(b, &r) == nil && proxy.CheckDecodedSize(&r) != nil {
+			require.Error(t, err, "an oversized field must be refused")
 		}
 	})
+}
+
+type sizeCase struct {
+	field    string
+	at, over *signerv1.SignRequest
+}
+
+// sizeCases has, for each SignRequest field with a size limit, a request
+// with the field at its limit and one a byte over it.
+func sizeCases() []sizeCase {
+	const id = "key_00000000000000000000000000000001"
+	req := func(p func(n int) *signerv1.SignRequest, max int) (*signerv1.SignRequest, *signerv1.SignRequest) {
+		return p(max), p(max + 1)
+	}
+	var cases []sizeCase
+	add := func(field string, max int, p func(n int) *signerv1.SignRequest) {
+		at, over := req(p, max)
+		cases = append(cases, sizeCase{field, at, over})
+	}
+	add("key_id", limits.KeyID, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: strings.Repeat("k", n), Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}
+	})
+	add("message", limits.Message, func(n int) *signerv1.SignRequest { return msgReq(id, n) })
+	add("eth_transaction.unsigned_rlp", limits.EthUnsignedRLP, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_EthTransaction{EthTransaction: &signerv1.EthTransaction{
+			Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: make([]byte, n)}}}}
+	})
+	add("eth_transaction.fields", limits.EthFields, func(n int) *signerv1.SignRequest {
+		// data is field 10 of EthTxFields: 1 tag byte and 3 length bytes.
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_EthTransaction{EthTransaction: &signerv1.EthTransaction{
+			Tx: &signerv1.EthTransaction_Fields{Fields: &signerv1.EthTxFields{Data: strings.Repeat("a", n-4)}}}}}
+	})
+	add("eth_personal_message", limits.EthPersonalMessage, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_EthPersonalMessage{EthPersonalMessage: make([]byte, n)}}
+	})
+	add("eth_typed_data_json", limits.EthTypedDataJSON, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_EthTypedDataJson{EthTypedDataJson: strings.Repeat("a", n)}}
+	})
+	add("bitcoin_psbt.psbt", limits.BitcoinPSBT, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_BitcoinPsbt{BitcoinPsbt: &signerv1.BitcoinPsbt{Psbt: make([]byte, n)}}}
+	})
+	add("solana_message", limits.SolanaMessage, func(n int) *signerv1.SignRequest {
+		return &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_SolanaMessage{SolanaMessage: make([]byte, n)}}
+	})
+	return cases
+}
+
+// Every field with a size limit is refused over it by the parent, with the
+// enclave's message naming the field, before anything reaches the enclave;
+// at the limit it is forwarded. SignBatch refuses a batch with such an item.
+func TestParentRefusesOversizedFields(t *testing.T) {
+	for _, tt := range sizeCases() {
+		t.Run(tt.field, func(t *testing.T) {
+			f := &fakeEnclave{}
+			s := proxy.New(proxy.Config{Enclave: f})
+			_, err := s.Sign(context.Background(), tt.over)
+			require.Equal(t, codes.InvalidArgument, status.Code(err), err)
+			assert.True(t, strings.HasPrefix(status.Convert(err).Message(), tt.field+": "), status.Convert(err).Message())
+			_, err = s.SignBatch(context.Background(), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{tt.at, tt.over}})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), err)
+			assert.True(t, strings.HasPrefix(status.Convert(err).Message(), "requests[1]."+tt.field+": "), status.Convert(err).Message())
+			assert.Empty(t, f.methods, "refused before reaching the enclave")
+
+			b, err := proto.Marshal(tt.at)
+			require.NoError(t, err)
+			require.NoError(t, proxy.CheckRequestSize(b), "at the limit")
+			require.NoError(t, proxy.CheckDecodedSize(tt.at), "at the limit")
+		})
+	}
 }
 
 func TestEnclaveCollectorSharesCalls(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/limits"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -20,8 +21,8 @@ import (
 // Sign requests are relayed as the client's own bytes: the parent neither
 // decodes nor re-encodes them, and the enclave, which validates everything,
 // receives exactly what the client sent (what end-to-end request
-// authentication will need). Only the message size is checked here, by
-// scanning the fields.
+// authentication will need). Only the fields' sizes are checked here, by
+// scanning the encoding.
 
 // rawMessage is an encoded protobuf message relayed without decoding.
 type rawMessage struct{ b []byte }
@@ -87,8 +88,7 @@ func rawSignHandler(srv any, ctx context.Context, dec func(any) error, intercept
 
 // Field numbers the relay relies on; fixed by the .proto files.
 const (
-	signRequestMessageField = 3 // nitrosigner.v1.SignRequest.message
-	enclaveWrapperField     = 1 // nitrosigner.enclave.v1.Sign{Request,Response}.{request,response}
+	enclaveWrapperField = 1 // nitrosigner.enclave.v1.Sign{Request,Response}.{request,response}
 )
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -96,7 +96,7 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b
 // signRaw relays one encoded nitrosigner.v1.SignRequest to the enclave and
 // returns the encoded nitrosigner.v1.SignResponse.
 func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, error) {
-	if err := checkMessageSize(in.b); err != nil {
+	if err := checkRequestSize(in.b); err != nil {
 		return nil, err
 	}
 	out, err := s.signRawOnce(ctx, in)
@@ -145,9 +145,40 @@ func (s *Service) signRawOnce(ctx context.Context, in *rawMessage) (*rawMessage,
 	return out, nil
 }
 
-// checkMessageSize refuses a SignRequest whose message field exceeds
-// MaxMessageSize, and bytes that are not a protobuf message.
-func checkMessageSize(b []byte) error {
+// fieldLimit is the size limit of one length-delimited field of a
+// SignRequest, or of a field of the message in it (sub).
+type fieldLimit struct {
+	name string
+	max  int
+	sub  map[protowire.Number]fieldLimit
+}
+
+// requestLimits are the size limits of nitrosigner.v1.SignRequest, by field
+// number (fixed by the .proto file); package limits has the values.
+var requestLimits = map[protowire.Number]fieldLimit{
+	1: {name: "key_id", max: limits.KeyID},
+	3: {name: "message", max: limits.Message},
+	4: {name: "eth_transaction", sub: map[protowire.Number]fieldLimit{
+		1: {name: "eth_transaction.unsigned_rlp", max: limits.EthUnsignedRLP},
+		2: {name: "eth_transaction.fields", max: limits.EthFields},
+	}},
+	5: {name: "eth_personal_message", max: limits.EthPersonalMessage},
+	6: {name: "eth_typed_data_json", max: limits.EthTypedDataJSON},
+	8: {name: "bitcoin_psbt", sub: map[protowire.Number]fieldLimit{
+		1: {name: "bitcoin_psbt.psbt", max: limits.BitcoinPSBT},
+	}},
+	9: {name: "solana_message", max: limits.SolanaMessage},
+}
+
+// checkRequestSize refuses an encoded SignRequest with a field over its size
+// limit, and bytes that are not a protobuf message, before anything is
+// decoded or forwarded. Every occurrence of a field is checked, so a
+// repeated field cannot hide an oversized value behind a small one.
+func checkRequestSize(b []byte) error {
+	return checkFields(b, requestLimits)
+}
+
+func checkFields(b []byte, lim map[protowire.Number]fieldLimit) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -158,12 +189,62 @@ func checkMessageSize(b []byte) error {
 		if m < 0 {
 			return status.Error(codes.InvalidArgument, "malformed request")
 		}
-		if num == signRequestMessageField && typ == protowire.BytesType {
-			if v, _ := protowire.ConsumeBytes(b); len(v) > MaxMessageSize {
-				return status.Errorf(codes.InvalidArgument, "message: must be at most %d bytes, got %d", MaxMessageSize, len(v))
+		if l, ok := lim[num]; ok && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b)
+			if err := l.check(v); err != nil {
+				return err
 			}
 		}
 		b = b[m:]
+	}
+	return nil
+}
+
+func (l fieldLimit) check(v []byte) error {
+	if l.sub != nil {
+		return checkFields(v, l.sub)
+	}
+	return sizeError(l.name, len(v), l.max)
+}
+
+// sizeError is the enclave's refusal of a field of n bytes over max, word
+// for word, or nil.
+func sizeError(name string, n, max int) error {
+	switch {
+	case n <= max:
+		return nil
+	case name == "key_id":
+		return status.Errorf(codes.InvalidArgument, "key_id: longer than %d bytes", max)
+	case name == "eth_transaction.fields":
+		return status.Errorf(codes.InvalidArgument, "%s: must encode to at most %d bytes, got %d", name, max, n)
+	}
+	return status.Errorf(codes.InvalidArgument, "%s: must be at most %d bytes, got %d", name, max, n)
+}
+
+// checkDecodedSize applies the limits of [checkRequestSize] to a decoded
+// SignRequest (the items of a SignBatch).
+func checkDecodedSize(r *signerv1.SignRequest) error {
+	if err := sizeError("key_id", len(r.GetKeyId()), limits.KeyID); err != nil {
+		return err
+	}
+	switch p := r.GetPayload().(type) {
+	case *signerv1.SignRequest_Message:
+		return sizeError("message", len(p.Message), limits.Message)
+	case *signerv1.SignRequest_EthTransaction:
+		if err := sizeError("eth_transaction.unsigned_rlp", len(p.EthTransaction.GetUnsignedRlp()), limits.EthUnsignedRLP); err != nil {
+			return err
+		}
+		if f := p.EthTransaction.GetFields(); f != nil {
+			return sizeError("eth_transaction.fields", proto.Size(f), limits.EthFields)
+		}
+	case *signerv1.SignRequest_EthPersonalMessage:
+		return sizeError("eth_personal_message", len(p.EthPersonalMessage), limits.EthPersonalMessage)
+	case *signerv1.SignRequest_EthTypedDataJson:
+		return sizeError("eth_typed_data_json", len(p.EthTypedDataJson), limits.EthTypedDataJSON)
+	case *signerv1.SignRequest_BitcoinPsbt:
+		return sizeError("bitcoin_psbt.psbt", len(p.BitcoinPsbt.GetPsbt()), limits.BitcoinPSBT)
+	case *signerv1.SignRequest_SolanaMessage:
+		return sizeError("solana_message", len(p.SolanaMessage), limits.SolanaMessage)
 	}
 	return nil
 }

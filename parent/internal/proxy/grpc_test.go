@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/mem"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -85,4 +86,44 @@ type recordingEnclave struct {
 func (r *recordingEnclave) CallRaw(ctx context.Context, method uint16, req []byte, resp func([]byte) error) error {
 	*r.got = append([]byte(nil), req...)
 	return r.fakeEnclave.CallRaw(ctx, method, req, resp)
+}
+
+// bytesCodec sends and receives *[]byte as they are, to put bytes that are
+// no valid protobuf message on the wire.
+type bytesCodec struct{}
+
+func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+func (bytesCodec) Name() string { return "proto" }
+
+// A request that is no valid encoding of its message is the client's
+// mistake: InvalidArgument on every method, never Internal.
+func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
+	f := &fakeEnclave{}
+	conn := serve(t, proxy.New(proxy.Config{Enclave: f}))
+	invoke := func(method string, body []byte) *status.Status {
+		var out []byte
+		err := conn.Invoke(context.Background(), "/"+signerv1.SignerService_ServiceDesc.ServiceName+"/"+method,
+			&body, &out, grpc.ForceCodecV2(bytesCodec{}))
+		return status.Convert(err)
+	}
+	for _, m := range signerv1.SignerService_ServiceDesc.Methods {
+		t.Run(m.MethodName, func(t *testing.T) {
+			st := invoke(m.MethodName, []byte{0xff}) // a tag cut short
+			require.Equal(t, codes.InvalidArgument, st.Code(), st.Message())
+			assert.Contains(t, st.Message(), "malformed request")
+		})
+	}
+	// key_id (field 1) holding bytes that are not UTF-8.
+	st := invoke("GetKey", []byte{0x0a, 0x02, 0xff, 0xfe})
+	require.Equal(t, codes.InvalidArgument, st.Code(), st.Message())
+	assert.Contains(t, st.Message(), "malformed request")
+	assert.Empty(t, f.methods, "nothing malformed reaches the enclave")
 }

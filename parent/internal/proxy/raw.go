@@ -59,16 +59,42 @@ func (Codec) Name() string { return "proto" }
 // Register registers svc on s with Sign relayed as raw bytes. The server
 // must use [NewCodec] (grpc.ForceServerCodecV2): with the standard codec
 // every Sign fails with Internal. Interceptors see Sign's request and
-// response as opaque values, not proto messages.
+// response as opaque values, not proto messages. A request of another
+// method that does not decode is refused with InvalidArgument (gRPC's own
+// decoding would answer Internal, which this API keeps for its own bugs).
 func Register(s *grpc.Server, svc *Service) {
 	desc := signerv1.SignerService_ServiceDesc
 	desc.Methods = append([]grpc.MethodDesc(nil), desc.Methods...)
 	for i := range desc.Methods {
 		if desc.Methods[i].MethodName == "Sign" {
 			desc.Methods[i].Handler = rawSignHandler
+		} else {
+			desc.Methods[i].Handler = decodeAsClientError(desc.Methods[i].Handler)
 		}
 	}
 	s.RegisterService(&desc, svc)
+}
+
+// decodeAsClientError wraps a generated handler so that its request is
+// received as bytes and decoded here, where a malformed request is the
+// client's mistake (InvalidArgument) rather than gRPC's Internal.
+func decodeAsClientError(h grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+		return h(srv, ctx, func(v any) error {
+			m, ok := v.(proto.Message)
+			if !ok {
+				return dec(v)
+			}
+			var in rawMessage
+			if err := dec(&in); err != nil {
+				return err
+			}
+			if err := proto.Unmarshal(in.b, m); err != nil {
+				return status.Errorf(codes.InvalidArgument, "malformed request: %v", err)
+			}
+			return nil
+		}, ic)
+	}
 }
 
 func rawSignHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {

@@ -268,6 +268,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return m == uint16(enclavev1.Method_METHOD_PING) ||
 				(m == uint16(enclavev1.Method_METHOD_SIGN) && size <= inlineSignSize)
 		},
+		// A ping only answers; on the reader it is answered at once however
+		// busy the workers are, so the parent can tell busy from stalled.
+		Urgent:   func(m uint16) bool { return m == uint16(enclavev1.Method_METHOD_PING) },
 		MaxFrame: cfg.MaxFrame,
 		Logger:   cfg.Logger,
 		YieldCPU: cfg.YieldCPU,

@@ -26,10 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/nitrosigner/nitrosigner/internal/link"
 	"github.com/nitrosigner/nitrosigner/internal/transport"
@@ -78,7 +80,9 @@ type Config struct {
 	MetricsListen string
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
 	// health status. A lost or new connection to the enclave triggers a
-	// ping at once. Default 2 s.
+	// ping at once. A ping unanswered for this long resets the link: the
+	// enclave answers pings however busy it is, so it has stalled, and the
+	// calls waiting on it fail with Unavailable. Default 2 s.
 	HealthInterval time.Duration
 	// Logger receives operator logs. Default slog.Default().
 	Logger *slog.Logger
@@ -343,7 +347,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error {
-		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds)
+		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds, lc.Reset)
 		return nil
 	})
 	if pusher != nil {
@@ -396,8 +400,12 @@ func Run(ctx context.Context, cfg Config) error {
 // watchEnclave drives the gRPC health status (overall and per service) from
 // pings of the enclave: every interval, and at once when recheck fires.
 // onUp, if set, runs each time the enclave becomes reachable (a restarted
-// enclave needs its AWS credentials again).
-func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, recheck <-chan struct{}, log *slog.Logger, onUp func(context.Context) error) {
+// enclave needs its AWS credentials again). A ping unanswered for a whole
+// interval means the enclave has stalled (it answers pings on its link's
+// reader, however busy it is): reset drops the connection, so that the
+// calls waiting on it fail with Unavailable instead of running into their
+// deadlines, and new calls find out on a fresh connection.
+func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, recheck <-chan struct{}, log *slog.Logger, onUp func(context.Context) error, reset func(reason string)) {
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -408,6 +416,10 @@ func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, ev
 		st := healthpb.HealthCheckResponse_SERVING
 		if err != nil {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
+			if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
+				log.WarnContext(ctx, "enclave did not answer a ping; resetting the link", "timeout", every)
+				reset(fmt.Sprintf("enclave did not answer a ping within %v", every))
+			}
 		}
 		if st != last && ctx.Err() == nil {
 			if err != nil {

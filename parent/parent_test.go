@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,6 +261,61 @@ func TestHealthFollowsTheLink(t *testing.T) {
 		return status.Code(err) != codes.Unavailable
 	}, 5*time.Second, 20*time.Millisecond)
 	is(healthpb.HealthCheckResponse_SERVING, "after the enclave came back")
+}
+
+// TestStalledEnclave: an enclave that stops answering without closing the
+// connection (hung, or stopped with SIGSTOP) is found out by the health
+// ping, and the calls waiting on it fail with Unavailable, not at their
+// deadlines. Once it answers again, calls get through without a restart.
+func TestStalledEnclave(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "enclave.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	var stalled atomic.Pointer[chan struct{}] // while set, every request waits for it to close
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- link.Serve(ctx, l, link.ServerConfig{
+			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+				if c := stalled.Load(); c != nil {
+					<-*c
+				}
+				return resp, nil // empty answers: Ping, GetStats, Sign
+			},
+		})
+	}()
+	stall := func() func() {
+		c := make(chan struct{})
+		stalled.Store(&c)
+		return sync.OnceFunc(func() { stalled.Store(nil); close(c) })
+	}
+	unstall := func() {}
+	t.Cleanup(func() {
+		unstall()
+		cancel()
+		<-served
+	})
+	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
+		HealthInterval: 100 * time.Millisecond, CallTimeout: time.Minute})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := signerv1.NewSignerServiceClient(conn)
+	req := &signerv1.SignRequest{KeyId: "key_00000000000000000000000000000000", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}
+	callCtx, cancelCall := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancelCall()
+	_, err = client.Sign(callCtx, req)
+	require.NotEqual(t, codes.Unavailable, status.Code(err), "a responsive enclave: %v", err)
+
+	unstall = stall()
+	_, err = client.Sign(callCtx, req)
+	require.Equal(t, codes.Unavailable, status.Code(err), "a call waiting on a stalled enclave: %v", err)
+
+	unstall()
+	require.Eventually(t, func() bool {
+		_, err := client.Sign(callCtx, req)
+		return status.Code(err) != codes.Unavailable
+	}, 10*time.Second, 20*time.Millisecond, "calls get through once the enclave answers again")
 }
 
 // TestCallTimeout checks that --call-timeout bounds a forwarded call even

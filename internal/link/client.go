@@ -359,6 +359,17 @@ func (c *Client) goTracked(f func()) {
 	}()
 }
 
+// Reset drops the live connection, if any: its calls in progress fail
+// with codes.Unavailable and the next call dials again. It is for a peer
+// that has stopped answering without closing the connection (a health
+// ping went unanswered), which the connection cannot tell from a slow
+// peer by itself.
+func (c *Client) Reset(reason string) {
+	if cc := c.cur.Load(); cc != nil {
+		cc.fail(errors.New(reason))
+	}
+}
+
 // Close fails every call in progress with codes.Canceled, closes the
 // connection and waits for the client's goroutines to end. Calls made
 // after Close fail with codes.Canceled. Close always returns nil.

@@ -55,3 +55,52 @@ func TestInlineMethods(t *testing.T) {
 	close(release)
 	require.NoError(t, <-slowDone)
 }
+
+// TestUrgentMethods: a method named by ServerConfig.Urgent is handled on
+// the reader even while other requests are in flight, where an Inline one
+// goes to a worker. Which of the two served a request shows in the yields:
+// only workers yield.
+func TestUrgentMethods(t *testing.T) {
+	const urgent, quick, slow = 1, 2, 3
+	yields := link.CountYields(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := startServer(t, "", link.ServerConfig{
+		Handler: func(ctx context.Context, m uint16, req, resp []byte) ([]byte, error) {
+			if m == slow {
+				close(started)
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return append(resp, req...), nil
+		},
+		Inline:   func(m uint16, _ int) bool { return m == quick || m == urgent },
+		Urgent:   func(m uint16) bool { return m == urgent },
+		YieldCPU: true,
+	})
+	c := newClient(t, srv.addr, link.ClientConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- c.Call(ctx, slow, wrapperspb.Bytes([]byte("s")), &wrapperspb.BytesValue{}) }()
+	<-started
+
+	const n = 20
+	var resp wrapperspb.BytesValue
+	for range n {
+		require.NoError(t, c.Call(ctx, urgent, wrapperspb.Bytes([]byte("u")), &resp))
+		require.Equal(t, []byte("u"), resp.GetValue())
+	}
+	require.Zero(t, yields.Load(), "urgent calls are served on the reader")
+	for range n {
+		require.NoError(t, c.Call(ctx, quick, wrapperspb.Bytes([]byte("q")), &resp))
+	}
+	// A worker yields after it handed its answer over: the last may lag.
+	require.Eventually(t, func() bool { return yields.Load() >= n }, 5*time.Second, time.Millisecond)
+	require.Equal(t, int64(n), yields.Load(), "quick calls in company go to workers")
+	close(release)
+	require.NoError(t, <-slowDone)
+}

@@ -55,6 +55,13 @@ type ServerConfig struct {
 	// request that can block or run long.
 	Inline func(method uint16, size int) bool
 
+	// Urgent, if set, picks methods handled on the connection's reader as
+	// soon as they are read, even while other requests are in flight: a
+	// health ping, so that a busy server still answers it at once and a
+	// client can tell a busy server from a stalled one. Never pick a method
+	// whose handler does more than answer.
+	Urgent func(method uint16) bool
+
 	// MaxFrame is the largest frame (header and payload, without the
 	// length prefix) accepted from or sent to a client. A client that
 	// announces a larger frame is disconnected before anything is
@@ -154,6 +161,7 @@ type server struct {
 	maxFrame      int
 	maxConcurrent int
 	inline        func(method uint16, size int) bool
+	urgent        func(method uint16) bool
 	yield         func() // after each request a worker served; nil: none
 	writeTimeout  time.Duration
 	log           *slog.Logger
@@ -229,6 +237,7 @@ func newServer(cfg ServerConfig) (*server, error) {
 	s := &server{
 		handler:       cfg.Handler,
 		inline:        cfg.Inline,
+		urgent:        cfg.Urgent,
 		maxFrame:      cfg.MaxFrame,
 		maxConcurrent: cfg.MaxConcurrent,
 		writeTimeout:  cfg.WriteTimeout,
@@ -363,6 +372,10 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 			deadline = time.Now().Add(time.Duration(timeout) * time.Microsecond)
 		}
 		r := request{ctx: ctx, sc: sc, method: method, id: id, deadline: deadline, req: req}
+		if s.urgent != nil && s.urgent(method) {
+			sc.handle(r)
+			continue
+		}
 		if s.inline != nil && s.inline(method, n) && sc.inflight.Load() == 1 && br.Buffered() == 0 {
 			// Alone on the connection with nothing else read: handle it
 			// here. Handing it to a worker costs a goroutine wake-up on

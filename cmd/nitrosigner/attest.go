@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 	"github.com/nitrosigner/nitrosigner/verify"
 )
@@ -157,7 +159,10 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 			return err // the gRPC status is reported as is
 		}
 		if err != nil {
-			return fmt.Errorf("attestation verification failed: %w", err)
+			if errors.Is(err, verify.ErrUntrusted) && opts.Roots == nil {
+				err = fmt.Errorf("%w (the simulated enclave of make run signs under its own root: add --root .run/nsmsim/root.pem)", err)
+			}
+			return verificationFailed(err)
 		}
 		return c.printAttestation(shownAttestation{
 			document: res.Document, nonce: res.Nonce, nonceChecked: true, result: res, identity: res.Identity,
@@ -174,11 +179,11 @@ func (c *cli) attestOffline(file string, bind bool, opts verify.Options) error {
 	}
 	res, err := verify.Verify(doc, opts)
 	if err != nil {
-		return fmt.Errorf("attestation verification failed: %w", err)
+		return verificationFailed(err)
 	}
 	if bind {
 		if _, err := res.BindIdentity(); err != nil {
-			return fmt.Errorf("attestation verification failed: %w", err)
+			return verificationFailed(err)
 		}
 	}
 	return c.printAttestation(shownAttestation{
@@ -301,4 +306,11 @@ func (c *cli) printAttestation(a shownAttestation) error {
 	}
 	lines = append(lines, "verified", strconv.FormatBool(out.Verified))
 	return c.fields(lines...)
+}
+
+// verificationFailed is a failed attestation check. It is reported under
+// the code Unauthenticated, like every other error of the CLI under a gRPC
+// code name: the enclave did not prove who it is.
+func verificationFailed(err error) error {
+	return &codedError{code: codes.Unauthenticated, err: fmt.Errorf("attestation verification failed: %w", err)}
 }

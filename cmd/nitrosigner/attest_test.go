@@ -107,20 +107,20 @@ func TestAttest(t *testing.T) {
 			name:       "wrong pcr0",
 			pcrs:       `{"PCR0": "` + wrong + `"}`,
 			wantCode:   1,
-			wantStderr: "nitrosigner: attestation verification failed: attest: pcr mismatch",
+			wantStderr: "nitrosigner: Unauthenticated: attestation verification failed: attest: pcr mismatch",
 		},
 		{
 			name:       "untrusted root",
 			noRoot:     true,
 			args:       []string{"--verify"},
 			wantCode:   1,
-			wantStderr: "nitrosigner: attestation verification failed: ",
+			wantStderr: "cabundle[0] is not a trusted root (the simulated enclave of make run signs under its own root: add --root .run/nsmsim/root.pem)",
 		},
 		{
 			name:       "nonce replaced",
 			onAttest:   func(in *attestInputs) { in.nonce = []byte("old nonce") },
 			wantCode:   1,
-			wantStderr: "nitrosigner: attestation verification failed: ",
+			wantStderr: "nitrosigner: Unauthenticated: attestation verification failed: ",
 		},
 		{
 			name: "identity differs from user_data",
@@ -317,7 +317,7 @@ func TestAttestFreshness(t *testing.T) {
 	code, stdout, stderr := runCLI(t, "--addr", addr, "attest", "--verify", "--root", root)
 	assert.Equal(t, 1, code)
 	assert.Empty(t, stdout)
-	assert.Contains(t, stderr, "nitrosigner: attestation verification failed: attest: stale attestation document")
+	assert.Contains(t, stderr, "nitrosigner: Unauthenticated: attestation verification failed: attest: stale attestation document")
 
 	code, stdout, stderr = runCLI(t, "--addr", addr, "attest", "--verify", "--root", root, "--max-age", "0")
 	require.Equal(t, 0, code, stderr)
@@ -392,7 +392,7 @@ func TestAttestOffline(t *testing.T) {
 		{name: "no freshness limit", args: []string{"--doc", blockyDoc, "--at", "2024-09-07T17:00:00Z", "--max-age", "0"}, want: []string{`(?m)^verified:\s+true$`}},
 
 		{name: "stale", args: []string{"--doc", blockyDoc, "--at", "2024-09-07T17:00:00Z"}, wantCode: 1,
-			wantStderr: "nitrosigner: attestation verification failed: attest: stale attestation document"},
+			wantStderr: "nitrosigner: Unauthenticated: attestation verification failed: attest: stale attestation document"},
 		{name: "certificates expired now", args: []string{"--doc", blockyDoc}, wantCode: 1, wantStderr: "attest: untrusted attestation document"},
 		{name: "wrong nonce", args: []string{"--doc", hfDoc, "--at", "1635440522077", "--allow-debug", "--nonce", "c0ffee"}, wantCode: 1, wantStderr: "attest: nonce mismatch"},
 		{name: "debug refused", args: []string{"--doc", blockyDebugDoc, "--at", "1725719886508"}, wantCode: 1, wantStderr: "attest: debug-mode"},

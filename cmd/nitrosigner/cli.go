@@ -27,6 +27,12 @@ import (
 // defaultAddr is where the parent proxy listens by default.
 const defaultAddr = "127.0.0.1:50051"
 
+// defaultTimeout is the default deadline of a command. It is longer than
+// the parent's default call timeout, so that a call the parent gives up on
+// reports the parent's error, with its request id, rather than racing it
+// with the client's own deadline.
+const defaultTimeout = 15 * time.Second
+
 const topSynopsis = "nitrosigner [global flags] keys|sign|attest|eif|kms-policy ..."
 
 const topHelp = `Commands:
@@ -63,6 +69,19 @@ type usageError struct {
 }
 
 func (e *usageError) Error() string { return e.msg }
+
+// codedError is an error found by the CLI itself that has a gRPC code, so
+// that it is reported like the server's errors ("nitrosigner: Code: ...").
+type codedError struct {
+	code codes.Code
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+// GRPCStatus makes report print e under its code.
+func (e *codedError) GRPCStatus() *status.Status { return status.New(e.code, e.err.Error()) }
 
 func usagef(synopsis, format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...), synopsis: synopsis}
@@ -117,7 +136,9 @@ func report(stderr io.Writer, err error) int {
 		fmt.Fprintf(stderr, "nitrosigner: %s: %s\n", s.Code(), printable(s.Message()))
 		return 1
 	default:
-		fmt.Fprintf(stderr, "nitrosigner: %s\n", printable(err.Error()))
+		// Every error carries a code name, so that scripts can match one
+		// pattern; an error no code describes better is Unknown.
+		fmt.Fprintf(stderr, "nitrosigner: %s: %s\n", codes.Unknown, printable(err.Error()))
 		return 1
 	}
 }
@@ -130,7 +151,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("nitrosigner")
 	fs.StringVar(&addr, "addr", defaultAddr, "server `address`: host:port, tcp://host:port or unix:///path")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of text")
-	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "deadline for the whole command")
+	fs.DurationVar(&cfg.timeout, "timeout", defaultTimeout, "deadline for the whole command")
 	fs.StringVar(&cfg.tlsCA, "tls-ca", "", "PEM `file` of CA certificates that verify the server; enables TLS")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM client certificate `file` for mutual TLS (needs --tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM client key `file` for mutual TLS (needs --tls-cert)")

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/nitrosigner/nitrosigner/parent"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -390,4 +391,10 @@ func TestErrorShowsRequestID(t *testing.T) {
 			assert.Equal(t, tt.want, stderr)
 		})
 	}
+}
+
+// The CLI waits longer than the parent does by default, so that the
+// parent's DeadlineExceeded (with its request id) reaches the user.
+func TestDefaultTimeoutOutlastsTheParent(t *testing.T) {
+	assert.Greater(t, defaultTimeout, parent.DefaultCallTimeout)
 }

@@ -22,7 +22,7 @@
 //
 //	--addr ADDR             host:port, tcp://host:port or unix:///path (default 127.0.0.1:50051)
 //	--json                  print one JSON object instead of text
-//	--timeout D             deadline for the whole command (default 10s)
+//	--timeout D             deadline for the whole command (default 15s)
 //	--tls-ca FILE           CA certificates (PEM) that verify the server; enables TLS
 //	--tls-cert, --tls-key   client certificate and key (PEM) for mutual TLS
 //	--tls-server-name NAME  name expected in the server certificate
@@ -49,8 +49,8 @@
 //     in the response, and the document's public_key must hash to the
 //     identity's kms_public_key_sha256.
 //
-// Any failure exits with status 1 and an "attestation verification failed"
-// message.
+// Any failure exits with status 1 and an "Unauthenticated: attestation
+// verification failed" message (the enclave did not prove who it is).
 //
 // # Output
 //
@@ -62,10 +62,12 @@
 //
 // # Exit status
 //
-// 0 on success (and for --help), 1 when the server or a verification fails
-// (stderr reads "nitrosigner: <gRPC code>: <message>" for server errors, e.g.
-// "nitrosigner: NotFound: key not found"), 2 for usage errors, which are
-// detected before the server is contacted and read
-// "nitrosigner: InvalidArgument: <message>", e.g.
-// "nitrosigner: InvalidArgument: --digest is not valid hex".
+// 0 on success (and for --help), 1 when the server or a verification fails,
+// 2 for usage errors, which are detected before the server is contacted.
+// Every error reads "nitrosigner: <gRPC code>: <message>" on stderr: the
+// server's code (e.g. "nitrosigner: NotFound: key not found"),
+// InvalidArgument for usage errors (e.g. "nitrosigner: InvalidArgument:
+// --digest is not valid hex"), Unauthenticated for a failed attestation
+// check, and Unknown for a local failure no code describes better (a file
+// that cannot be written).
 package main

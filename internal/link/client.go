@@ -173,6 +173,7 @@ func (c *Client) Call(ctx context.Context, method uint16, req, resp proto.Messag
 	e.msg = resp
 	err = c.roundTrip(ctx, method, frame, e)
 	putCall(e)
+	clear(frame) // requests may hold secrets (credentials); the buffer is reused
 	putBuf(b, frame)
 	return err
 }
@@ -189,6 +190,7 @@ func (c *Client) CallRaw(ctx context.Context, method uint16, req []byte, resp fu
 	e.raw = resp
 	err := c.roundTrip(ctx, method, frame, e)
 	putCall(e)
+	clear(frame)
 	putBuf(b, frame)
 	return err
 }

@@ -420,8 +420,10 @@ func (sc *serverConn) handle(r request) {
 	putBuf(resp, nil)
 }
 
-// releaseReq returns a request payload's buffer and budget.
+// releaseReq returns a request payload's buffer, wiped (a request may hold
+// secrets, such as AWS credentials), and its budget.
 func (s *server) releaseReq(req *[]byte) {
+	clear(*req)
 	s.mem.Release(int64(len(*req)))
 	putBuf(req, nil)
 }

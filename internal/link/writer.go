@@ -144,6 +144,9 @@ func (w *writer) writeOnceLocked() error {
 	w.started.Add(1)
 	_, err := w.conn.Write(b)
 	w.finished.Add(1)
+	// What was written may hold secrets (the AWS credentials the parent
+	// hands the enclave); the buffer is reused, so it is wiped first.
+	clear(b)
 	w.mu.Lock()
 	if cap(b) <= maxSpare {
 		w.spare = b[:0]

@@ -80,9 +80,9 @@ type Config struct {
 	MetricsListen string
 	// HealthInterval is how often the enclave is pinged to drive the gRPC
 	// health status. A lost or new connection to the enclave triggers a
-	// ping at once. A ping unanswered for this long resets the link: the
-	// enclave answers pings however busy it is, so it has stalled, and the
-	// calls waiting on it fail with Unavailable. Default 2 s.
+	// ping at once. When a ping and every other call go unanswered for
+	// this long, the enclave has stalled: the link is reset and the calls
+	// waiting on it fail with Unavailable. Default 2 s.
 	HealthInterval time.Duration
 	// Logger receives operator logs. Default slog.Default().
 	Logger *slog.Logger
@@ -347,7 +347,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error {
-		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds, lc.Reset)
+		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds, lc)
 		return nil
 	})
 	if pusher != nil {
@@ -397,28 +397,36 @@ func Run(ctx context.Context, cfg Config) error {
 	return g.Wait()
 }
 
+// stallReset is what watchEnclave needs of the link client.
+type stallReset interface {
+	Received() uint64
+	Reset(reason string)
+}
+
 // watchEnclave drives the gRPC health status (overall and per service) from
 // pings of the enclave: every interval, and at once when recheck fires.
 // onUp, if set, runs each time the enclave becomes reachable (a restarted
 // enclave needs its AWS credentials again). A ping unanswered for a whole
-// interval means the enclave has stalled (it answers pings on its link's
-// reader, however busy it is): reset drops the connection, so that the
-// calls waiting on it fail with Unavailable instead of running into their
-// deadlines, and new calls find out on a fresh connection.
-func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, recheck <-chan struct{}, log *slog.Logger, onUp func(context.Context) error, reset func(reason string)) {
+// interval while no other answer arrived either means the enclave has
+// stalled (hung, or stopped): the link is reset, so that the calls waiting
+// on it fail with Unavailable instead of running into their deadlines, and
+// new calls find out on a fresh connection. A busy enclave keeps
+// answering, so it is never reset.
+func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, every time.Duration, recheck <-chan struct{}, log *slog.Logger, onUp func(context.Context) error, link stallReset) {
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		before := link.Received()
 		pctx, cancel := context.WithTimeout(ctx, every)
 		err := svc.Ping(pctx)
 		cancel()
 		st := healthpb.HealthCheckResponse_SERVING
 		if err != nil {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
-			if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
-				log.WarnContext(ctx, "enclave did not answer a ping; resetting the link", "timeout", every)
-				reset(fmt.Sprintf("enclave did not answer a ping within %v", every))
+			if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil && link.Received() == before {
+				log.WarnContext(ctx, "enclave answered nothing for a ping interval; resetting the link", "interval", every)
+				link.Reset(fmt.Sprintf("enclave answered nothing for %v", every))
 			}
 		}
 		if st != last && ctx.Err() == nil {

@@ -1,6 +1,7 @@
 package parent_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -316,6 +317,72 @@ func TestStalledEnclave(t *testing.T) {
 		_, err := client.Sign(callCtx, req)
 		return status.Code(err) != codes.Unavailable
 	}, 10*time.Second, 20*time.Millisecond, "calls get through once the enclave answers again")
+}
+
+// TestBusyEnclaveIsNotReset: pings that go unanswered while other answers
+// keep arriving mean a busy enclave, not a stalled one; the calls in flight
+// are left to finish.
+func TestBusyEnclaveIsNotReset(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "enclave.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	pings := make(chan struct{}, 100)
+	slowPings, releaseLong := make(chan struct{}), make(chan struct{})
+	var slow atomic.Bool
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- link.Serve(ctx, l, link.ServerConfig{
+			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+				switch {
+				case method == uint16(enclavev1.Method_METHOD_PING) && slow.Load():
+					pings <- struct{}{}
+					<-slowPings
+				case method == uint16(enclavev1.Method_METHOD_SIGN) && bytes.Contains(req, []byte("long")):
+					<-releaseLong
+				}
+				return resp, nil
+			},
+		})
+	}()
+	t.Cleanup(func() {
+		close(slowPings)
+		cancel()
+		<-served
+	})
+	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
+		HealthInterval: 200 * time.Millisecond, CallTimeout: time.Minute})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := signerv1.NewSignerServiceClient(conn)
+	sign := func(ctx context.Context, id string) error {
+		_, err := client.Sign(ctx, &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}})
+		return err
+	}
+	callCtx, cancelCall := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancelCall()
+	require.NotEqual(t, codes.Unavailable, status.Code(sign(callCtx, "key_00000000000000000000000000000000")))
+
+	slow.Store(true)
+	long := make(chan error, 1)
+	go func() { long <- sign(callCtx, "key_long") }()
+	busy, stopBusy := context.WithCancel(callCtx)
+	busyDone := make(chan struct{})
+	go func() { // answers keep arriving
+		defer close(busyDone)
+		for busy.Err() == nil {
+			_ = sign(busy, "key_00000000000000000000000000000000")
+		}
+	}()
+	for range 3 { // two pings have gone unanswered for their whole interval
+		<-pings
+	}
+	stopBusy()
+	<-busyDone
+	close(releaseLong)
+	err = <-long
+	assert.NotEqual(t, codes.Unavailable, status.Code(err), "the call in flight was not failed: %v", err)
 }
 
 // TestCallTimeout checks that --call-timeout bounds a forwarded call even

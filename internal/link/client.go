@@ -96,6 +96,7 @@ type Client struct {
 	log          *slog.Logger
 
 	nextID    atomic.Uint64
+	received  atomic.Uint64              // response frames read, over all connections
 	cur       atomic.Pointer[clientConn] // the live connection, if any
 	closing   chan struct{}              // closed by Close; aborts dials
 	wg        sync.WaitGroup             // dialer, readers, flushers
@@ -361,11 +362,16 @@ func (c *Client) goTracked(f func()) {
 	}()
 }
 
+// Received returns how many responses the client has read so far, over
+// all its connections. A peer that has stalled sends none; a busy one
+// keeps sending them.
+func (c *Client) Received() uint64 { return c.received.Load() }
+
 // Reset drops the live connection, if any: its calls in progress fail
 // with codes.Unavailable and the next call dials again. It is for a peer
 // that has stopped answering without closing the connection (a health
-// ping went unanswered), which the connection cannot tell from a slow
-// peer by itself.
+// ping went unanswered and [Client.Received] did not move meanwhile),
+// which the connection cannot tell from a slow peer by itself.
 func (c *Client) Reset(reason string) {
 	if cc := c.cur.Load(); cc != nil {
 		cc.fail(errors.New(reason))
@@ -543,6 +549,7 @@ func (cc *clientConn) read() error {
 		code := codes.Code(binary.BigEndian.Uint16(h[5:]))
 		id := binary.BigEndian.Uint64(h[7:])
 		br.Discard(len(h)) //nolint:errcheck // cannot fail after Peek
+		c.received.Add(1)
 
 		var payload []byte
 		var big *[]byte

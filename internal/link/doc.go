@@ -56,6 +56,14 @@
 // next call; the server cancels the contexts of that connection's
 // handlers.
 //
+// A peer that stops answering but keeps the connection open (hung, or
+// stopped by a signal) is found by the user of the client: a server
+// answers the methods in ServerConfig.Urgent (a health ping) on its reader
+// at once, however busy it is, so a ping unanswered while
+// [Client.Received] does not move either means a stalled peer, and
+// [Client.Reset] then fails the calls waiting on it. The parent does this
+// with its health pings.
+//
 // # Performance
 //
 // Each connection has one read goroutine with a bufio.Reader and one write

@@ -21,3 +21,11 @@ func CountYields(t interface{ Cleanup(func()) }) *atomic.Int64 {
 	t.Cleanup(func() { yieldCPU = old })
 	return &n
 }
+
+// SetRequestBudget makes servers started from now on hold at most n bytes
+// of request payloads at once (or MaxFrame, if larger), until the test ends.
+func SetRequestBudget(t interface{ Cleanup(func()) }, n int) {
+	old := requestMemory
+	requestMemory = n
+	t.Cleanup(func() { requestMemory = old })
+}

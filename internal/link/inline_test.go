@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nitrosigner/nitrosigner/internal/link"
@@ -103,4 +105,50 @@ func TestUrgentMethods(t *testing.T) {
 	require.Equal(t, int64(n), yields.Load(), "quick calls in company go to workers")
 	close(release)
 	require.NoError(t, <-slowDone)
+}
+
+// TestOverBudgetIsRefusedNotWaitedFor: a request that would take the
+// payloads in progress over the server's budget is answered with
+// ResourceExhausted at once, and the reader goes on reading: an urgent
+// ping sent behind it is answered while the budget is still held.
+func TestOverBudgetIsRefusedNotWaitedFor(t *testing.T) {
+	const hold, ping = 1, 2
+	link.SetRequestBudget(t, 1000)
+	started, release := make(chan struct{}, 8), make(chan struct{})
+	srv := startServer(t, "", link.ServerConfig{
+		Handler: func(ctx context.Context, m uint16, req, resp []byte) ([]byte, error) {
+			if m == hold {
+				started <- struct{}{}
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return append(resp, req...), nil
+		},
+		Urgent:   func(m uint16) bool { return m == ping },
+		MaxFrame: 256,
+	})
+	c := newClient(t, srv.addr, link.ClientConfig{MaxFrame: 256})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	big := wrapperspb.Bytes(make([]byte, 200))
+	held := make(chan error, 4)
+	for range 4 { // 4 × about 200 bytes of the 1000-byte budget
+		go func() { held <- c.Call(ctx, hold, big, &wrapperspb.BytesValue{}) }()
+		<-started
+	}
+	err := c.Call(ctx, hold, big, &wrapperspb.BytesValue{})
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "over budget: %v", err)
+	var resp wrapperspb.BytesValue
+	require.NoError(t, c.Call(ctx, ping, wrapperspb.Bytes([]byte("p")), &resp), "the reader still reads")
+	require.Equal(t, []byte("p"), resp.GetValue())
+
+	close(release)
+	for range 4 {
+		require.NoError(t, <-held)
+	}
+	require.NoError(t, c.Call(ctx, hold, big, &wrapperspb.BytesValue{}), "the budget is back")
 }

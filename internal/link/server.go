@@ -72,6 +72,9 @@ type ServerConfig struct {
 	// MaxConcurrent is the number of requests one connection may have in
 	// progress; excess requests are answered with
 	// codes.ResourceExhausted without running Handler. Zero means 1024.
+	// Requests are also refused that way while the payloads in progress,
+	// over all connections, exceed 64 MiB (or MaxFrame, if larger): the
+	// reader never waits, so that it always reads the next frame.
 	MaxConcurrent int
 
 	// WriteTimeout is how long one write may stay blocked (the client
@@ -170,7 +173,8 @@ type server struct {
 
 	// mem bounds the request payloads held at once, across connections,
 	// so that a hostile client cannot exhaust the enclave's memory by
-	// announcing many large frames.
+	// announcing many large frames. A request over it is refused with
+	// codes.ResourceExhausted.
 	mem *semaphore.Weighted
 
 	// Requests go to idle workers through work; when none is idle, a
@@ -182,8 +186,9 @@ type server struct {
 	idle atomic.Int32 // workers waiting on work
 }
 
-// requestMemory is the default budget for request payloads held at once.
-const requestMemory = 64 << 20
+// requestMemory is the budget for request payloads held at once (or
+// MaxFrame, if larger). A variable for tests.
+var requestMemory = 64 << 20
 
 // maxIdleWorkers bounds the workers kept waiting for requests.
 const maxIdleWorkers = 128
@@ -347,9 +352,15 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 		br.Discard(len(h)) //nolint:errcheck // cannot fail after Peek
 
 		// Hold the payload's size against the server's budget before
-		// allocating it; this waits while other requests hold too much.
-		if err := s.mem.Acquire(ctx, int64(n)); err != nil {
-			return err
+		// allocating it. Over budget, the request is refused rather than
+		// waited for: a reader that waits reads nothing else, not even a
+		// health ping, and a busy server would look stalled.
+		if !s.mem.TryAcquire(int64(n)) {
+			if _, err := br.Discard(n); err != nil {
+				return fmt.Errorf("read frame payload: %w", err)
+			}
+			sc.reply(id, nil, codes.ResourceExhausted, "server busy: too much request data in progress, retry later")
+			continue
 		}
 		req := getBuf()
 		if cap(*req) < n {

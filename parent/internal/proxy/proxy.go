@@ -127,11 +127,51 @@ func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 	if n := len(r.GetRequests()); n == 0 || n > MaxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "requests: must hold 1..%d items, got %d", MaxBatch, n)
 	}
+	// An item over a size limit fails on its own, as the enclave would
+	// fail it, but here: it is not forwarded.
+	var refused []*signerv1.SignResult
 	for i, x := range r.GetRequests() {
 		if err := checkDecodedSize(x); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "requests[%d].%s", i, status.Convert(err).Message())
+			if refused == nil {
+				refused = make([]*signerv1.SignResult, len(r.GetRequests()))
+			}
+			refused[i] = errorResult(err)
 		}
 	}
+	if refused == nil {
+		return s.signBatch(ctx, r)
+	}
+	fwd := &signerv1.SignBatchRequest{}
+	var at []int
+	for i, x := range r.GetRequests() {
+		if refused[i] == nil {
+			fwd.Requests = append(fwd.Requests, x)
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return &signerv1.SignBatchResponse{Results: refused}, nil
+	}
+	out, err := s.signBatch(ctx, fwd)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		refused[i] = out.GetResults()[j]
+	}
+	out.Results = refused
+	return out, nil
+}
+
+// errorResult is a batch item's failure with err's status.
+func errorResult(err error) *signerv1.SignResult {
+	st := status.Convert(err)
+	return &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+}
+
+// signBatch forwards a batch and loads, once, the keys of the items the
+// enclave had not loaded; it answers one result per item of r.
+func (s *Service) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {
 	var out enclavev1.SignBatchResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: r}, &out); err != nil {
 		return nil, err
@@ -151,8 +191,7 @@ func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 			// As in Sign: an id that cannot name a key is the client's
 			// mistake, not a name to look up in the store.
 			if err := validKeyID(id); err != nil {
-				st := status.Convert(err)
-				res[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+				res[i] = errorResult(err)
 				continue
 			}
 			retry = append(retry, i)
@@ -176,8 +215,7 @@ func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 	for _, i := range retry {
 		id := r.GetRequests()[i].GetKeyId()
 		if err := loadErr[id]; err != nil {
-			st := status.Convert(err)
-			res[i] = &signerv1.SignResult{Result: &signerv1.SignResult_Error{Error: &signerv1.Status{Code: int32(st.Code()), Message: st.Message()}}}
+			res[i] = errorResult(err)
 			continue
 		}
 		again.Requests = append(again.Requests, r.GetRequests()[i])

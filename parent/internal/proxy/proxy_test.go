@@ -41,6 +41,15 @@ func (f *fakeEnclave) Call(ctx context.Context, method uint16, req, resp proto.M
 		resp.(*enclavev1.GetStatsResponse).Keys = 7
 		return nil
 	}
+	if enclavev1.Method(method) == enclavev1.Method_METHOD_SIGN_BATCH {
+		out := &signerv1.SignBatchResponse{}
+		for _, r := range req.(*enclavev1.SignBatchRequest).GetRequest().GetRequests() {
+			out.Results = append(out.Results, &signerv1.SignResult{Result: &signerv1.SignResult_Response{
+				Response: &signerv1.SignResponse{KeyId: r.GetKeyId(), Signature: []byte(r.GetKeyId())}}})
+		}
+		resp.(*enclavev1.SignBatchResponse).Response = out
+		return nil
+	}
 	if enclavev1.Method(method) != enclavev1.Method_METHOD_SIGN {
 		return status.Errorf(codes.Unimplemented, "method %d", method)
 	}
@@ -153,14 +162,28 @@ func TestSignRelayEdgeCases(t *testing.T) {
 }
 
 // FuzzCheckRequestSize: the relay's field scan never panics on hostile
-// bytes, and it refuses whatever the check of decoded requests refuses
-// (it is stricter only for repeated fields, where every occurrence counts).
+// bytes, and it refuses whatever the check of decoded requests refuses (it
+// may refuse more: it checks every occurrence of a repeated field and sums
+// those of a payload message, which protobuf merges).
 func FuzzCheckRequestSize(f *testing.F) {
 	for _, tt := range sizeCases() {
+		if tt.field != "key_id" && tt.field != "solana_message" {
+			continue // small seeds keep the fuzzer fast; it grows fields itself
+		}
 		for _, r := range []*signerv1.SignRequest{tt.at, tt.over} {
 			b, _ := proto.Marshal(r)
 			f.Add(b)
+			f.Add(b[:len(b)/2])
 		}
+	}
+	for _, r := range []*signerv1.SignRequest{
+		{KeyId: "k", Payload: &signerv1.SignRequest_EthTransaction{EthTransaction: &signerv1.EthTransaction{
+			Tx: &signerv1.EthTransaction_Fields{Fields: &signerv1.EthTxFields{Data: "0x00", Nonce: "1"}}}}},
+		{KeyId: "k", Payload: &signerv1.SignRequest_BitcoinPsbt{BitcoinPsbt: &signerv1.BitcoinPsbt{Psbt: []byte("psbt\xff")}}},
+	} {
+		b, _ := proto.Marshal(r)
+		f.Add(b)
+		f.Add(append(b, b...)) // repeated: protobuf merges the payloads
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := proxy.CheckRequestSize(b)
@@ -169,6 +192,23 @@ func FuzzCheckRequestSize(f *testing.F) {
 			require.Error(t, err, "an oversized field must be refused")
 		}
 	})
+}
+
+// Repeated occurrences of a payload message merge when decoded; the scan
+// refuses them when together they pass a limit that each stays under.
+func TestScanSumsRepeatedPayloadMessages(t *testing.T) {
+	half := &signerv1.SignRequest{KeyId: "k", Payload: &signerv1.SignRequest_EthTransaction{EthTransaction: &signerv1.EthTransaction{
+		Tx: &signerv1.EthTransaction_Fields{Fields: &signerv1.EthTxFields{AccessList: []*signerv1.EthAccessTuple{{Address: strings.Repeat("a", limits.EthFields/2)}}}}}}}
+	b, err := proto.Marshal(half)
+	require.NoError(t, err)
+	require.NoError(t, proxy.CheckRequestSize(b), "one occurrence is under the limit")
+	twice := append(b, b...)
+	var merged signerv1.SignRequest
+	require.NoError(t, proto.Unmarshal(twice, &merged))
+	require.Error(t, proxy.CheckDecodedSize(&merged), "merged, it is over")
+	err = proxy.CheckRequestSize(twice)
+	require.Equal(t, codes.InvalidArgument, status.Code(err), err)
+	assert.Contains(t, status.Convert(err).Message(), "eth_transaction.fields: ")
 }
 
 type sizeCase struct {
@@ -218,7 +258,7 @@ func sizeCases() []sizeCase {
 
 // Every field with a size limit is refused over it by the parent, with the
 // enclave's message naming the field, before anything reaches the enclave;
-// at the limit it is forwarded. SignBatch refuses a batch with such an item.
+// at the limit it is forwarded. In SignBatch such an item fails on its own.
 func TestParentRefusesOversizedFields(t *testing.T) {
 	for _, tt := range sizeCases() {
 		t.Run(tt.field, func(t *testing.T) {
@@ -227,9 +267,11 @@ func TestParentRefusesOversizedFields(t *testing.T) {
 			_, err := s.Sign(context.Background(), tt.over)
 			require.Equal(t, codes.InvalidArgument, status.Code(err), err)
 			assert.True(t, strings.HasPrefix(status.Convert(err).Message(), tt.field+": "), status.Convert(err).Message())
-			_, err = s.SignBatch(context.Background(), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{tt.at, tt.over}})
-			require.Equal(t, codes.InvalidArgument, status.Code(err), err)
-			assert.True(t, strings.HasPrefix(status.Convert(err).Message(), "requests[1]."+tt.field+": "), status.Convert(err).Message())
+			out, err := s.SignBatch(context.Background(), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{tt.over}})
+			require.NoError(t, err, "an item fails on its own")
+			e := out.GetResults()[0].GetError()
+			require.Equal(t, codes.InvalidArgument, codes.Code(e.GetCode()), e)
+			assert.True(t, strings.HasPrefix(e.GetMessage(), tt.field+": "), e.GetMessage())
 			assert.Empty(t, f.methods, "refused before reaching the enclave")
 
 			b, err := proto.Marshal(tt.at)
@@ -238,6 +280,22 @@ func TestParentRefusesOversizedFields(t *testing.T) {
 			require.NoError(t, proxy.CheckDecodedSize(tt.at), "at the limit")
 		})
 	}
+}
+
+// A SignBatch item over a size limit fails on its own; the other items are
+// forwarded and their results come back in their places.
+func TestSignBatchOversizedItemFailsAlone(t *testing.T) {
+	f := &fakeEnclave{}
+	s := proxy.New(proxy.Config{Enclave: f})
+	out, err := s.SignBatch(context.Background(), &signerv1.SignBatchRequest{Requests: []*signerv1.SignRequest{
+		msgReq("k0", 8), msgReq("k1", limits.Message+1), msgReq("k2", 8),
+	}})
+	require.NoError(t, err)
+	require.Len(t, out.GetResults(), 3)
+	assert.Equal(t, []byte("k0"), out.GetResults()[0].GetResponse().GetSignature())
+	assert.Equal(t, codes.InvalidArgument, codes.Code(out.GetResults()[1].GetError().GetCode()))
+	assert.Equal(t, []byte("k2"), out.GetResults()[2].GetResponse().GetSignature())
+	assert.Equal(t, []enclavev1.Method{enclavev1.Method_METHOD_SIGN_BATCH}, f.methods, "one batch of the two others")
 }
 
 func TestEnclaveCollectorSharesCalls(t *testing.T) {

@@ -198,13 +198,16 @@ var requestLimits = map[protowire.Number]fieldLimit{
 
 // checkRequestSize refuses an encoded SignRequest with a field over its size
 // limit, and bytes that are not a protobuf message, before anything is
-// decoded or forwarded. Every occurrence of a field is checked, so a
-// repeated field cannot hide an oversized value behind a small one.
+// decoded or forwarded. It is never laxer than the enclave's decoding: every
+// occurrence of a repeated field is checked, and the sizes of a payload
+// message's fields are summed over its occurrences, which protobuf merges.
 func checkRequestSize(b []byte) error {
-	return checkFields(b, requestLimits)
+	return checkFields(b, requestLimits, nil)
 }
 
-func checkFields(b []byte, lim map[protowire.Number]fieldLimit) error {
+// checkFields checks the fields of b against lim. Within a payload message,
+// sums holds the sizes seen so far of each limited field.
+func checkFields(b []byte, lim map[protowire.Number]fieldLimit, sums map[string]int) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -217,20 +220,26 @@ func checkFields(b []byte, lim map[protowire.Number]fieldLimit) error {
 		}
 		if l, ok := lim[num]; ok && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(b)
-			if err := l.check(v); err != nil {
+			var err error
+			switch {
+			case l.sub != nil:
+				if sums == nil {
+					sums = map[string]int{}
+				}
+				err = checkFields(v, l.sub, sums)
+			case sums != nil:
+				sums[l.name] += len(v)
+				err = sizeError(l.name, sums[l.name], l.max)
+			default:
+				err = sizeError(l.name, len(v), l.max)
+			}
+			if err != nil {
 				return err
 			}
 		}
 		b = b[m:]
 	}
 	return nil
-}
-
-func (l fieldLimit) check(v []byte) error {
-	if l.sub != nil {
-		return checkFields(v, l.sub)
-	}
-	return sizeError(l.name, len(v), l.max)
 }
 
 // sizeError is the enclave's refusal of a field of n bytes over max, word

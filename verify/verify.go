@@ -22,6 +22,9 @@ var (
 	// ErrUntrusted: the chain does not lead to a trusted root, or a
 	// certificate is not valid at the verification time.
 	ErrUntrusted = attest.ErrUntrusted
+	// ErrUnknownRoot: an ErrUntrusted whose chain starts at a root that is
+	// not trusted at all (e.g. the simulator's root checked against AWS's).
+	ErrUnknownRoot = attest.ErrUnknownRoot
 	// ErrBadSignature: the COSE signature does not verify.
 	ErrBadSignature = attest.ErrBadSignature
 	// ErrStale: the document is older than [Options.MaxAge] or too far in

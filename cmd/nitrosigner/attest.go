@@ -159,8 +159,8 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 			return err // the gRPC status is reported as is
 		}
 		if err != nil {
-			if errors.Is(err, verify.ErrUntrusted) && opts.Roots == nil {
-				err = fmt.Errorf("%w (the simulated enclave of make run signs under its own root: add --root .run/nsmsim/root.pem)", err)
+			if errors.Is(err, verify.ErrUnknownRoot) && opts.Roots == nil {
+				err = fmt.Errorf("%w (if this is the simulated enclave of make run, which signs under its own root, add --root .run/nsmsim/root.pem)", err)
 			}
 			return verificationFailed(err)
 		}

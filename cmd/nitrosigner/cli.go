@@ -28,9 +28,11 @@ import (
 const defaultAddr = "127.0.0.1:50051"
 
 // defaultTimeout is the default deadline of a command. It is longer than
-// the parent's default call timeout, so that a call the parent gives up on
-// reports the parent's error, with its request id, rather than racing it
-// with the client's own deadline.
+// the parent's default call timeout, which bounds each call the parent
+// forwards to the enclave, so that a call to a slow enclave ends with the
+// parent's error and its request id rather than a race between the two
+// deadlines. (A request for which the parent does more, such as loading a
+// key before signing, can still take longer.)
 const defaultTimeout = 15 * time.Second
 
 const topSynopsis = "nitrosigner [global flags] keys|sign|attest|eif|kms-policy ..."

@@ -62,8 +62,9 @@
 //
 // # Exit status
 //
-// 0 on success (and for --help), 1 when the server or a verification fails,
-// 2 for usage errors, which are detected before the server is contacted.
+// 0 on success (and for --help), 1 when the server, a verification or a
+// local step (a file that cannot be written) fails, 2 for usage errors,
+// which are detected before the server is contacted.
 // Every error reads "nitrosigner: <gRPC code>: <message>" on stderr: the
 // server's code (e.g. "nitrosigner: NotFound: key not found"),
 // InvalidArgument for usage errors (e.g. "nitrosigner: InvalidArgument:

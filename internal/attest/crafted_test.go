@@ -51,6 +51,7 @@ func TestCraftedControl(t *testing.T) {
 
 	_, err = attest.Verify(doc, attest.Options{Now: craftedNow})
 	require.ErrorIs(t, err, attest.ErrUntrusted, "default roots are AWS only")
+	require.ErrorIs(t, err, attest.ErrUnknownRoot, "its root is not the AWS root")
 }
 
 // TestCraftedRootGap covers documents that nitrite accepts although their

@@ -29,6 +29,11 @@ var (
 	// [x509.CertificateInvalidError] or [x509.UnknownAuthorityError].
 	ErrUntrusted = errors.New("attest: untrusted attestation document")
 
+	// ErrUnknownRoot is the [ErrUntrusted] of a document whose chain
+	// starts at a root that is not trusted at all (not the AWS root, or not
+	// one of Options.Roots), as opposed to a chain that does not verify.
+	ErrUnknownRoot = fmt.Errorf("%w: cabundle[0] is not a trusted root", ErrUntrusted)
+
 	// ErrBadSignature means the COSE_Sign1 signature does not verify with the
 	// signing certificate's key. It can be wrapped together with ErrUntrusted.
 	ErrBadSignature = errors.New("attest: bad attestation signature")
@@ -163,7 +168,7 @@ func Verify(doc []byte, opts Options) (d *Document, err error) {
 	}
 	root := anchor(d.CABundle[0], roots)
 	if root == nil {
-		return nil, fmt.Errorf("%w: cabundle[0] is not a trusted root", ErrUntrusted)
+		return nil, ErrUnknownRoot
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)

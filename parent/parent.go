@@ -46,6 +46,9 @@ import (
 const (
 	DefaultListen      = "tcp://127.0.0.1:50051"
 	DefaultCallTimeout = 10 * time.Second
+	// MinHealthInterval is the shortest Config.HealthInterval: the link is
+	// reset when the enclave answers nothing for that long.
+	MinHealthInterval = 100 * time.Millisecond
 	// MaxRecvMsgSize bounds one client request; larger ones are refused
 	// with ResourceExhausted before any work. The link's frame limit
 	// (link.DefaultMaxFrame, the same on both ends) leaves room for such a
@@ -173,8 +176,13 @@ func (c *Config) Validate() error {
 	if c.CredentialsInterval <= 0 {
 		c.CredentialsInterval = time.Minute
 	}
-	if c.HealthInterval <= 0 {
+	switch {
+	case c.HealthInterval == 0:
 		c.HealthInterval = 2 * time.Second
+	case c.HealthInterval < MinHealthInterval:
+		// A silent spell this short is a GC pause or a busy scheduler, not
+		// a stalled enclave; resetting the link on it would fail good calls.
+		return fmt.Errorf("parent: HealthInterval %v is below the minimum %v", c.HealthInterval, MinHealthInterval)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

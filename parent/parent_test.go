@@ -52,6 +52,7 @@ func TestValidate(t *testing.T) {
 		{"no enclave", parent.Config{}, "Enclave address is required"},
 		{"bad enclave", parent.Config{Enclave: "ftp://x"}, "Enclave"},
 		{"vsock listen", parent.Config{Listen: "vsock://3:1", Enclave: "vsock://16:5000"}, "cannot serve"},
+		{"health interval too short", parent.Config{Enclave: "vsock://16:5000", HealthInterval: 10 * time.Millisecond}, "below the minimum"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,8 +54,8 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "parent: --procs must be 0 (half the CPUs) or more, got %d\n", *procs)
 		return 2
 	}
-	if cfg.HealthInterval <= 0 {
-		fmt.Fprintf(stderr, "parent: --health-interval must be positive, got %v\n", cfg.HealthInterval)
+	if cfg.HealthInterval < parent.MinHealthInterval {
+		fmt.Fprintf(stderr, "parent: --health-interval must be at least %v, got %v\n", parent.MinHealthInterval, cfg.HealthInterval)
 		return 2
 	}
 	var level slog.Level

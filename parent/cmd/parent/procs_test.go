@@ -28,9 +28,9 @@ func TestNegativeProcs(t *testing.T) {
 }
 
 func TestBadHealthInterval(t *testing.T) {
-	for _, v := range []string{"0s", "-1s"} {
+	for _, v := range []string{"0s", "-1s", "99ms"} {
 		var stderr strings.Builder
 		assert.Equal(t, 2, run([]string{"--health-interval", v}, &stderr))
-		assert.Contains(t, stderr.String(), "--health-interval must be positive")
+		assert.Contains(t, stderr.String(), "--health-interval must be at least 100ms")
 	}
 }

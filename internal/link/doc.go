@@ -64,6 +64,14 @@
 // [Client.Reset] then fails the calls waiting on it. The parent does this
 // with its health pings.
 //
+// # Secrets in buffers
+//
+// A request may carry secrets (the AWS credentials the parent hands the
+// enclave). The client's request buffers, the server's request buffers and
+// the write queues are wiped before they are reused or dropped. The
+// connection's 64 KiB read buffer is not: the last frames read stay in it
+// until later ones overwrite them.
+//
 // # Performance
 //
 // Each connection has one read goroutine with a bufio.Reader and one write

@@ -2,6 +2,8 @@ package link
 
 import (
 	"context"
+	"io"
+	"net"
 	"sync/atomic"
 	"time"
 )
@@ -28,4 +30,37 @@ func SetRequestBudget(t interface{ Cleanup(func()) }, n int) {
 	old := requestMemory
 	requestMemory = n
 	t.Cleanup(func() { requestMemory = old })
+}
+
+// WrittenQueue sends hdr and payload through a writer and returns the
+// writer's queue, which it reuses, once the write is done.
+func WrittenQueue(hdr, payload []byte) ([]byte, error) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b) //nolint:errcheck // ends when the pipe closes
+	w := newWriter(a, 1<<20, time.Second, "", func(f func()) { go f() }, func(error) {})
+	defer w.stop(nil)
+	if err := w.send(hdr, payload, false, true); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.spare[:cap(w.spare)], nil
+}
+
+// ReleasedRequest has a server release a served request's buffer holding
+// payload and returns that buffer's memory.
+func ReleasedRequest(payload []byte) ([]byte, error) {
+	s, err := newServer(ServerConfig{Handler: func(context.Context, uint16, []byte, []byte) ([]byte, error) { return nil, nil }})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mem.Acquire(context.Background(), int64(len(payload))); err != nil {
+		return nil, err
+	}
+	req := append(make([]byte, 0, 2*minBufCap), payload...)
+	mem := req[:cap(req)]
+	s.releaseReq(&req)
+	return mem, nil
 }

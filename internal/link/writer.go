@@ -240,6 +240,9 @@ func (w *writer) stop(err error) bool {
 	if w.err == nil {
 		w.err = err
 	}
+	// Frames still queued are never sent; wipe them, as every written one is.
+	clear(w.buf)
+	w.buf = w.buf[:0]
 	w.space.Broadcast()
 	if w.stopped {
 		return false

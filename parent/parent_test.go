@@ -265,51 +265,64 @@ func TestHealthFollowsTheLink(t *testing.T) {
 	is(healthpb.HealthCheckResponse_SERVING, "after the enclave came back")
 }
 
+// serveFakeEnclave serves h as an enclave on a unix socket until the test
+// ends and returns the socket's path. h must return when its context ends.
+func serveFakeEnclave(t *testing.T, h link.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "enclave.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- link.Serve(ctx, l, link.ServerConfig{Handler: h}) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	return sock
+}
+
+// dialSigner returns a client of the parent at addr, closed when the test
+// ends.
+func dialSigner(t *testing.T, addr string) signerv1.SignerServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return signerv1.NewSignerServiceClient(conn)
+}
+
 // TestStalledEnclave: an enclave that stops answering without closing the
 // connection (hung, or stopped with SIGSTOP) is found out by the health
 // ping, and the calls waiting on it fail with Unavailable, not at their
 // deadlines. Once it answers again, calls get through without a restart.
 func TestStalledEnclave(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "enclave.sock")
-	l, err := net.Listen("unix", sock)
-	require.NoError(t, err)
 	var stalled atomic.Pointer[chan struct{}] // while set, every request waits for it to close
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- link.Serve(ctx, l, link.ServerConfig{
-			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
-				if c := stalled.Load(); c != nil {
-					<-*c
-				}
-				return resp, nil // empty answers: Ping, GetStats, Sign
-			},
-		})
-	}()
+	sock := serveFakeEnclave(t, func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+		if c := stalled.Load(); c != nil {
+			select {
+			case <-*c:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return resp, nil // empty answers: Ping, GetStats, Sign
+	})
 	stall := func() func() {
 		c := make(chan struct{})
 		stalled.Store(&c)
 		return sync.OnceFunc(func() { stalled.Store(nil); close(c) })
 	}
-	unstall := func() {}
-	t.Cleanup(func() {
-		unstall()
-		cancel()
-		<-served
-	})
-	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
-		HealthInterval: 100 * time.Millisecond, CallTimeout: time.Minute})
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	client := signerv1.NewSignerServiceClient(conn)
+	client := dialSigner(t, startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
+		HealthInterval: 100 * time.Millisecond, CallTimeout: time.Minute}))
 	req := &signerv1.SignRequest{KeyId: "key_00000000000000000000000000000000", Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}}
 	callCtx, cancelCall := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancelCall()
-	_, err = client.Sign(callCtx, req)
+	_, err := client.Sign(callCtx, req)
 	require.NotEqual(t, codes.Unavailable, status.Code(err), "a responsive enclave: %v", err)
 
-	unstall = stall()
+	unstall := stall()
+	defer unstall()
 	_, err = client.Sign(callCtx, req)
 	require.Equal(t, codes.Unavailable, status.Code(err), "a call waiting on a stalled enclave: %v", err)
 
@@ -324,39 +337,29 @@ func TestStalledEnclave(t *testing.T) {
 // keep arriving mean a busy enclave, not a stalled one; the calls in flight
 // are left to finish.
 func TestBusyEnclaveIsNotReset(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "enclave.sock")
-	l, err := net.Listen("unix", sock)
-	require.NoError(t, err)
 	pings := make(chan struct{}, 100)
 	slowPings, releaseLong := make(chan struct{}), make(chan struct{})
 	var slow atomic.Bool
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- link.Serve(ctx, l, link.ServerConfig{
-			Handler: func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
-				switch {
-				case method == uint16(enclavev1.Method_METHOD_PING) && slow.Load():
-					pings <- struct{}{}
-					<-slowPings
-				case method == uint16(enclavev1.Method_METHOD_SIGN) && bytes.Contains(req, []byte("long")):
-					<-releaseLong
-				}
-				return resp, nil
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		close(slowPings)
-		cancel()
-		<-served
+	sock := serveFakeEnclave(t, func(ctx context.Context, method uint16, req, resp []byte) ([]byte, error) {
+		var wait chan struct{}
+		switch {
+		case method == uint16(enclavev1.Method_METHOD_PING) && slow.Load():
+			pings <- struct{}{}
+			wait = slowPings
+		case method == uint16(enclavev1.Method_METHOD_SIGN) && bytes.Contains(req, []byte("long")):
+			wait = releaseLong
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return resp, nil
 	})
-	addr := startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
-		HealthInterval: 200 * time.Millisecond, CallTimeout: time.Minute})
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	client := signerv1.NewSignerServiceClient(conn)
+	client := dialSigner(t, startParent(t, parent.Config{Enclave: "unix://" + sock, Store: "dir://" + t.TempDir(),
+		HealthInterval: 200 * time.Millisecond, CallTimeout: time.Minute}))
 	sign := func(ctx context.Context, id string) error {
 		_, err := client.Sign(ctx, &signerv1.SignRequest{KeyId: id, Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}})
 		return err
@@ -382,7 +385,7 @@ func TestBusyEnclaveIsNotReset(t *testing.T) {
 	stopBusy()
 	<-busyDone
 	close(releaseLong)
-	err = <-long
+	err := <-long
 	assert.NotEqual(t, codes.Unavailable, status.Code(err), "the call in flight was not failed: %v", err)
 }
 

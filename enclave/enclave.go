@@ -265,8 +265,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// waiting, bounded work. Larger payloads (PSBTs, typed data) go to
 		// a worker so they never hold up the link's reader.
 		Inline: func(m uint16, size int) bool {
-			return m == uint16(enclavev1.Method_METHOD_PING) ||
-				(m == uint16(enclavev1.Method_METHOD_SIGN) && size <= inlineSignSize)
+			return m == uint16(enclavev1.Method_METHOD_SIGN) && size <= inlineSignSize
 		},
 		// A ping only answers; on the reader it is answered at once however
 		// busy the workers are, so the parent can tell busy from stalled.

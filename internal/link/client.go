@@ -167,15 +167,16 @@ func (c *Client) Call(ctx context.Context, method uint16, req, resp proto.Messag
 	frame := (*b)[:lenSize+reqHeaderLen]
 	frame, err := proto.MarshalOptions{}.MarshalAppend(frame, req)
 	if err != nil {
-		putBuf(b, nil)
+		// A failed encoding may have written part of req into the buffer.
+		clear((*b)[:cap(*b)])
+		releaseFrame(b, nil)
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
 	e := getCall()
 	e.msg = resp
 	err = c.roundTrip(ctx, method, frame, e)
 	putCall(e)
-	clear(frame) // requests may hold secrets (credentials); the buffer is reused
-	putBuf(b, frame)
+	releaseFrame(b, frame)
 	return err
 }
 
@@ -191,10 +192,22 @@ func (c *Client) CallRaw(ctx context.Context, method uint16, req []byte, resp fu
 	e.raw = resp
 	err := c.roundTrip(ctx, method, frame, e)
 	putCall(e)
-	clear(frame)
-	putBuf(b, frame)
+	releaseFrame(b, frame)
 	return err
 }
+
+// releaseFrame wipes a sent request frame, which may hold secrets (the
+// credentials the parent hands the enclave), and returns its buffer b to
+// the pool. frame is b's memory or, if the request outgrew it, a larger
+// allocation that replaces it.
+func releaseFrame(b *[]byte, frame []byte) {
+	clear(frame)
+	putFrame(b, frame)
+}
+
+// putFrame is putBuf for request frames; tests replace it to see what a
+// call leaves in its buffer.
+var putFrame = putBuf
 
 // roundTrip sends frame (header space followed by the payload) and waits
 // for e to be completed.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,4 +65,27 @@ func ReleasedRequest(payload []byte) ([]byte, error) {
 	mem := req[:cap(req)]
 	s.releaseReq(&req)
 	return mem, nil
+}
+
+// WatchFrameBuffers makes clients keep, until the test ends, the buffers
+// of the request frames they release instead of pooling them, and returns
+// a function listing those buffers' whole memory.
+func WatchFrameBuffers(t interface{ Cleanup(func()) }) func() [][]byte {
+	var mu sync.Mutex
+	var kept [][]byte
+	old := putFrame
+	putFrame = func(b *[]byte, grown []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		kept = append(kept, (*b)[:cap(*b)])
+		if grown != nil && cap(grown) > cap(*b) {
+			kept = append(kept, grown[:cap(grown)])
+		}
+	}
+	t.Cleanup(func() { putFrame = old })
+	return func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(kept)
+	}
 }

@@ -2,9 +2,14 @@ package link_test
 
 import (
 	"bytes"
+	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nitrosigner/nitrosigner/internal/link"
 )
@@ -21,4 +26,39 @@ func TestBuffersWipedAfterUse(t *testing.T) {
 	mem, err := link.ReleasedRequest(credential)
 	require.NoError(t, err)
 	require.False(t, bytes.Contains(mem, credential), "a served request's buffer still holds it")
+}
+
+// A client's request frames are wiped before their buffers go back to the
+// pool: after Call and CallRaw, including a request that outgrows the
+// pooled buffer, and after an encoding that failed half-way.
+func TestClientFramesWiped(t *testing.T) {
+	released := link.WatchFrameBuffers(t)
+	// The handler answers nothing, so that no response bytes (which share
+	// the buffer pool in this one process) put the credential back.
+	var carried atomic.Int64
+	srv := startServer(t, "", link.ServerConfig{Handler: func(_ context.Context, _ uint16, req, resp []byte) ([]byte, error) {
+		if bytes.Contains(req, credential) {
+			carried.Add(1)
+		}
+		return resp[:0], nil
+	}})
+	c := newClient(t, srv.addr, link.ClientConfig{})
+	ctx := context.Background()
+
+	var got wrapperspb.StringValue
+	require.NoError(t, c.Call(ctx, methodEcho, wrapperspb.String(string(credential)), &got))
+	big := append(bytes.Repeat([]byte{'x'}, 64<<10), credential...)
+	require.NoError(t, c.CallRaw(ctx, methodEcho, big, func([]byte) error { return nil }))
+	require.EqualValues(t, 2, carried.Load(), "both requests must have carried the credential")
+
+	// Invalid UTF-8 in a string field fails the encoding after the field
+	// was written.
+	err := c.Call(ctx, methodEcho, wrapperspb.String(string(credential)+"\xff"), &got)
+	require.Equal(t, codes.Internal, status.Code(err), "%v", err)
+
+	bufs := released()
+	require.GreaterOrEqual(t, len(bufs), 3, "every call must release its frame through releaseFrame")
+	for i, b := range bufs {
+		require.False(t, bytes.Contains(b, credential), "released frame buffer %d still holds the request", i)
+	}
 }

@@ -69,8 +69,10 @@
 // A request may carry secrets (the AWS credentials the parent hands the
 // enclave). The client's request buffers, the server's request buffers and
 // the write queues are wiped before they are reused or dropped. The
-// connection's 64 KiB read buffer is not: the last frames read stay in it
-// until later ones overwrite them.
+// server's 64 KiB read buffer wipes what it has handed out before each
+// read, so a consumed request leaves no copy there once the reader waits
+// for the next. The client's read buffer holds only responses and is not
+// wiped.
 //
 // # Performance
 //

@@ -102,6 +102,59 @@ func appendResponseHeader(b []byte, code codes.Code, id uint64, payloadLen int) 
 	return binary.BigEndian.AppendUint64(b, id)
 }
 
+// newWipingReader returns a bufio.Reader of size bytes over r whose buffer
+// does not keep what it has handed out: see [wipingReader]. The first read
+// from it must be shorter than size (the server's first is the preamble).
+// The server reads with it, since requests may carry secrets (AWS
+// credentials).
+func newWipingReader(r io.Reader, size int) *bufio.Reader {
+	return bufio.NewReaderSize(&wipingReader{r: r, size: size}, size)
+}
+
+// wipingReader sits under a bufio.Reader of size bytes and, before each
+// read into the buffer, clears what earlier reads left in the part about to
+// be filled. A bufio.Reader fills the free tail of its buffer, after moving
+// any unread bytes to the front, so everything it has handed out is wiped
+// the next time it reads; a reader loop that has consumed every frame reads
+// again at once, so consumed frames are wiped before it waits for the next.
+// Only bytes that reads wrote are cleared: the cost follows the traffic,
+// not the buffer's size.
+type wipingReader struct {
+	r       io.Reader
+	size    int   // the bufio.Reader's buffer size
+	last    *byte // the buffer's last byte, learnt from the first read
+	dirty   int   // end, as an offset in that buffer, of the bytes reads left
+	started bool  // a read has been made
+}
+
+func (w *wipingReader) Read(p []byte) (int, error) {
+	if cap(p) == 0 {
+		return w.r.Read(p)
+	}
+	// A bufio.Reader reads into its own buffer's tail, or, for a read at
+	// least as large as its buffer, straight into the caller's slice. Its
+	// first read for a short read is into its whole, empty buffer; that
+	// shows where the buffer ends. Reads ending elsewhere are into the
+	// caller's slice, which is about to be overwritten anyway.
+	end := &p[:cap(p)][cap(p)-1]
+	if !w.started {
+		w.started = true
+		if len(p) == w.size && cap(p) == w.size {
+			w.last = end
+		}
+	}
+	if end != w.last {
+		return w.r.Read(p)
+	}
+	off := w.size - len(p)
+	if w.dirty > off {
+		clear(p[:w.dirty-off])
+	}
+	n, err := w.r.Read(p)
+	w.dirty = off + n
+	return n, err
+}
+
 // readPreamble reads the peer's preamble from r.
 func readPreamble(r io.Reader) error {
 	var m [len(Magic)]byte

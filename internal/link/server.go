@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -334,7 +333,7 @@ func (s *server) serveConn(serveCtx context.Context, conn net.Conn) {
 // It returns nil at a clean end of stream.
 func (sc *serverConn) readLoop(ctx context.Context) error {
 	s := sc.s
-	br := bufio.NewReaderSize(sc.conn, readBufferSize)
+	br := newWipingReader(sc.conn, readBufferSize)
 	if err := readPreamble(br); err != nil {
 		return err
 	}

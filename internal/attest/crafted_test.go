@@ -395,3 +395,55 @@ func TestVerifyRecoversPanic(t *testing.T) {
 	require.NoError(t, err, "nitrite restored")
 	assert.NotNil(t, d)
 }
+
+// The cabundle must be the ordered chain root → … → the leaf's issuer, with
+// nothing else in it. nitrite builds paths from an unordered pool, so it
+// accepts every variation below; Verify does not.
+func TestCraftedCABundleOrder(t *testing.T) {
+	c := newTestChain(t, craftedNow, chainOpts{})
+	// A second intermediate below the first, and a leaf below it.
+	i2Key := genKey(t, elliptic.P384())
+	i2 := c.issue(t, c.caTemplate("i2.test.nitro-enclaves", craftedNow.Add(-time.Hour), craftedNow.Add(time.Hour)), c.inter, i2Key.Public(), c.interKey)
+	leafKey := genKey(t, elliptic.P384())
+	leafTmpl := *c.leaf
+	leafTmpl.SerialNumber = c.serial()
+	leaf := c.issue(t, &leafTmpl, i2, leafKey.Public(), i2Key)
+	// A CA from an unrelated root, and an expired CA under the real root.
+	other := newTestChain(t, craftedNow, chainOpts{})
+	expired := c.issue(t, c.caTemplate("old.test.nitro-enclaves", craftedNow.Add(-48*time.Hour), craftedNow.Add(-24*time.Hour)), c.root, genKey(t, elliptic.P384()).Public(), c.rootKey)
+
+	build := func(bundle ...*x509.Certificate) []byte {
+		raw := make([][]byte, len(bundle))
+		for i, b := range bundle {
+			raw[i] = b.Raw
+		}
+		f := withField(c.fields(), "certificate", leaf.Raw)
+		return c.build(t, docOpts{fields: withField(f, "cabundle", raw), signer: leafKey})
+	}
+	opts := attest.Options{Roots: []*x509.Certificate{c.root}, Now: craftedNow}
+	_, err := attest.Verify(build(c.root, c.inter, i2), opts)
+	require.NoError(t, err, "the ordered chain")
+
+	tests := []struct {
+		name   string
+		bundle []*x509.Certificate
+	}{
+		{"intermediates swapped", []*x509.Certificate{c.root, i2, c.inter}},
+		{"unrelated ca appended", []*x509.Certificate{c.root, c.inter, i2, other.inter}},
+		{"unrelated ca inserted", []*x509.Certificate{c.root, other.inter, c.inter, i2}},
+		{"expired ca inserted", []*x509.Certificate{c.root, expired, c.inter, i2}},
+		{"intermediate repeated", []*x509.Certificate{c.root, c.inter, c.inter, i2}},
+		{"root repeated", []*x509.Certificate{c.root, c.root, c.inter, i2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := build(tt.bundle...)
+			_, err := nitrite.Verify(doc, nitrite.VerifyOptions{Roots: poolOf(c.root), CurrentTime: craftedNow})
+			require.NoError(t, err, "nitrite alone accepts it")
+			d, err := attest.Verify(doc, opts)
+			t.Log(err)
+			require.ErrorIs(t, err, attest.ErrUntrusted)
+			assert.Nil(t, d)
+		})
+	}
+}

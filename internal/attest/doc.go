@@ -17,10 +17,14 @@
 // Cryptographic verification is delegated to github.com/hf/nitrite, wrapped
 // to close its gaps: it returns a result together with an error, panics on
 // certificates with keys on unexpected curves, anchors on a certificate pool
-// without looking at the document's own copy of the root, and checks no
-// policy. Verify therefore runs strict structural pre-checks before nitrite,
-// requires the document's cabundle[0] to be byte-identical to the trusted
-// root, recovers from panics, and applies the caller's policy: expected PCRs,
+// without looking at the document's own copy of the root, treats the rest of
+// the cabundle as an unordered pool (extra, expired or reordered entries
+// pass), and checks no policy. Verify therefore runs strict structural
+// pre-checks before nitrite, requires the document's cabundle[0] to be
+// byte-identical to the trusted root and the cabundle to be the ordered
+// chain down to the leaf's issuer (each certificate issued and signed by
+// the one before it, none repeated, all valid at the verification time),
+// recovers from panics, and applies the caller's policy: expected PCRs,
 // nonce, freshness and refusal of debug-mode enclaves.
 //
 // # Errors

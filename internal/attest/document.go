@@ -33,7 +33,8 @@ type Document struct {
 	Certificate *x509.Certificate
 
 	// CABundle is the chain from the root (CABundle[0], byte-identical to the
-	// trusted root it was verified against) down to the leaf's issuer.
+	// trusted root it was verified against) down to the leaf's issuer, each
+	// entry issued and signed by the one before it.
 	CABundle []*x509.Certificate
 
 	// PublicKey, UserData and Nonce are the optional fields the enclave

@@ -186,6 +186,9 @@ func Verify(doc []byte, opts Options) (d *Document, err error) {
 	if err := checkRoles(d); err != nil {
 		return nil, err
 	}
+	if err := checkChainOrder(d, now); err != nil {
+		return nil, err
+	}
 
 	if err := checkPolicy(d, opts, now); err != nil {
 		return nil, err
@@ -279,6 +282,48 @@ func checkRoles(d *Document) error {
 		}
 	}
 	return nil
+}
+
+// checkChainOrder checks the cabundle as the ordered chain the AWS
+// procedure defines (reference §1.4): each entry issued and signed by the
+// one before it, the leaf by the last, and every certificate valid at now.
+// nitrite hands the whole cabundle to crypto/x509 as an unordered pool, in
+// which extra, expired or reordered entries pass unchecked as long as some
+// path from the leaf to the root exists.
+func checkChainOrder(d *Document, now time.Time) error {
+	chain := append(slices.Clone(d.CABundle), d.Certificate)
+	seen := make(map[string]bool, len(chain))
+	for i, c := range chain {
+		// A self-signed root repeated would chain to itself.
+		if seen[string(c.Raw)] {
+			return fmt.Errorf("%w: %s repeats an earlier certificate", ErrUntrusted, chainName(i, len(chain)))
+		}
+		seen[string(c.Raw)] = true
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return fmt.Errorf("%w: %s is not valid at %s (valid %s to %s)", ErrUntrusted,
+				chainName(i, len(chain)), now.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if i == 0 {
+			continue
+		}
+		parent := chain[i-1]
+		if !bytes.Equal(c.RawIssuer, parent.RawSubject) {
+			return fmt.Errorf("%w: %s is not issued by %s", ErrUntrusted, chainName(i, len(chain)), chainName(i-1, len(chain)))
+		}
+		if err := c.CheckSignatureFrom(parent); err != nil {
+			return fmt.Errorf("%w: %s is not signed by %s: %w", ErrUntrusted, chainName(i, len(chain)), chainName(i-1, len(chain)), err)
+		}
+	}
+	return nil
+}
+
+// chainName names position i of a chain of n certificates: the cabundle's
+// entries, then the leaf.
+func chainName(i, n int) string {
+	if i == n-1 {
+		return "the signing certificate"
+	}
+	return fmt.Sprintf("cabundle[%d]", i)
 }
 
 // checkPolicy applies the caller's requirements to a verified document.

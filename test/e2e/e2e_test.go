@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -164,7 +165,9 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, spkiSum[:], id.GetKmsPublicKeySha256())
 	pub, err := x509.ParsePKIXPublicKey(doc.PublicKey)
 	require.NoError(t, err)
-	assert.IsType(t, pub, pub) // parsed as an RSA key below
+	rsaPub, ok := pub.(*rsa.PublicKey)
+	require.True(t, ok, "public_key must be an RSA key, got %T", pub)
+	assert.Equal(t, 2048, rsaPub.N.BitLen(), "public_key must be the enclave's RSA-2048 key for KMS")
 	_, err = attest.Verify(ar.GetDocument(), attest.Options{Roots: []*x509.Certificate{s.sim.Root()}, Nonce: []byte("other nonce")})
 	require.ErrorIs(t, err, attest.ErrNonceMismatch)
 	_, err = attest.Verify(ar.GetDocument(), attest.Options{Nonce: nonce})

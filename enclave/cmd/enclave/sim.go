@@ -13,6 +13,10 @@ import (
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
 )
 
+// nsmDevicePath is the real NSM's device node; the simulator refuses to
+// start where it exists. A variable so that tests can point it elsewhere.
+var nsmDevicePath = nsmsim.DefaultDevicePath
+
 // newSimulator starts the NSM simulator with PCR0-2 measured from this very
 // binary, so that a rebuilt enclave gets new PCRs as on AWS.
 func newSimulator(f simFlags) (enclave.Attester, io.Closer, error) {
@@ -30,6 +34,7 @@ func newSimulator(f simFlags) (enclave.Attester, io.Closer, error) {
 		InstanceID: f.instanceID,
 		RoleARN:    f.roleARN,
 		StateDir:   f.stateDir,
+		DevicePath: nsmDevicePath,
 	})
 	if err != nil {
 		return nil, nil, err

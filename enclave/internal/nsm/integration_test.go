@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hf/nitrite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/nsm"
+	"github.com/nitrosigner/nitrosigner/internal/attest"
 )
 
 // requireDevice skips the test unless the real NSM device exists.
@@ -35,7 +35,8 @@ func TestOpenWithoutDevice(t *testing.T) {
 }
 
 // TestIntegrationAttest runs against the real device, inside an enclave. The
-// document must verify against the AWS root (nitrite's default).
+// document must verify, through the project's one verifier, against the AWS
+// root (its default); the enclave may be a debug one.
 func TestIntegrationAttest(t *testing.T) {
 	requireDevice(t)
 	d, err := nsm.Open()
@@ -44,11 +45,10 @@ func TestIntegrationAttest(t *testing.T) {
 
 	doc, err := d.Attest(t.Context(), []byte("nonce"), nil, []byte{})
 	require.NoError(t, err)
-	res, err := nitrite.Verify(doc, nitrite.VerifyOptions{CurrentTime: time.Now()})
+	res, err := attest.Verify(doc, attest.Options{Nonce: []byte("nonce"), MaxAge: time.Minute, AllowDebug: true})
 	require.NoError(t, err)
-	assert.Equal(t, []byte("nonce"), res.Document.Nonce)
-	assert.Nil(t, res.Document.UserData)
-	assert.Equal(t, []byte{}, res.Document.PublicKey)
+	assert.Nil(t, res.UserData)
+	assert.Equal(t, []byte{}, res.PublicKey)
 
 	_, err = d.Attest(t.Context(), make([]byte, nsm.MaxAuxSize), make([]byte, nsm.MaxAuxSize), make([]byte, nsm.MaxAuxSize))
 	require.NoError(t, err)

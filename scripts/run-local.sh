@@ -61,7 +61,18 @@ for b in kmssim enclave parent nitrosigner; do
 done
 mkdir -p "$run/nsmsim" "$run/kmssim" "$run/blobs"
 
+# Another stack (another clone's make run, say) may hold the ports: refuse
+# rather than start half a stack and talk to the other one.
+for hp in "$addr" "$kms" "$metrics"; do
+	if (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; then
+		echo "run-local: $hp is already in use (another make run?); stop it, or move this one with NITROSIGNER_ADDR, NITROSIGNER_KMS_ADDR and NITROSIGNER_METRICS_ADDR" >&2
+		exit 1
+	fi
+done
+
 pids=()
+# stop ends every process; with a status, it also ends the script (Ctrl-C
+# during start-up must not fall back into the waits below).
 stop() {
 	trap - INT TERM EXIT
 	if ((${#pids[@]})); then
@@ -69,8 +80,19 @@ stop() {
 		wait "${pids[@]}" 2>/dev/null || true
 	fi
 	echo "run-local: stopped"
+	if (($#)); then exit "$1"; fi
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT
+trap 'stop 143' TERM
+trap stop EXIT
+
+# alive fails, naming the process, if one of ours has exited.
+alive() {
+	local i names=(kmssim "enclave supervisor" parent)
+	for i in "${!pids[@]}"; do
+		kill -0 "${pids[$i]}" 2>/dev/null || { echo "run-local: ${names[$i]} exited; see the log lines above" >&2; return 1; }
+	done
+}
 
 "${measure_cmd[@]}" >"$run/measurements.json"
 "${policy_cmd[@]}"
@@ -79,6 +101,7 @@ KMSSIM_SECRET_ACCESS_KEY=$secret "${kmssim_cmd[@]}" >/dev/null 2> >(sed -u 's/^/
 pids+=($!)
 for _ in $(seq 1 100); do
 	[[ -s $run/kmssim/key-arn ]] && break
+	alive || exit 1
 	sleep 0.1
 done
 [[ -s $run/kmssim/key-arn ]] || { echo "run-local: kmssim did not start; see the log lines above" >&2; exit 1; }
@@ -124,12 +147,14 @@ pids+=($!)
 # Wait until the parent answers (the enclave needs a moment for its RSA key).
 ready=false
 for _ in $(seq 1 100); do
+	alive || exit 1
 	if "$bin/nitrosigner" --addr "$addr" --timeout 1s attest >/dev/null 2>&1; then
 		ready=true
 		break
 	fi
 	sleep 0.1
 done
+alive || exit 1
 $ready || { echo "run-local: the stack did not come up; see the log lines above" >&2; exit 1; }
 
 # A demo key of each algorithm, so that the examples below run as printed.
@@ -182,7 +207,7 @@ Or with grpcurl (server reflection is on):
 Metrics (Prometheus text format):
   curl -s http://$metrics/metrics | grep '^nitrosigner_'
 
-The enclave is restarted if it exits: try 'pkill -f $(rel "$bin")/enclave', then sign
+The enclave is restarted if it exits: try 'pkill -f "$bin/enclave --nsm"', then sign
 again; the parent reconnects and reloads the key from its sealed blob.
 
 Press Ctrl-C to stop.

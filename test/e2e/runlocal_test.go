@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,8 +24,9 @@ import (
 // binaries, state and ports of its own: the stack comes up; every CLI,
 // grpcurl and curl example it prints works as printed; the enclave is
 // started again after it is killed and signing works again; SIGINT to the
-// script's process group (Ctrl-C) leaves no process behind, and neither
-// does the parent's death.
+// script's process group (Ctrl-C) leaves no process behind, also during
+// start-up, and neither does the parent's death; a port already in use stops
+// it before it starts anything.
 func TestRunLocal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and runs the whole stack")
@@ -48,11 +50,11 @@ func TestRunLocal(t *testing.T) {
 		"NITROSIGNER_BIN="+bin, "NITROSIGNER_RUN_DIR="+filepath.Join(dir, "run"),
 		"NITROSIGNER_ADDR="+addr, "NITROSIGNER_KMS_ADDR="+freeAddr(t), "NITROSIGNER_METRICS_ADDR="+freeAddr(t),
 		"GRPCURL="+grpcurl)
-	start := func() (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
+	start := func(extraEnv ...string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 		t.Helper()
 		var log syncbuf.Buffer
 		script := exec.Command("bash", "scripts/run-local.sh")
-		script.Dir, script.Env, script.Stdout, script.Stderr = root, env, &log, &log
+		script.Dir, script.Env, script.Stdout, script.Stderr = root, append(slices.Clone(env), extraEnv...), &log, &log
 		script.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		require.NoError(t, script.Start())
 		exited := make(chan error, 1)
@@ -70,15 +72,17 @@ func TestRunLocal(t *testing.T) {
 		require.Eventually(t, func() bool { return strings.Contains(log.String(), what) }, limit, 50*time.Millisecond,
 			"no %q in the output", what)
 	}
-	waitExit := func(exited <-chan error, why string) {
+	waitExit := func(exited <-chan error, why string) error {
 		t.Helper()
+		var err error
 		select {
-		case <-exited:
+		case err = <-exited:
 		case <-time.After(20 * time.Second):
 			t.Fatalf("run-local did not stop %s", why)
 		}
 		require.Eventually(t, func() bool { return len(processesOf(t, bin+"/")) == 0 }, 5*time.Second, 50*time.Millisecond,
 			"processes left %s", why)
+		return err
 	}
 	script, log, exited := start()
 	waitOutput(log, "Press Ctrl-C to stop.", 2*time.Minute)
@@ -138,6 +142,27 @@ func TestRunLocal(t *testing.T) {
 	require.NoError(t, syscall.Kill(parents[0], syscall.SIGKILL))
 	waitExit(exited, "after the parent died")
 	assert.Contains(t, log.String(), "run-local: stopped")
+
+	// Ctrl-C while the stack is still coming up stops it there: a clean
+	// stop (status 0), not a fall back into the wait for the parent that
+	// then reports a failed start.
+	script, log, exited = start()
+	waitOutput(log, "kmssim: listening", time.Minute)
+	require.NoError(t, syscall.Kill(-script.Process.Pid, syscall.SIGINT))
+	require.NoError(t, waitExit(exited, "after Ctrl-C during start-up"))
+	assert.Contains(t, log.String(), "run-local: stopped")
+	assert.NotContains(t, log.String(), "did not come up")
+	assert.NotContains(t, log.String(), "nitrosigner is running")
+
+	// Another stack holds the gRPC port: nothing starts, and the message
+	// says what to do.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	_, log, exited = start("NITROSIGNER_ADDR=" + taken.Addr().String())
+	require.Error(t, waitExit(exited, "with its port taken"))
+	assert.Contains(t, log.String(), taken.Addr().String()+" is already in use")
+	assert.NotContains(t, log.String(), "[kmssim]", "nothing was started")
 }
 
 // findGrpcurl returns the grpcurl that `make grpcurl` installs.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/limits"
 	"github.com/nitrosigner/nitrosigner/parent/internal/store"
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
@@ -39,12 +40,16 @@ func keyName(id string) string { return "keys/" + id }
 func kekName(id string) string { return "keks/" + id }
 
 // validKeyID checks the shape of a client's key id before it becomes a
-// store name.
+// store name. An id over the documented size limit is InvalidArgument, as
+// in Sign; any other id this service could not have issued is NotFound.
 func validKeyID(id string) error {
 	const prefix = "key_"
 	if len(id) != len(prefix)+32 || !strings.HasPrefix(id, prefix) {
-		if id == "" {
+		switch {
+		case id == "":
 			return status.Error(codes.InvalidArgument, "key_id: required")
+		case len(id) > limits.KeyID:
+			return status.Errorf(codes.InvalidArgument, "key_id: longer than %d bytes", limits.KeyID)
 		}
 		return status.Error(codes.NotFound, "key not found")
 	}

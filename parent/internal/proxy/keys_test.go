@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nitrosigner/nitrosigner/internal/limits"
 	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 	"github.com/nitrosigner/nitrosigner/parent/internal/proxy"
 	"github.com/nitrosigner/nitrosigner/parent/internal/store"
@@ -286,4 +288,57 @@ func TestSignBatchMalformedKeyIDsAreTheClientsMistake(t *testing.T) {
 	}
 	assert.Empty(t, enc.calls, "no key is loaded for an id that cannot name one")
 	assert.NotContains(t, logs.String(), "level=ERROR", "a client's bad id is not the operator's problem")
+}
+
+// Key methods judge a client's key id as Sign does: empty or over the
+// documented size limit is InvalidArgument naming key_id; any other id this
+// service could not have issued is NotFound, without touching the store or
+// the enclave.
+func TestKeyIDShapes(t *testing.T) {
+	st, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	enc := &unloadedEnclave{lifecycleEnclave{t: t}}
+	s := proxy.New(proxy.Config{Enclave: enc, Store: st})
+	ctx := context.Background()
+	methods := map[string]func(id string) error{
+		"GetKey": func(id string) error {
+			_, err := s.GetKey(ctx, &signerv1.GetKeyRequest{KeyId: id})
+			return err
+		},
+		"DisableKey": func(id string) error {
+			_, err := s.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: id})
+			return err
+		},
+		"EnableKey": func(id string) error {
+			_, err := s.EnableKey(ctx, &signerv1.EnableKeyRequest{KeyId: id})
+			return err
+		},
+		"RotateKey": func(id string) error {
+			_, err := s.RotateKey(ctx, &signerv1.RotateKeyRequest{KeyId: id})
+			return err
+		},
+		"DeleteKey": func(id string) error {
+			_, err := s.DeleteKey(ctx, &signerv1.DeleteKeyRequest{KeyId: id})
+			return err
+		},
+	}
+	cases := []struct {
+		id   string
+		code codes.Code
+		msg  string
+	}{
+		{"", codes.InvalidArgument, "key_id: required"},
+		{strings.Repeat("k", limits.KeyID+1), codes.InvalidArgument, "key_id: longer than 128 bytes"},
+		{"key_" + strings.Repeat("a", limits.KeyID-4), codes.NotFound, "key not found"},
+		{"notakey", codes.NotFound, "key not found"},
+		{"key_0123456789abcdef0123456789abcdeF", codes.NotFound, "key not found"},
+	}
+	for name, call := range methods {
+		for _, c := range cases {
+			err := call(c.id)
+			assert.Equal(t, c.code, status.Code(err), "%s(%.20q…): %v", name, c.id, err)
+			assert.Equal(t, c.msg, status.Convert(err).Message(), "%s(%.20q…)", name, c.id)
+		}
+	}
+	assert.Empty(t, enc.calls, "no id here names a key, so the enclave is never asked")
 }

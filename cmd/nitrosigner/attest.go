@@ -160,7 +160,7 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 		}
 		if err != nil {
 			if errors.Is(err, verify.ErrUnknownRoot) && opts.Roots == nil {
-				err = fmt.Errorf("%w (if this is the simulated enclave of make run, which signs under its own root, add --root .run/nsmsim/root.pem)", err)
+				err = fmt.Errorf("%w (if this is the simulated enclave of make run, which signs under its own root, add --root with its nsmsim/root.pem: .run/nsmsim/root.pem unless NITROSIGNER_RUN_DIR moved it)", err)
 			}
 			return verificationFailed(err)
 		}

@@ -114,7 +114,7 @@ func TestAttest(t *testing.T) {
 			noRoot:     true,
 			args:       []string{"--verify"},
 			wantCode:   1,
-			wantStderr: "cabundle[0] is not a trusted root (if this is the simulated enclave of make run, which signs under its own root, add --root .run/nsmsim/root.pem)",
+			wantStderr: "cabundle[0] is not a trusted root (if this is the simulated enclave of make run, which signs under its own root, add --root with its nsmsim/root.pem",
 		},
 		{
 			name:       "nonce replaced",

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,6 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -43,7 +46,7 @@ const topHelp = `Commands:
   keys get ID                                              show one key (with addresses)
   keys disable ID | keys enable ID                         stop / resume signing with a key
   keys rotate ID [--kms-key ARN]                           re-seal a key under a new data key
-  keys delete ID                                           destroy a key (crypto-shred)
+  keys delete ID --yes                                     destroy a key (crypto-shred)
   sign --key ID --digest HEX | --message HEX | --message-file PATH
                                                            sign a raw payload
   sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
@@ -280,7 +283,7 @@ func (c *cli) withClient(f func(signerv1.SignerServiceClient) error) error {
 	conn, err := grpc.NewClient(c.cfg.target,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUserAgent("nitrosigner-cli"),
-		grpc.WithUnaryInterceptor(keepRequestID))
+		grpc.WithChainUnaryInterceptor(checkText, keepRequestID))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", c.cfg.target, err)
 	}
@@ -388,13 +391,70 @@ func (e *requestError) Unwrap() error { return e.err }
 // GRPCStatus keeps the status of the wrapped error visible.
 func (e *requestError) GRPCStatus() *status.Status { return status.Convert(e.err) }
 
+// checkText is a client interceptor that refuses, as a usage error naming
+// the field, a request whose text fields (key ids, labels, ARNs) are not
+// valid UTF-8. gRPC would refuse to encode it with an Internal error that
+// does not say which argument is wrong.
+func checkText(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if m, ok := req.(proto.Message); ok {
+		if field := invalidText(m.ProtoReflect(), ""); field != "" {
+			return &usageError{msg: field + ": not valid UTF-8 text"}
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// invalidText returns the path (proto field names) of the first string
+// field of m, at any depth, that is not valid UTF-8, or "".
+func invalidText(m protoreflect.Message, prefix string) string {
+	var bad string
+	check := func(fd protoreflect.FieldDescriptor, v protoreflect.Value, name string) string {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.ValidString(v.String()) {
+				return name
+			}
+		case protoreflect.MessageKind, protoreflect.GroupKind:
+			return invalidText(v.Message(), name+".")
+		}
+		return ""
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := prefix + string(fd.Name())
+		switch {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				if fd.MapKey().Kind() == protoreflect.StringKind && !utf8.ValidString(k.String()) {
+					bad = name
+				} else {
+					bad = check(fd.MapValue(), mv, name)
+				}
+				return bad == ""
+			})
+		case fd.IsList():
+			for i, l := 0, v.List(); i < l.Len() && bad == ""; i++ {
+				bad = check(fd, l.Get(i), fmt.Sprintf("%s[%d]", name, i))
+			}
+		default:
+			bad = check(fd, v, name)
+		}
+		return bad == ""
+	})
+	return bad
+}
+
 // keepRequestID is a client interceptor: a failed call's error carries the
-// x-request-id the parent answered with, so that a user can quote it.
+// x-request-id the parent answered with, so that a user can quote it. A
+// call that ran out of the command's own time says so: gRPC may report it
+// as the stream reset the parent sent when the deadline it was given passed.
 func keepRequestID(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	var header, trailer metadata.MD
 	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&header), grpc.Trailer(&trailer))...)
 	if err == nil {
 		return nil
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && status.Code(err) == codes.DeadlineExceeded {
+		err = status.Error(codes.DeadlineExceeded, "no answer within the time allowed (--timeout)")
 	}
 	for _, md := range []metadata.MD{header, trailer} {
 		if v := md.Get("x-request-id"); len(v) > 0 && v[0] != "" {

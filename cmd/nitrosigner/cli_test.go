@@ -68,7 +68,15 @@ func TestErrors(t *testing.T) {
 		{"empty message file name", []string{"sign", "--key", keyEd, "--message-file", ""}, 2,
 			[]string{"--message-file is required"}, 0},
 		{"message file over the limit", []string{"sign", "--key", keyEd, "--message-file", bigMessageFile}, 2,
-			[]string{"--message-file: 65537 bytes; a message is at most 65536 bytes"}, 0},
+			[]string{"--message-file: " + bigMessageFile + " is larger than 65536 bytes"}, 0},
+		{"message file is a directory", []string{"sign", "--key", keyEd, "--message-file", os.TempDir()}, 2,
+			[]string{"--message-file: read " + os.TempDir() + ": is a directory\n"}, 0},
+		{"key id not utf-8", []string{"sign", "--key", "key_\xff", "--digest", digest}, 2,
+			[]string{"nitrosigner: InvalidArgument: key_id: not valid UTF-8 text\n"}, 0},
+		{"get key id not utf-8", []string{"keys", "get", "key_\xfe"}, 2,
+			[]string{"key_id: not valid UTF-8 text"}, 0},
+		{"label not utf-8", []string{"keys", "create", "--alg", "ed25519", "--label", "a=\xff"}, 2,
+			[]string{"labels: not valid UTF-8 text"}, 0},
 		{"sign without key", []string{"sign", "--digest", digest}, 2, []string{"--key is required"}, 0},
 		{"sign extra argument", []string{"sign", "--key", keySecp, "--digest", digest, "x"}, 2,
 			[]string{`unexpected argument "x"`}, 0},
@@ -88,6 +96,8 @@ func TestErrors(t *testing.T) {
 		{"get without id", []string{"keys", "get"}, 2, []string{"want exactly one key id"}, 0},
 		{"get two ids", []string{"keys", "get", "a", "b"}, 2, []string{"want exactly one key id"}, 0},
 		{"list negative page size", []string{"keys", "list", "--page-size", "-1"}, 2, []string{"--page-size"}, 0},
+		{"list page size over the limit", []string{"keys", "list", "--page-size", "1001"}, 2,
+			[]string{"--page-size must be between 0 and 1000"}, 0},
 		{"attest bad nonce", []string{"attest", "--nonce", "xyz"}, 2, []string{"--nonce is not valid hex"}, 0},
 		{"attest pcrs without verify", []string{"attest", "--pcrs", "f.json"}, 2, []string{"need --verify"}, 0},
 		{"attest missing root file", []string{"attest", "--verify", "--root", "/nonexistent/root.pem"}, 2,
@@ -201,7 +211,7 @@ func TestTransportErrors(t *testing.T) {
 		args       []string
 		wantStderr string
 	}{
-		{"deadline", []string{"--addr", addr, "--timeout", "100ms", "keys", "get", keySecp}, "nitrosigner: DeadlineExceeded: "},
+		{"deadline", []string{"--addr", addr, "--timeout", "100ms", "keys", "get", keySecp}, "nitrosigner: DeadlineExceeded: no answer within the time allowed (--timeout)"},
 		{"no server", []string{"--addr", "unix://" + filepath.Join(dir, "none"), "keys", "list"}, "nitrosigner: Unavailable: "},
 	}
 	for _, tt := range tests {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 
@@ -95,7 +94,7 @@ func (c *cli) keysList(ctx context.Context, args []string) error {
 	if err := noArgs(fs, listSynopsis); err != nil {
 		return err
 	}
-	if *pageSize < 0 || *pageSize > math.MaxInt32 {
+	if *pageSize < 0 || *pageSize > maxPageSize {
 		return usagef(listSynopsis, "--page-size must be between 0 and 1000")
 	}
 	return c.withClient(func(client signerv1.SignerServiceClient) error {
@@ -227,12 +226,16 @@ func (c *cli) keysLifecycle(ctx context.Context, sub string, args []string) erro
 	})
 }
 
+// maxPageSize is the service's largest ListKeys page.
+const maxPageSize = 1000
+
 // maxMessage is the service's limit on a raw message (MaxMessageSize in the
 // parent and the enclave), checked here before anything is sent.
 const maxMessage = 64 << 10
 
-const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1: a 32-byte
-digest signed as is; the answer is r || s || v), --message (ed25519: the
+const signHelp = `Sign one payload. Give exactly one of --digest (secp256k1 or p256: a
+32-byte digest signed as is; the answer is r || s || v for secp256k1 and
+r || s for p256), --message (ed25519: the
 message itself) and --message-file (the same message, read as raw bytes from
 a file, or from standard input with -; for messages too long for a command
 line). HEX may start with 0x.`
@@ -243,7 +246,7 @@ func (c *cli) sign(ctx context.Context, args []string) error {
 	}
 	fs := newFlagSet("sign")
 	keyID := fs.String("key", "", "`id` of the key to sign with (required)")
-	digest := fs.String("digest", "", "32-byte digest to sign, in `hex` (secp256k1)")
+	digest := fs.String("digest", "", "32-byte digest to sign, in `hex` (secp256k1, p256)")
 	message := fs.String("message", "", "message to sign, in `hex` (ed25519)")
 	messageFile := fs.String("message-file", "", "`file` holding the message to sign as raw bytes, - for standard input (ed25519)")
 	if err := parseFlags(fs, args, c.stdout, signSynopsis, signHelp); err != nil {
@@ -268,12 +271,9 @@ func (c *cli) sign(ctx context.Context, args []string) error {
 		}
 		req.Payload = &signerv1.SignRequest_Digest{Digest: b}
 	case set["message-file"]:
-		b, err := readPayloadFile(signSynopsis, "message-file", *messageFile)
+		b, err := readPayloadFile(signSynopsis, "message-file", *messageFile, maxMessage)
 		if err != nil {
 			return err
-		}
-		if len(b) > maxMessage {
-			return usagef(signSynopsis, "--message-file: %d bytes; a message is at most %d bytes", len(b), maxMessage)
 		}
 		req.Payload = &signerv1.SignRequest_Message{Message: b}
 	default:

@@ -148,7 +148,9 @@ func (c *cli) printKey(k *signerv1.Key) error {
 		"public_key", hex.EncodeToString(k.GetPublicKey()),
 		"state", stateName(k.GetState()),
 		"created_at", formatUnixMs(k.GetCreatedAtUnixMs()),
-		"labels", printable(strings.Join(sortedLabels(k.GetLabels()), ", ")),
+	}
+	if len(k.GetLabels()) > 0 {
+		pairs = append(pairs, "labels", printable(strings.Join(sortedLabels(k.GetLabels()), ", ")))
 	}
 	if a := newAddressesJSON(k.GetAddresses()); a != nil {
 		for _, p := range [][2]string{

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -143,12 +144,12 @@ func (p *payloadFlags) parse(c *cli, args []string, help string) ([]byte, error)
 	if *p.keyID == "" {
 		return nil, usagef(p.synopsis, "--key is required")
 	}
-	return readPayloadFile(p.synopsis, "file", *p.file)
+	return readPayloadFile(p.synopsis, "file", *p.file, maxPayloadFile)
 }
 
 // readPayloadFile reads path, or standard input for "-". Problems are usage
 // errors: they are found before the server is contacted.
-func readPayloadFile(synopsis, flag, path string) ([]byte, error) {
+func readPayloadFile(synopsis, flag, path string, limit int) ([]byte, error) {
 	var r io.Reader
 	name := path
 	switch path {
@@ -164,12 +165,15 @@ func readPayloadFile(synopsis, flag, path string) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxPayloadFile+1))
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	var pathErr *fs.PathError
 	switch {
+	case errors.As(err, &pathErr):
+		return nil, usagef(synopsis, "--%s: %v", flag, err) // it names the file
 	case err != nil:
 		return nil, usagef(synopsis, "--%s: read %s: %v", flag, name, err)
-	case len(b) > maxPayloadFile:
-		return nil, usagef(synopsis, "--%s: %s is larger than %d bytes", flag, name, maxPayloadFile)
+	case len(b) > limit:
+		return nil, usagef(synopsis, "--%s: %s is larger than %d bytes, the limit for this payload", flag, name, limit)
 	case len(b) == 0:
 		return nil, usagef(synopsis, "--%s: %s is empty", flag, name)
 	}

@@ -353,7 +353,7 @@ func checkPolicy(d *Document, opts Options, now time.Time) error {
 			return fmt.Errorf("%w: document has no nonce", ErrNonceMismatch)
 		}
 		if subtle.ConstantTimeCompare(d.Nonce, opts.Nonce) != 1 {
-			return fmt.Errorf("%w: nonce differs", ErrNonceMismatch)
+			return fmt.Errorf("%w: the document's nonce is not the one asked for", ErrNonceMismatch)
 		}
 	}
 	return nil

@@ -250,7 +250,8 @@ type Key struct {
 	// hex digits.
 	KeyId     string    `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	Algorithm Algorithm `protobuf:"varint,2,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
-	// SEC1 uncompressed point for secp256k1, 32 bytes for ed25519.
+	// SEC1 uncompressed point (65 bytes) for secp256k1 and p256, 32 bytes for
+	// ed25519.
 	PublicKey []byte   `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	State     KeyState `protobuf:"varint,4,opt,name=state,proto3,enum=nitrosigner.v1.KeyState" json:"state,omitempty"`
 	// Creation time, Unix milliseconds, as read by the enclave.

@@ -135,8 +135,16 @@ supervise_enclave() {
 		sleep 1
 	done
 }
+rm -f "$run/enclave.sock" # a stale one from a killed run; kmssim's lock shows the run dir is ours
 supervise_enclave &
 pids+=($!)
+# Start the parent once the enclave listens, so that its first dial works
+# (rather than logging warnings about an enclave that is still starting).
+for _ in $(seq 1 100); do
+	[[ -S $run/enclave.sock ]] && break
+	alive || exit 1
+	sleep 0.1
+done
 # The parent takes AWS credentials from the environment here (on EC2: the
 # instance role via IMDSv2); nothing from the user's ~/.aws is read.
 AWS_ACCESS_KEY_ID=$access_key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=$region \

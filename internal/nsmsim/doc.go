@@ -59,8 +59,10 @@
 // changes PCR0 and PCR2 but not PCR1 ([MeasureImage]). PCR3 measures
 // [Config.RoleARN] ([MeasureRoleARN]), PCR4 measures [Config.InstanceID]
 // ([MeasureInstanceID]). PCR8 (EIF signing certificate) is always zero. In
-// debug mode PCR0, PCR1, PCR2, PCR3 and PCR8 are zero and PCR4 is kept, as
-// in real debug-mode documents.
+// debug mode PCR0, PCR1 and PCR2 are zero and PCR4 is kept, as in real
+// debug-mode documents. PCR3 is then zero too; that is an assumption, not an
+// observation: PCR3 is zero in the real non-debug documents as well, so they
+// do not show whether debug mode clears it (nitro-reference §8 Q4).
 //
 // # Attestation documents
 //
@@ -78,11 +80,18 @@
 //
 // The certificate chain mirrors AWS's: root (self-signed, 30 years) →
 // regional intermediate (CA, pathlen 2, 20 days) → zonal intermediate (CA,
-// pathlen 1, 5 days) → instance certificate (CA, pathlen 0, 24 hours) → a
-// fresh leaf per document (new P-384 key, not a CA, valid from 3 seconds
-// before the document for exactly 3 hours). All keys are ECDSA P-384 and all
-// signatures ecdsa-with-SHA384. Intermediates are reissued whenever they
-// would not cover a new leaf's validity window, judged by [Config.Now].
+// pathlen 1, 5 days 19 hours) → instance certificate (CA, pathlen 0, 24
+// hours) → a fresh leaf per document (new P-384 key, not a CA, valid from 3
+// seconds before the document's whole second to 3 hours after it). The
+// certificates have AWS's ASN.1 structure, only the names, keys, dates and
+// URLs are the simulator's own: the same extensions in the same order with
+// the same criticality and encodings, the same string types in names
+// (PrintableString for the country, UTF8String otherwise), serial numbers of
+// the same length (a leaf's is the enclave id, four zero bytes and the issue
+// time in Unix seconds) and validity periods of the same length. All keys
+// are ECDSA P-384 and all signatures ecdsa-with-SHA384. Intermediates are
+// reissued whenever they would not cover a new leaf's validity window, judged
+// by [Config.Now].
 //
 // # Concurrency
 //

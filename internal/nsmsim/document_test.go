@@ -126,8 +126,8 @@ func TestDocumentStructure(t *testing.T) {
 		pathLen int
 		life    time.Duration
 	}{
-		{"regional", regional, 2, 20 * 24 * time.Hour},
-		{"zonal", zonal, 1, 5 * 24 * time.Hour},
+		{"regional", regional, 2, 20*24*time.Hour + time.Hour},
+		{"zonal", zonal, 1, 5*24*time.Hour + 19*time.Hour},
 		{"instance", instance, 0, 24 * time.Hour},
 	} {
 		assert.True(t, tc.cert.IsCA, tc.name)
@@ -139,9 +139,9 @@ func TestDocumentStructure(t *testing.T) {
 	assert.False(t, leaf.IsCA)
 	assert.NotZero(t, leaf.KeyUsage&x509.KeyUsageDigitalSignature)
 	assert.Zero(t, leaf.KeyUsage&x509.KeyUsageCertSign)
-	assert.Equal(t, 3*time.Hour, leaf.NotAfter.Sub(leaf.NotBefore), "leaf validity")
-	assert.True(t, leaf.NotBefore.Before(now) && leaf.NotAfter.After(now))
-	assert.Less(t, now.Sub(leaf.NotBefore), time.Minute, "leaf starts a little before the document")
+	// Valid from 3 s before the document's second to 3 h after it.
+	assert.Equal(t, time.Date(2026, 11, 21, 10, 30, 12, 0, time.UTC), leaf.NotBefore, "leaf notBefore")
+	assert.Equal(t, time.Date(2026, 11, 21, 13, 30, 15, 0, time.UTC), leaf.NotAfter, "leaf notAfter")
 }
 
 func TestAuxFieldEncoding(t *testing.T) {
@@ -213,7 +213,9 @@ func TestAuxFieldLimits(t *testing.T) {
 	}
 }
 
-// TestTimeTravel checks that documents expire with their 3-hour leaf.
+// TestTimeTravel checks that documents are verifiable exactly during their
+// leaf's window: from 3 seconds before the document's whole second to 3
+// hours after it, both inclusive, as in AWS's 2024 documents.
 func TestTimeTravel(t *testing.T) {
 	t0 := time.Date(2026, 11, 21, 12, 0, 0, 500e6, time.UTC)
 	clk := newClock(t0)
@@ -221,16 +223,21 @@ func TestTimeTravel(t *testing.T) {
 	doc, err := s.Attest(t.Context(), nil, nil, nil)
 	require.NoError(t, err)
 
+	first := time.Date(2026, 11, 21, 11, 59, 57, 0, time.UTC)
+	last := time.Date(2026, 11, 21, 15, 0, 0, 0, time.UTC)
+	require.Equal(t, first, t0.Truncate(time.Second).Add(-nsmsim.LeafBackdate))
+	require.Equal(t, last, t0.Truncate(time.Second).Add(nsmsim.LeafLifetime))
 	tests := []struct {
 		name    string
 		at      time.Time
 		wantErr bool
 	}{
 		{"at issue", t0, false},
-		{"just before the leaf expires", t0.Add(3*time.Hour - nsmsim.LeafBackdate - time.Second), false},
-		{"3h+1s later", t0.Add(3*time.Hour + time.Second), true},
+		{"first second of the leaf", first, false},
+		{"one second before the leaf", first.Add(-time.Second), true},
+		{"last second of the leaf", last, false},
+		{"one second after the leaf", last.Add(time.Second), true},
 		{"a day later", t0.Add(24 * time.Hour), true},
-		{"before the leaf", t0.Add(-time.Minute), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

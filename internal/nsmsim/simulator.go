@@ -55,14 +55,20 @@ type Config struct {
 	Image []byte
 
 	// Debug simulates an enclave started with --debug-mode: PCR0, PCR1,
-	// PCR2, PCR3 and PCR8 are all zero and PCR4 stays populated. Verifiers
-	// must reject such documents unless explicitly told otherwise.
+	// PCR2 and PCR8 are all zero and PCR4 stays populated, as in real
+	// debug-mode documents. PCR3 is zero as well, whatever RoleARN says:
+	// an assumption, since PCR3 is zero in the real non-debug documents too,
+	// so they cannot tell whether debug mode clears it (nitro-reference §8
+	// Q4). Verifiers must reject such documents unless explicitly told
+	// otherwise.
 	Debug bool
 
 	// InstanceID is the simulated parent instance id, "i-" followed by 17
 	// lowercase hex digits. It determines PCR4 ([MeasureInstanceID]) and the
-	// module id, which is InstanceID + "-enc" + 16 random hex digits chosen
-	// per simulator. Default: a random id.
+	// module id, which is InstanceID + "-enc" + a 16-hex-digit enclave id
+	// chosen per simulator. Like AWS's, the enclave id is the start time
+	// ([Config.Now] at [New]) in Unix milliseconds followed by 4 random hex
+	// digits; it is unique within the process. Default: a random id.
 	InstanceID string
 
 	// RoleARN is the simulated parent's IAM role ARN. PCR3 is
@@ -158,13 +164,14 @@ func New(cfg Config) (*Simulator, error) {
 		cfg.Rand = rand.Reader
 	}
 
+	now := cfg.Now()
+	enclaveID := newEnclaveID(now)
 	s := &Simulator{
 		cfg:      cfg,
-		moduleID: cfg.InstanceID + "-enc" + randomHex(16),
+		moduleID: fmt.Sprintf("%s-enc%016x", cfg.InstanceID, enclaveID),
 	}
 	s.initPCRs()
 
-	now := cfg.Now()
 	var root *issuer
 	var err error
 	if cfg.StateDir != "" {
@@ -179,6 +186,7 @@ func New(cfg Config) (*Simulator, error) {
 		region:     cfg.Region,
 		instanceID: cfg.InstanceID,
 		moduleID:   s.moduleID,
+		enclaveID:  enclaveID,
 		root:       root,
 	}
 	// Issue the intermediates now so that a broken setup fails here rather

@@ -167,9 +167,11 @@ func (c *Client) Call(ctx context.Context, method uint16, req, resp proto.Messag
 	frame := (*b)[:lenSize+reqHeaderLen]
 	frame, err := proto.MarshalOptions{}.MarshalAppend(frame, req)
 	if err != nil {
-		// A failed encoding may have written part of req into the buffer.
+		// A failed encoding may have written part of req into the buffer,
+		// or into a larger one it grew and returned (releaseFrame wipes
+		// that); should it return nothing, the buffer is wiped whole.
 		clear((*b)[:cap(*b)])
-		releaseFrame(b, nil)
+		releaseFrame(b, frame)
 		return status.Errorf(codes.Internal, "encode request: %v", err)
 	}
 	e := getCall()

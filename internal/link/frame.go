@@ -103,12 +103,14 @@ func appendResponseHeader(b []byte, code codes.Code, id uint64, payloadLen int) 
 }
 
 // newWipingReader returns a bufio.Reader of size bytes over r whose buffer
-// does not keep what it has handed out: see [wipingReader]. The first read
-// from it must be shorter than size (the server's first is the preamble).
-// The server reads with it, since requests may carry secrets (AWS
+// does not keep what it has handed out, and the wipingReader under it, whose
+// wipe the caller defers: see [wipingReader]. The first read from the
+// bufio.Reader must be shorter than size (the server's first is the
+// preamble). The server reads with it, since requests may carry secrets (AWS
 // credentials).
-func newWipingReader(r io.Reader, size int) *bufio.Reader {
-	return bufio.NewReaderSize(&wipingReader{r: r, size: size}, size)
+func newWipingReader(r io.Reader, size int) (*bufio.Reader, *wipingReader) {
+	w := &wipingReader{r: r, size: size}
+	return bufio.NewReaderSize(w, size), w
 }
 
 // wipingReader sits under a bufio.Reader of size bytes and, before each
@@ -118,32 +120,29 @@ func newWipingReader(r io.Reader, size int) *bufio.Reader {
 // the next time it reads; a reader loop that has consumed every frame reads
 // again at once, so consumed frames are wiped before it waits for the next.
 // Only bytes that reads wrote are cleared: the cost follows the traffic,
-// not the buffer's size.
+// not the buffer's size. [wipingReader.wipe] clears the rest when the
+// reader is dropped.
 type wipingReader struct {
 	r       io.Reader
-	size    int   // the bufio.Reader's buffer size
-	last    *byte // the buffer's last byte, learnt from the first read
-	dirty   int   // end, as an offset in that buffer, of the bytes reads left
-	started bool  // a read has been made
+	size    int    // the bufio.Reader's buffer size
+	buf     []byte // that buffer, learnt from the first read
+	dirty   int    // end, as an offset in buf, of the bytes reads left
+	started bool   // a read has been made
 }
 
 func (w *wipingReader) Read(p []byte) (int, error) {
-	if cap(p) == 0 {
-		return w.r.Read(p)
-	}
 	// A bufio.Reader reads into its own buffer's tail, or, for a read at
 	// least as large as its buffer, straight into the caller's slice. Its
-	// first read for a short read is into its whole, empty buffer; that
-	// shows where the buffer ends. Reads ending elsewhere are into the
-	// caller's slice, which is about to be overwritten anyway.
-	end := &p[:cap(p)][cap(p)-1]
+	// first read for a short read is into its whole, empty buffer. Reads
+	// ending elsewhere than that buffer's end are into the caller's slice,
+	// which is about to be overwritten anyway.
 	if !w.started {
 		w.started = true
 		if len(p) == w.size && cap(p) == w.size {
-			w.last = end
+			w.buf = p
 		}
 	}
-	if end != w.last {
+	if w.buf == nil || cap(p) == 0 || &p[:cap(p)][cap(p)-1] != &w.buf[len(w.buf)-1] {
 		return w.r.Read(p)
 	}
 	off := w.size - len(p)
@@ -153,6 +152,15 @@ func (w *wipingReader) Read(p []byte) (int, error) {
 	n, err := w.r.Read(p)
 	w.dirty = off + n
 	return n, err
+}
+
+// wipe clears everything reads left in the buffer, read or not; the
+// bufio.Reader must not be used afterwards.
+func (w *wipingReader) wipe() {
+	if w.buf != nil {
+		clear(w.buf[:w.dirty])
+		w.dirty = 0
+	}
 }
 
 // readPreamble reads the peer's preamble from r.

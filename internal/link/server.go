@@ -333,7 +333,10 @@ func (s *server) serveConn(serveCtx context.Context, conn net.Conn) {
 // It returns nil at a clean end of stream.
 func (sc *serverConn) readLoop(ctx context.Context) error {
 	s := sc.s
-	br := newWipingReader(sc.conn, readBufferSize)
+	br, wr := newWipingReader(sc.conn, readBufferSize)
+	// However the loop ends (a protocol error, say), requests read with
+	// the last read must not stay in the dropped buffer.
+	defer wr.wipe()
 	if err := readPreamble(br); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package link_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -52,12 +53,22 @@ func TestClientFramesWiped(t *testing.T) {
 	require.EqualValues(t, 2, carried.Load(), "both requests must have carried the credential")
 
 	// Invalid UTF-8 in a string field fails the encoding after the field
-	// was written.
+	// was written: into the pooled buffer, or, for a long request, into a
+	// larger one the encoder grew.
 	err := c.Call(ctx, methodEcho, wrapperspb.String(string(credential)+"\xff"), &got)
 	require.Equal(t, codes.Internal, status.Code(err), "%v", err)
+	long := strings.Repeat("x", 4096) + string(credential) + "\xff"
+	before := len(released())
+	err = c.Call(ctx, methodEcho, wrapperspb.String(long), &got)
+	require.Equal(t, codes.Internal, status.Code(err), "%v", err)
+	grown := false
+	for _, b := range released()[before:] {
+		grown = grown || cap(b) > len(long)
+	}
+	require.True(t, grown, "the buffer the failed encoding grew must be released too")
 
 	bufs := released()
-	require.GreaterOrEqual(t, len(bufs), 3, "every call must release its frame through releaseFrame")
+	require.GreaterOrEqual(t, len(bufs), 5, "every call must release its frame through releaseFrame")
 	for i, b := range bufs {
 		require.False(t, bytes.Contains(b, credential), "released frame buffer %d still holds the request", i)
 	}

@@ -43,7 +43,7 @@ func TestWipingReader(t *testing.T) {
 		[]byte("tail"),
 	}}
 	const size = 64
-	br := newWipingReader(src, size)
+	br, wr := newWipingReader(src, size)
 
 	require.NoError(t, readPreamble(br))
 	got := make([]byte, len(secret))
@@ -70,4 +70,16 @@ func TestWipingReader(t *testing.T) {
 
 	require.Equal(t, []bool{false, false, false, false, false}, src.stale,
 		"a read found a consumed secret still in the buffer")
+
+	// Dropped after a read that brought the secret, consumed or not (a
+	// reader loop that stops at a protocol error): wipe clears it.
+	src.chunks = [][]byte{append(append([]byte{}, secret...), 0xff)}
+	_, err = br.Discard(4) // "tail"
+	require.NoError(t, err)
+	_, err = io.ReadFull(br, got)
+	require.NoError(t, err)
+	require.True(t, bytes.Contains(wr.buf, secret), "the secret is in the buffer before wipe")
+	wr.wipe()
+	require.False(t, bytes.Contains(wr.buf, secret), "wipe left the secret in the buffer")
+	require.Equal(t, make([]byte, size), wr.buf, "wipe clears the whole buffer")
 }

@@ -60,6 +60,12 @@ for b in kmssim enclave parent nitrosigner; do
 	[[ -x $bin/$b ]] || { echo "run-local: $bin/$b missing; run 'make build'" >&2; exit 1; }
 done
 mkdir -p "$run/nsmsim" "$run/kmssim" "$run/blobs"
+# One stack per run directory: a second one would rewrite the first's
+# policy files before kmssim's own lock refused it.
+if command -v flock >/dev/null; then
+	exec 9>"$run/.run-local.lock"
+	flock -n 9 || { echo "run-local: $run is in use by another make run; stop it, or give this one its own NITROSIGNER_RUN_DIR" >&2; exit 1; }
+fi
 
 # Another stack (another clone's make run, say) may hold the ports: refuse
 # rather than start half a stack and talk to the other one.
@@ -73,6 +79,7 @@ done
 pids=()
 # stop ends every process; with a status, it also ends the script (Ctrl-C
 # during start-up must not fall back into the waits below).
+# shellcheck disable=SC2317 # only called from the traps
 stop() {
 	trap - INT TERM EXIT
 	if ((${#pids[@]})); then
@@ -215,12 +222,15 @@ Or with grpcurl (server reflection is on):
 Metrics (Prometheus text format):
   curl -s http://$metrics/metrics | grep '^nitrosigner_'
 
-The enclave is restarted if it exits: try 'pkill -f "$bin/enclave --nsm"', then sign
+The enclave is restarted if it exits: try 'pkill -f "^$bin/enclave --nsm"', then sign
 again; the parent reconnects and reloads the key from its sealed blob.
 
 Press Ctrl-C to stop.
 MSG
 
-# Exit when a process dies (the enclave's supervisor only gives up on an
-# enclave that keeps failing); the trap stops the others.
-wait -n "${pids[@]}"
+# Stop when a process dies (the enclave's supervisor only gives up on an
+# enclave that keeps failing); the exit trap stops the others.
+wait -n "${pids[@]}" || true
+alive || true
+echo "run-local: a process of the stack exited; stopping the rest" >&2
+exit 1

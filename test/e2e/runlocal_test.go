@@ -127,9 +127,23 @@ func TestRunLocal(t *testing.T) {
 		return exec.Command(bin+"/nitrosigner", "--addr", addr, "sign", "--key", keys[1], "--message", "68656c6c6f").Run() == nil
 	}, 15*time.Second, 100*time.Millisecond, "signing after the enclave's restart")
 
+	// A second stack on the same run directory (other ports) is refused
+	// before it touches anything there.
+	_, log2, exited2 := start("NITROSIGNER_ADDR="+freeAddr(t), "NITROSIGNER_KMS_ADDR="+freeAddr(t), "NITROSIGNER_METRICS_ADDR="+freeAddr(t))
+	select {
+	case err := <-exited2:
+		require.Error(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a second stack on the same run directory did not stop")
+	}
+	assert.Contains(t, log2.String(), "is in use by another make run")
+	assert.NotContains(t, log2.String(), "[kmssim]")
+	_, err = os.Stat(filepath.Join(dir, "run", "kmssim", "key-arn"))
+	require.NoError(t, err, "the running stack's files are left alone")
+
 	// Ctrl-C: SIGINT to the whole foreground process group.
 	require.NoError(t, syscall.Kill(-script.Process.Pid, syscall.SIGINT))
-	waitExit(exited, "after Ctrl-C")
+	require.NoError(t, waitExit(exited, "after Ctrl-C"), "Ctrl-C is a clean stop")
 	assert.Contains(t, log.String(), "run-local: stopped")
 
 	// When the parent dies, the script stops the rest itself (SIGTERM to
@@ -139,14 +153,25 @@ func TestRunLocal(t *testing.T) {
 	waitOutput(log, "Press Ctrl-C to stop.", time.Minute)
 	parents := processesOf(t, bin+"/parent")
 	require.Len(t, parents, 1)
-	require.NoError(t, syscall.Kill(parents[0], syscall.SIGKILL))
-	waitExit(exited, "after the parent died")
+	require.NoError(t, syscall.Kill(parents[0], syscall.SIGTERM))
+	require.Error(t, waitExit(exited, "after the parent died"), "a stack that lost a process failed")
+	assert.Contains(t, log.String(), "run-local: parent exited")
 	assert.Contains(t, log.String(), "run-local: stopped")
 
 	// Ctrl-C while the stack is still coming up stops it there: a clean
 	// stop (status 0), not a fall back into the wait for the parent that
-	// then reports a failed start.
-	script, log, exited = start()
+	// then reports a failed start. The enclave is held back (a wrapper
+	// waits for a file that never appears), so the script is surely still
+	// waiting for it when the signal comes.
+	gated := filepath.Join(bin, "gated")
+	require.NoError(t, os.Mkdir(gated, 0o755))
+	for _, b := range []string{"kmssim", "parent", "nitrosigner"} {
+		require.NoError(t, os.Symlink(filepath.Join(bin, b), filepath.Join(gated, b)))
+	}
+	wrapper := "#!/bin/sh\ncase \"$1\" in --nsm=*) while [ ! -e " + filepath.Join(dir, "gate") +
+		" ]; do sleep 0.05; done ;; esac\nexec " + filepath.Join(bin, "enclave") + " \"$@\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(gated, "enclave"), []byte(wrapper), 0o755))
+	script, log, exited = start("NITROSIGNER_BIN=" + gated)
 	waitOutput(log, "kmssim: listening", time.Minute)
 	require.NoError(t, syscall.Kill(-script.Process.Pid, syscall.SIGINT))
 	require.NoError(t, waitExit(exited, "after Ctrl-C during start-up"))

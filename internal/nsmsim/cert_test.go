@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,8 +310,12 @@ func checkLeafSerial(t *testing.T, name string, d docCerts, serial []byte) {
 // TestEnclaveID checks the enclave id in the module id: the start time in
 // Unix milliseconds and 16 random bits, like AWS's, unique even for
 // simulators started in the same millisecond.
+// enclaveIDRuns gives each run of TestEnclaveID (go test -count) a time of
+// its own: the ids already taken are remembered for the whole process.
+var enclaveIDRuns atomic.Int64
+
 func TestEnclaveID(t *testing.T) {
-	now := time.Date(2026, 11, 21, 10, 30, 15, 123e6, time.UTC)
+	now := time.Date(2026, 11, 21, 10, 30, 15, 123e6, time.UTC).Add(time.Duration(enclaveIDRuns.Add(1)) * time.Hour)
 	msOf := func(id uint64) int64 { return int64(id >> 16) }
 	for range 3 {
 		s := newSim(t, nsmsim.Config{Now: newClock(now).Now, Debug: true})

@@ -88,7 +88,11 @@
 // the same criticality and encodings, the same string types in names
 // (PrintableString for the country, UTF8String otherwise), serial numbers of
 // the same length (a leaf's is the enclave id, four zero bytes and the issue
-// time in Unix seconds) and validity periods of the same length. All keys
+// time in Unix seconds, so that two documents issued in the same second
+// share a serial, as AWS's do) and validity periods of the same length. A
+// root kept in a state directory by an older version keeps the shape it was
+// made with; delete the directory for an AWS-shaped one (clients then need
+// the new root.pem). All keys
 // are ECDSA P-384 and all signatures ecdsa-with-SHA384. Intermediates are
 // reissued whenever they would not cover a new leaf's validity window, judged
 // by [Config.Now].

@@ -142,7 +142,7 @@ supervise_enclave() {
 		sleep 1
 	done
 }
-rm -f "$run/enclave.sock" # a stale one from a killed run; kmssim's lock shows the run dir is ours
+rm -f "$run/enclave.sock" # a stale one from a killed run; the lock above shows the run dir is ours
 supervise_enclave &
 pids+=($!)
 # Start the parent once the enclave listens, so that its first dial works

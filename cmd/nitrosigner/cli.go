@@ -424,9 +424,7 @@ func invalidText(m protoreflect.Message, prefix string) string {
 		switch {
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				if fd.MapKey().Kind() == protoreflect.StringKind && !utf8.ValidString(k.String()) {
-					bad = name
-				} else {
+				if bad = check(fd.MapKey(), k.Value(), name); bad == "" {
 					bad = check(fd.MapValue(), mv, name)
 				}
 				return bad == ""

@@ -77,6 +77,8 @@ func TestErrors(t *testing.T) {
 			[]string{"key_id: not valid UTF-8 text"}, 0},
 		{"label not utf-8", []string{"keys", "create", "--alg", "ed25519", "--label", "a=\xff"}, 2,
 			[]string{"labels: not valid UTF-8 text"}, 0},
+		{"label name not utf-8", []string{"keys", "create", "--alg", "ed25519", "--label", "\xff=a"}, 2,
+			[]string{"labels: not valid UTF-8 text"}, 0},
 		{"sign without key", []string{"sign", "--digest", digest}, 2, []string{"--key is required"}, 0},
 		{"sign extra argument", []string{"sign", "--key", keySecp, "--digest", digest, "x"}, 2,
 			[]string{`unexpected argument "x"`}, 0},

@@ -73,7 +73,7 @@ type Config struct {
 	MaxFrame int
 	// Logger receives the enclave's logs. On AWS they reach an operator only
 	// in debug mode, so nothing an operator needs may exist only here.
-	// Default slog.Default().
+	// Default slog.Default(). Lines about a call get its "request_id".
 	Logger *slog.Logger
 	// OnListen, if set, is called with the listener's address once the
 	// enclave accepts connections (used by tests and local tooling).
@@ -198,6 +198,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// A line logged while serving a call carries the request id the
+	// parent logged for it (link.RequestID), so the two logs can be joined.
+	cfg.Logger = slog.New(link.LogRequestIDs(cfg.Logger.Handler()))
 	id, err := newIdentity()
 	if err != nil {
 		return err

@@ -164,7 +164,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // response is dropped.
 func (c *Client) Call(ctx context.Context, method uint16, req, resp proto.Message) error {
 	b := getBuf()
-	frame := (*b)[:lenSize+reqHeaderLen]
+	frame := appendRequestID((*b)[:lenSize+reqHeaderLen-1], ctx)
 	frame, err := proto.MarshalOptions{}.MarshalAppend(frame, req)
 	if err != nil {
 		// A failed encoding may have written part of req into the buffer,
@@ -189,7 +189,7 @@ func (c *Client) Call(ctx context.Context, method uint16, req, resp proto.Messag
 // block and must not retain its argument. Other errors are as for Call.
 func (c *Client) CallRaw(ctx context.Context, method uint16, req []byte, resp func([]byte) error) error {
 	b := getBuf()
-	frame := append((*b)[:lenSize+reqHeaderLen], req...)
+	frame := append(appendRequestID((*b)[:lenSize+reqHeaderLen-1], ctx), req...)
 	e := getCall()
 	e.raw = resp
 	err := c.roundTrip(ctx, method, frame, e)

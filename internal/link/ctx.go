@@ -16,6 +16,7 @@ import (
 type reqCtx struct {
 	parent   context.Context
 	deadline time.Time
+	rid      string // the request id, if the request carried one
 
 	inner atomic.Pointer[context.Context] // the real context, once built
 
@@ -26,8 +27,8 @@ type reqCtx struct {
 
 var _ context.Context = (*reqCtx)(nil)
 
-func newReqCtx(parent context.Context, deadline time.Time) *reqCtx {
-	return &reqCtx{parent: parent, deadline: deadline}
+func newReqCtx(parent context.Context, deadline time.Time, rid string) *reqCtx {
+	return &reqCtx{parent: parent, deadline: deadline, rid: rid}
 }
 
 func (c *reqCtx) Deadline() (time.Time, bool) {
@@ -60,6 +61,9 @@ func (c *reqCtx) Err() error {
 }
 
 func (c *reqCtx) Value(key any) any {
+	if _, ok := key.(requestIDKey); ok && c.rid != "" {
+		return c.rid
+	}
 	if inner := c.inner.Load(); inner != nil {
 		return (*inner).Value(key)
 	}
@@ -95,4 +99,43 @@ func (c *reqCtx) release() {
 	if cancel != nil {
 		cancel()
 	}
+}
+
+// MaxRequestIDLen is the longest request id a request frame carries.
+const MaxRequestIDLen = 64
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying id as its request id: the name of one
+// client call in the logs of both ends. A call made with the returned
+// context sends id with its request, and the server's handler finds it in
+// its context with [RequestID]. An id that is not 1 to [MaxRequestIDLen]
+// bytes of printable ASCII (0x21–0x7e) is not sent.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id of ctx (see [WithRequestID]) if it is a
+// valid one, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	if !ValidRequestID(id) {
+		return ""
+	}
+	return id
+}
+
+// ValidRequestID reports whether id is 1 to [MaxRequestIDLen] bytes of
+// printable ASCII (0x21–0x7e): no spaces, no control characters, nothing
+// that could forge a log line.
+func ValidRequestID[T string | []byte](id T) bool {
+	if len(id) == 0 || len(id) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -13,14 +13,14 @@
 // # Wire format
 //
 // All integers are big-endian. A connection starts with a 4-byte preamble
-// from each side, the ASCII bytes "NSL1" ([Magic]; the final byte is the
+// from each side, the ASCII bytes "NSL2" ([Magic]; the final byte is the
 // protocol version). The client sends its preamble before its first request
 // and the server as soon as it accepts the connection; each checks the
 // peer's preamble before reading frames. After the preamble, each direction
 // is a sequence of frames:
 //
 //	frame           = length:u32 | header | payload
-//	request header  = kind:u8 (1) | method:u16 | id:u64 | timeout_us:u32
+//	request header  = kind:u8 (1) | method:u16 | id:u64 | timeout_us:u32 | rid_len:u8 | rid
 //	response header = kind:u8 (2) | code:u16 | id:u64
 //
 // length counts the bytes after the length field (header and payload) and
@@ -35,6 +35,12 @@
 // still wait, in microseconds, measured when the request was queued; 0 means
 // no deadline. The server runs the request with a context that expires
 // timeout_us after it read the frame.
+//
+// rid is the caller's request id ([WithRequestID]), rid_len bytes of
+// printable ASCII (0x21–0x7e), at most [MaxRequestIDLen]; rid_len is 0 when
+// the call has none. It names the call in both ends' logs and is nothing
+// the server acts on; a server closes the connection on a longer or
+// unprintable one. (Version 1, "NSL1", had no rid.)
 //
 // code is a gRPC status code (google.golang.org/grpc/codes; 0 is OK). On a
 // request, and on a response with code 0, payload is the protobuf encoding

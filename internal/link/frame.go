@@ -19,7 +19,7 @@ const (
 	// Magic is the connection preamble. Each side writes it once, first,
 	// and checks that the peer's stream starts with it. The last byte is
 	// the protocol version.
-	Magic = "NSL1"
+	Magic = "NSL2"
 
 	// DefaultMaxFrame is the frame size limit used when a config leaves
 	// MaxFrame zero: a 4 MiB message plus room for the wrappers and
@@ -31,8 +31,8 @@ const (
 	kindResponse = 2
 
 	lenSize       = 4
-	reqHeaderLen  = 1 + 2 + 8 + 4 // kind, method, id, timeout_us
-	respHeaderLen = 1 + 2 + 8     // kind, code, id
+	reqHeaderLen  = 1 + 2 + 8 + 4 + 1 // kind, method, id, timeout_us, request_id length
+	respHeaderLen = 1 + 2 + 8         // kind, code, id
 
 	// minMaxFrame keeps MaxFrame large enough for any header plus a short
 	// error message.
@@ -82,8 +82,18 @@ func putBuf(b *[]byte, grown []byte) {
 	bufPool.Put(b)
 }
 
-// putRequestHeader fills the first lenSize+reqHeaderLen bytes of frame, whose
-// payload follows them.
+// appendRequestID appends the request-id length and the request id of ctx
+// (none if it has none) to frame, which holds the length prefix and the
+// fixed request header up to, not including, the id's length.
+func appendRequestID(frame []byte, ctx context.Context) []byte {
+	rid := RequestID(ctx)
+	frame = append(frame, byte(len(rid)))
+	return append(frame, rid...)
+}
+
+// putRequestHeader fills the first lenSize+reqHeaderLen-1 bytes of frame,
+// which appendRequestID has extended with the request id and the caller
+// with the payload.
 func putRequestHeader(frame []byte, method uint16, id uint64, timeoutMicros uint32) {
 	_ = frame[lenSize+reqHeaderLen-1]
 	binary.BigEndian.PutUint32(frame, uint32(len(frame)-lenSize))

@@ -18,19 +18,21 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nitrosigner/nitrosigner/internal/link"
 )
 
 // Methods of testHandler.
 const (
-	methodEcho     uint16 = iota + 1 // echo the request
-	methodNotFound                   // status NotFound "key not found"
-	methodPlain                      // a non-status error carrying a secret
-	methodWrapped                    // a wrapped status error
-	methodBlock                      // block until ctx ends, return ctx.Err()
-	methodDeadline                   // return the remaining ctx deadline as a Duration (-1s if none)
-	methodHuge                       // return a response bigger than any test MaxFrame
+	methodEcho      uint16 = iota + 1 // echo the request
+	methodNotFound                    // status NotFound "key not found"
+	methodPlain                       // a non-status error carrying a secret
+	methodWrapped                     // a wrapped status error
+	methodBlock                       // block until ctx ends, return ctx.Err()
+	methodDeadline                    // return the remaining ctx deadline as a Duration (-1s if none)
+	methodHuge                        // return a response bigger than any test MaxFrame
+	methodRequestID                   // return the request id of ctx as a StringValue
 )
 
 const secret = "s3cr3t-key-material"
@@ -62,6 +64,8 @@ func testHandler(started chan<- struct{}) link.Handler {
 			return proto.MarshalOptions{}.MarshalAppend(resp, durationpb.New(d))
 		case methodHuge:
 			return append(resp, make([]byte, 128<<10)...), nil
+		case methodRequestID:
+			return proto.MarshalOptions{}.MarshalAppend(resp, wrapperspb.String(link.RequestID(ctx)))
 		}
 		return nil, status.Errorf(codes.Unimplemented, "unknown method %d", method)
 	}

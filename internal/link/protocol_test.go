@@ -25,11 +25,18 @@ import (
 // independently of the package's own code.
 
 func reqFrame(kind byte, method uint16, id uint64, timeoutMicros uint32, payload []byte) []byte {
-	b := binary.BigEndian.AppendUint32(nil, uint32(15+len(payload)))
+	return reqFrameID(kind, method, id, timeoutMicros, "", payload)
+}
+
+// reqFrameID is reqFrame with a request id.
+func reqFrameID(kind byte, method uint16, id uint64, timeoutMicros uint32, rid string, payload []byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(16+len(rid)+len(payload)))
 	b = append(b, kind)
 	b = binary.BigEndian.AppendUint16(b, method)
 	b = binary.BigEndian.AppendUint64(b, id)
 	b = binary.BigEndian.AppendUint32(b, timeoutMicros)
+	b = append(b, byte(len(rid)))
+	b = append(b, rid...)
 	return append(b, payload...)
 }
 
@@ -81,7 +88,7 @@ func TestServerRejectsGarbage(t *testing.T) {
 		closeWrite bool // end the stream; otherwise the server must close on its own
 	}{
 		{"http", []byte("GET / HTTP/1.1\r\nHost: enclave\r\n\r\n"), false},
-		{"other version", concat([]byte("NSL2"), valid), false},
+		{"other version", concat([]byte("NSL1"), valid), false},
 		{"short length", concat([]byte(link.Magic), []byte{0, 0, 0, 3}, make([]byte, 20)), false},
 		{"huge length", concat([]byte(link.Magic), []byte{0xff, 0xff, 0xff, 0xff}, make([]byte, 20)), false},
 		{"over MaxFrame", concat([]byte(link.Magic), reqFrame(1, methodEcho, 1, 0, make([]byte, 5000))), false},
@@ -135,14 +142,15 @@ func rawServer(t *testing.T, reply func(id uint64, payload []byte) []byte, hangU
 			}
 			wg.Go(func() {
 				defer conn.Close()
-				head := make([]byte, 4+4+15)
+				head := make([]byte, 4+4+16)
 				if _, err := io.ReadFull(conn, head); err != nil {
 					return
 				}
-				payload := make([]byte, binary.BigEndian.Uint32(head[4:])-15)
+				payload := make([]byte, binary.BigEndian.Uint32(head[4:])-16)
 				if _, err := io.ReadFull(conn, payload); err != nil {
 					return
 				}
+				payload = payload[head[23]:]                                   // after the request id
 				conn.Write(reply(binary.BigEndian.Uint64(head[11:]), payload)) //nolint:errcheck // the test checks the client
 				if !hangUp {
 					io.Copy(io.Discard, conn) //nolint:errcheck // wait for the client to hang up
@@ -306,6 +314,7 @@ func FuzzServerFrames(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(magic)
 	f.Add(concat(magic, reqFrame(1, methodEcho, 1, 0, []byte("hello"))))
+	f.Add(concat(magic, reqFrameID(1, methodEcho, 1, 1000, "req-1", []byte("hello")), reqFrameID(1, methodRequestID, 2, 0, "x", nil)))
 	f.Add(concat(magic,
 		reqFrame(1, methodEcho, 1, 1000, []byte("a")),
 		reqFrame(1, methodNotFound, 2, 0, nil),

@@ -198,6 +198,7 @@ type request struct {
 	sc       *serverConn
 	method   uint16
 	id       uint64
+	rid      string    // the request id; "" if none
 	deadline time.Time // zero if none
 	req      *[]byte
 }
@@ -351,7 +352,24 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 		method := binary.BigEndian.Uint16(h[5:])
 		id := binary.BigEndian.Uint64(h[7:])
 		timeout := binary.BigEndian.Uint32(h[15:])
+		ridLen := int(h[19])
 		br.Discard(len(h)) //nolint:errcheck // cannot fail after Peek
+		if ridLen > MaxRequestIDLen || ridLen > n {
+			return fmt.Errorf("%w: request id of %d bytes (at most %d, within the frame)", errProtocol, ridLen, MaxRequestIDLen)
+		}
+		var rid string
+		if ridLen > 0 {
+			b, err := br.Peek(ridLen)
+			if err != nil {
+				return fmt.Errorf("read request id: %w", unexpectedEOF(err))
+			}
+			if !ValidRequestID(b) {
+				return fmt.Errorf("%w: request id is not printable ASCII", errProtocol)
+			}
+			rid = string(b)
+			br.Discard(ridLen) //nolint:errcheck // cannot fail after Peek
+			n -= ridLen
+		}
 
 		// Hold the payload's size against the server's budget before
 		// allocating it. Over budget, the request is refused rather than
@@ -384,7 +402,7 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 		if timeout != 0 {
 			deadline = time.Now().Add(time.Duration(timeout) * time.Microsecond)
 		}
-		r := request{ctx: ctx, sc: sc, method: method, id: id, deadline: deadline, req: req}
+		r := request{ctx: ctx, sc: sc, method: method, id: id, rid: rid, deadline: deadline, req: req}
 		if s.urgent != nil && s.urgent(method) {
 			sc.handle(r)
 			continue
@@ -408,9 +426,11 @@ func (sc *serverConn) handle(r request) {
 	defer sc.inflight.Add(-1)
 	ctx, method, id := r.ctx, r.method, r.id
 	if !r.deadline.IsZero() {
-		rc := newReqCtx(ctx, r.deadline)
+		rc := newReqCtx(ctx, r.deadline, r.rid)
 		defer rc.release()
 		ctx = rc
+	} else if r.rid != "" {
+		ctx = WithRequestID(ctx, r.rid)
 	}
 	resp := getBuf()
 	out, err := s.handler(ctx, method, *r.req, (*resp)[:0])
@@ -419,11 +439,11 @@ func (sc *serverConn) handle(r request) {
 	case err != nil:
 		code, msg, unexpected := errorStatus(err)
 		if unexpected {
-			s.log.ErrorContext(ctx, "link: handler failed", "method", method, "request_id", id, "code", code, "error", err)
+			s.log.ErrorContext(ctx, "link: handler failed", "method", method, "link_id", id, "code", code, "error", err)
 		}
 		sc.reply(id, nil, code, msg)
 	case respHeaderLen+len(out) > s.maxFrame:
-		s.log.ErrorContext(ctx, "link: response too large", "method", method, "request_id", id, "size", len(out))
+		s.log.ErrorContext(ctx, "link: response too large", "method", method, "link_id", id, "size", len(out))
 		sc.reply(id, nil, codes.ResourceExhausted, "response exceeds the frame limit")
 	default:
 		sc.reply(id, out, codes.OK, "")

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/nitrosigner/nitrosigner/internal/attest"
 	"github.com/nitrosigner/nitrosigner/internal/nsmsim"
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 	"github.com/nitrosigner/nitrosigner/parent"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -306,6 +308,43 @@ func TestRequestID(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRequestIDReachesTheEnclave: the enclave's log lines about a call
+// carry the request id the parent answered with, whether the client chose
+// it or the parent made it, so the two logs can be joined.
+func TestRequestIDReachesTheEnclave(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	var logs syncbuf.Buffer
+	ec := w.enclaveConfig(t)
+	ec.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	startEnclaveCfg(t, ec)
+	startParent(t, w.parentConfig())
+	_, c := dialParent(t, w.parentURL)
+
+	var hdr metadata.MD
+	k, err := c.CreateKey(metadata.AppendToOutgoingContext(ctx(t), "x-request-id", "req-e2e-7"),
+		&signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_ED25519}, grpc.Header(&hdr))
+	require.NoError(t, err)
+	require.Equal(t, []string{"req-e2e-7"}, hdr.Get("x-request-id"))
+	_, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k.GetKey().GetKeyId(),
+		Payload: &signerv1.SignRequest_Message{Message: []byte("m")}}, grpc.Header(&hdr))
+	require.NoError(t, err)
+	made := hdr.Get("x-request-id")
+	require.Len(t, made, 1)
+
+	lines := strings.Split(logs.String(), "\n")
+	line := func(msg string) string {
+		for _, l := range lines {
+			if strings.Contains(l, `msg="`+msg+`" `) || strings.Contains(l, " msg="+msg+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no %q line in the enclave's log:\n%s", msg, logs.String())
+		return ""
+	}
+	assert.Contains(t, line("key created"), " request_id=req-e2e-7")
+	assert.Contains(t, line("signed"), " request_id="+made[0])
 }
 
 // TestLargeRequestsKeepTheLink: requests near the 4 MiB gRPC limit either

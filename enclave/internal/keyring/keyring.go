@@ -329,7 +329,7 @@ func (r *Keyring) currentKEK(ctx context.Context, arn string, avoid [16]byte) (*
 		return nil, err
 	}
 	k.keys.Add(1)
-	r.log.Info("new KEK", "kek_id", seal.FormatID(seal.KEKIDPrefix, k.id), "kms_key_arn", k.arn)
+	r.log.InfoContext(ctx, "new KEK", "kek_id", seal.FormatID(seal.KEKIDPrefix, k.id), "kms_key_arn", k.arn)
 	return k, nil
 }
 

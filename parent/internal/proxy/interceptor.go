@@ -12,20 +12,19 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/nitrosigner/nitrosigner/internal/link"
 )
 
 // RequestIDHeader is the metadata key carrying a request id. A client may
 // set it (printable ASCII, at most 64 bytes); otherwise the parent makes one.
-// The id is sent back in the response header and appears in every log line.
+// The id is sent back in the response header, appears in the parent's log
+// line for the call and goes to the enclave with the call's request, whose
+// log lines about the call carry it too.
 const RequestIDHeader = "x-request-id"
 
-type requestIDKey struct{}
-
 // RequestID returns the request id stored in ctx, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return link.RequestID(ctx) }
 
 // newRequestID returns 16 random hex digits. A request id names a call in
 // logs; it is not a secret, so the runtime's fast per-thread generator
@@ -34,18 +33,6 @@ func newRequestID() string {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // UnaryInterceptor assigns the request id, counts the call in m (which may
@@ -59,13 +46,15 @@ func UnaryInterceptor(log *slog.Logger, m *Metrics) grpc.UnaryServerInterceptor 
 		id := ""
 		// ValueFromIncomingContext reads the one key without copying the
 		// whole metadata, as FromIncomingContext does.
-		if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+		if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && link.ValidRequestID(v[0]) {
 			id = v[0]
 		}
 		if id == "" {
 			id = newRequestID()
 		}
-		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		// The link sends the id with the call's request to the enclave,
+		// whose log lines about the call then carry it.
+		ctx = link.WithRequestID(ctx, id)
 		_ = grpc.SetHeader(ctx, metadata.MD{RequestIDHeader: []string{id}})
 
 		resp, err := handler(ctx, req)

@@ -70,7 +70,10 @@ fi
 # Another stack (another clone's make run, say) may hold the ports: refuse
 # rather than start half a stack and talk to the other one.
 for hp in "$addr" "$kms" "$metrics"; do
-	if (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; then
+	host=${hp%:*} # an IPv6 host comes bracketed ([::1]:50051); /dev/tcp wants it bare
+	host=${host#[}
+	host=${host%]}
+	if (exec 3<>"/dev/tcp/$host/${hp##*:}") 2>/dev/null; then
 		echo "run-local: $hp is already in use (another make run?); stop it, or move this one with NITROSIGNER_ADDR, NITROSIGNER_KMS_ADDR and NITROSIGNER_METRICS_ADDR" >&2
 		exit 1
 	fi

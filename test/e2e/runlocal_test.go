@@ -179,15 +179,17 @@ func TestRunLocal(t *testing.T) {
 	assert.NotContains(t, log.String(), "did not come up")
 	assert.NotContains(t, log.String(), "nitrosigner is running")
 
-	// Another stack holds the gRPC port: nothing starts, and the message
-	// says what to do.
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer taken.Close()
-	_, log, exited = start("NITROSIGNER_ADDR=" + taken.Addr().String())
-	require.Error(t, waitExit(exited, "with its port taken"))
-	assert.Contains(t, log.String(), taken.Addr().String()+" is already in use")
-	assert.NotContains(t, log.String(), "[kmssim]", "nothing was started")
+	// Another stack holds the gRPC port, on IPv4 or IPv6 loopback: nothing
+	// starts, and the message says what to do.
+	for _, host := range []string{"127.0.0.1", "[::1]"} {
+		taken, err := net.Listen("tcp", host+":0")
+		require.NoError(t, err, "this machine has IPv4 and IPv6 loopback")
+		defer taken.Close()
+		_, log, exited = start("NITROSIGNER_ADDR=" + taken.Addr().String())
+		require.Error(t, waitExit(exited, "with its port taken"))
+		assert.Contains(t, log.String(), taken.Addr().String()+" is already in use")
+		assert.NotContains(t, log.String(), "[kmssim]", "nothing was started")
+	}
 }
 
 // findGrpcurl returns the grpcurl that `make grpcurl` installs.

@@ -89,7 +89,7 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := parent.Run(ctx, cfg); err != nil {
-		fmt.Fprintf(stderr, "parent: %v\n", err)
+		fmt.Fprintln(stderr, err) // parent.Run's errors start with "parent: "
 		return 1
 	}
 	return 0

@@ -34,3 +34,12 @@ func TestBadHealthInterval(t *testing.T) {
 		assert.Contains(t, stderr.String(), "--health-interval must be at least 100ms")
 	}
 }
+
+// TestRunErrorNamedOnce: an error from parent.Run is printed with one
+// "parent: " prefix, not two.
+func TestRunErrorNamedOnce(t *testing.T) {
+	var stderr strings.Builder
+	assert.Equal(t, 1, run([]string{"--listen", "tcp://192.0.2.1:50051", "--credentials", "none"}, &stderr))
+	assert.True(t, strings.HasPrefix(stderr.String(), "parent: refusing plaintext gRPC"), stderr.String())
+	assert.NotContains(t, stderr.String(), "parent: parent:")
+}

@@ -72,6 +72,8 @@ func BenchmarkCall(b *testing.B) {
 			c := benchClientInline(b, inline)
 			ctx, cancel := context.WithTimeout(b.Context(), time.Hour)
 			defer cancel()
+			// As the parent's calls: each carries a 16-digit request id.
+			ctx = link.WithRequestID(ctx, "0123456789abcdef")
 			req := wrapperspb.Bytes(make([]byte, benchPayload))
 			var resp wrapperspb.BytesValue
 			measure(b, func() {
@@ -95,6 +97,8 @@ func BenchmarkCallParallel(b *testing.B) {
 			// its Done channel.
 			ctx, cancel := context.WithTimeout(b.Context(), time.Hour)
 			defer cancel()
+			// As the parent's calls: each carries a 16-digit request id.
+			ctx = link.WithRequestID(ctx, "0123456789abcdef")
 			req := wrapperspb.Bytes(make([]byte, benchPayload))
 			var resp wrapperspb.BytesValue
 			for pb.Next() {

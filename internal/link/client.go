@@ -76,7 +76,7 @@ type ClientConfig struct {
 }
 
 // Client is the parent's end of the link: it multiplexes calls from any
-// number of goroutines over one connection, identified by request ids.
+// number of goroutines over one connection, identified by call ids.
 //
 // The connection is dialled on the first call. When it breaks, every call
 // in progress on it fails with codes.Unavailable, and the next call dials

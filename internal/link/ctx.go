@@ -16,7 +16,7 @@ import (
 type reqCtx struct {
 	parent   context.Context
 	deadline time.Time
-	rid      string // the request id, if the request carried one
+	rid      requestID // the request id, if the request carried one
 
 	inner atomic.Pointer[context.Context] // the real context, once built
 
@@ -27,7 +27,7 @@ type reqCtx struct {
 
 var _ context.Context = (*reqCtx)(nil)
 
-func newReqCtx(parent context.Context, deadline time.Time, rid string) *reqCtx {
+func newReqCtx(parent context.Context, deadline time.Time, rid requestID) *reqCtx {
 	return &reqCtx{parent: parent, deadline: deadline, rid: rid}
 }
 
@@ -61,8 +61,8 @@ func (c *reqCtx) Err() error {
 }
 
 func (c *reqCtx) Value(key any) any {
-	if _, ok := key.(requestIDKey); ok && c.rid != "" {
-		return c.rid
+	if _, ok := key.(requestIDKey); ok && c.rid.n > 0 {
+		return c.rid.String()
 	}
 	if inner := c.inner.Load(); inner != nil {
 		return (*inner).Value(key)
@@ -105,6 +105,15 @@ func (c *reqCtx) release() {
 const MaxRequestIDLen = 64
 
 type requestIDKey struct{}
+
+// requestID holds a request id read from a frame without allocating: the
+// string is made only when a handler asks for it (a log line).
+type requestID struct {
+	b [MaxRequestIDLen]byte
+	n uint8
+}
+
+func (r *requestID) String() string { return string(r.b[:r.n]) }
 
 // WithRequestID returns ctx carrying id as its request id: the name of one
 // client call in the logs of both ends. A call made with the returned

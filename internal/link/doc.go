@@ -1,6 +1,6 @@
 // Package link is the lean RPC link between the parent (client side) and the
 // enclave (server side): length-prefixed protobuf messages multiplexed by
-// request id over one long-lived stream connection (vsock in production,
+// call id over one long-lived stream connection (vsock in production,
 // unix or TCP sockets in tests and local runs).
 //
 // Both ends are shared code: the enclave runs [Serve] and the parent a
@@ -29,7 +29,7 @@
 // requests and servers only responses.
 //
 // method selects the handler's operation (the Method enum of the enclave
-// protobuf API). id is chosen by the client, unique among its calls in
+// protobuf API). id, the call id (link_id in logs), is chosen by the client, unique among its calls in
 // progress on the connection; the server copies it into the response.
 // Responses may come in any order. timeout_us is the time the client will
 // still wait, in microseconds, measured when the request was queued; 0 means
@@ -48,7 +48,9 @@
 // in UTF-8. Status details are not carried.
 //
 // A receiver closes the connection on a bad preamble, a length that is too
-// short for the header or above its MaxFrame, or an unexpected kind. There
+// short for the header or above its MaxFrame, an unexpected kind, or (a
+// server) a rid_len over [MaxRequestIDLen] or past the frame's end, or an
+// unprintable rid. There
 // is no cancellation frame: a client that gives up drops the late response,
 // whose id it no longer knows. Either side may close the connection at any
 // time; the client then fails all calls in progress with codes.Unavailable.

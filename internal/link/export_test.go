@@ -12,7 +12,7 @@ import (
 
 // NewRequestContext exposes the lazy request context for tests.
 func NewRequestContext(parent context.Context, deadline time.Time) (context.Context, func()) {
-	c := newReqCtx(parent, deadline, "")
+	c := newReqCtx(parent, deadline, requestID{})
 	return c, c.release
 }
 

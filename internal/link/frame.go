@@ -180,6 +180,12 @@ func readPreamble(r io.Reader) error {
 		return fmt.Errorf("read preamble: %w", err)
 	}
 	if string(m[:]) != Magic {
+		// Name another version of this protocol (a parent and an enclave
+		// from different releases); show nothing else of a stranger's
+		// bytes.
+		if string(m[:3]) == Magic[:3] && m[3] >= '0' && m[3] <= '9' {
+			return fmt.Errorf("%w (it speaks %s): the parent and the enclave image are from different releases", errBadPreamble, m[:])
+		}
 		return errBadPreamble
 	}
 	return nil

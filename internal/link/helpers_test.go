@@ -65,7 +65,13 @@ func testHandler(started chan<- struct{}) link.Handler {
 		case methodHuge:
 			return append(resp, make([]byte, 128<<10)...), nil
 		case methodRequestID:
-			return proto.MarshalOptions{}.MarshalAppend(resp, wrapperspb.String(link.RequestID(ctx)))
+			// The same before and after Done builds the lazy context.
+			id := link.RequestID(ctx)
+			_ = ctx.Done()
+			if after := link.RequestID(ctx); after != id {
+				return nil, status.Errorf(codes.Internal, "request id %q became %q", id, after)
+			}
+			return proto.MarshalOptions{}.MarshalAppend(resp, wrapperspb.String(id))
 		}
 		return nil, status.Errorf(codes.Unimplemented, "unknown method %d", method)
 	}

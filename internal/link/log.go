@@ -9,8 +9,13 @@ import (
 // carries a request id (see [WithRequestID]; a server's handlers get the
 // id their request carried) gets a "request_id" attribute. The enclave
 // logs through it, so that its lines about a call carry the id the parent
-// logged for it.
+// logged for it. A handler it already wraps is returned as it is. Like
+// any attribute added when a record is handled, the id goes inside the
+// groups opened with WithGroup.
 func LogRequestIDs(h slog.Handler) slog.Handler {
+	if _, ok := h.(requestIDHandler); ok {
+		return h
+	}
 	return requestIDHandler{h}
 }
 

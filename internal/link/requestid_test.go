@@ -73,6 +73,7 @@ func TestRequestIDOnTheWire(t *testing.T) {
 	for _, timeout := range []uint32{0, 1_000_000} {
 		conn, err := net.Dial("unix", srv.addr)
 		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
 		require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
 		_, err = conn.Write(concat(magic,
 			reqFrameID(1, methodRequestID, 7, timeout, "abc-1", nil),
@@ -84,7 +85,6 @@ func TestRequestIDOnTheWire(t *testing.T) {
 		got := make([]byte, len(magic)+len(want[0])+len(want[1]))
 		_, err = io.ReadFull(conn, got)
 		require.NoError(t, err)
-		conn.Close()
 		for _, w := range want {
 			assert.True(t, bytes.Contains(got, w), "timeout %d: %q lacks %q", timeout, got, w)
 		}
@@ -124,4 +124,46 @@ func TestLogRequestIDs(t *testing.T) {
 	assert.Contains(t, lines[0], "component=x request_id=req-7")
 	assert.NotContains(t, lines[1], "request_id")
 	assert.NotContains(t, lines[2], "request_id")
+}
+
+// TestLogRequestIDsOnce: wrapping twice adds the id once.
+func TestLogRequestIDsOnce(t *testing.T) {
+	var buf bytes.Buffer
+	h := link.LogRequestIDs(link.LogRequestIDs(slog.NewTextHandler(&buf, nil)))
+	slog.New(h).InfoContext(link.WithRequestID(context.Background(), "req-8"), "twice")
+	assert.Equal(t, 1, strings.Count(buf.String(), "request_id="), buf.String())
+}
+
+// TestPreambleNamesOtherVersion: the server's log names a peer of another
+// release as such; a stranger's bytes are not echoed.
+func TestPreambleNamesOtherVersion(t *testing.T) {
+	for _, tt := range []struct{ preamble, want, not string }{
+		{"NSL1", "(it speaks NSL1): the parent and the enclave image are from different releases", ""},
+		{"GET ", "bad preamble: peer does not speak " + link.Magic, "GET"},
+	} {
+		logs := make(chan string, 16)
+		srv := startServer(t, "", link.ServerConfig{
+			Logger: slog.New(notifyHandler{Handler: testLogger(t).Handler(), ch: logs}),
+		})
+		conn, err := net.Dial("unix", srv.addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		_, err = conn.Write([]byte(tt.preamble + "/ HTTP/1.1\r\n"))
+		require.NoError(t, err)
+		var line string
+		for line == "" {
+			select {
+			case l := <-logs:
+				if strings.Contains(l, "closing connection") {
+					line = l
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: no log line about the closed connection", tt.preamble)
+			}
+		}
+		assert.Contains(t, line, tt.want)
+		if tt.not != "" {
+			assert.NotContains(t, line, tt.not)
+		}
+	}
 }

@@ -198,7 +198,7 @@ type request struct {
 	sc       *serverConn
 	method   uint16
 	id       uint64
-	rid      string    // the request id; "" if none
+	rid      requestID // the request id, if any
 	deadline time.Time // zero if none
 	req      *[]byte
 }
@@ -357,7 +357,7 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 		if ridLen > MaxRequestIDLen || ridLen > n {
 			return fmt.Errorf("%w: request id of %d bytes (at most %d, within the frame)", errProtocol, ridLen, MaxRequestIDLen)
 		}
-		var rid string
+		var rid requestID
 		if ridLen > 0 {
 			b, err := br.Peek(ridLen)
 			if err != nil {
@@ -366,7 +366,7 @@ func (sc *serverConn) readLoop(ctx context.Context) error {
 			if !ValidRequestID(b) {
 				return fmt.Errorf("%w: request id is not printable ASCII", errProtocol)
 			}
-			rid = string(b)
+			rid.n = uint8(copy(rid.b[:], b))
 			br.Discard(ridLen) //nolint:errcheck // cannot fail after Peek
 			n -= ridLen
 		}
@@ -429,8 +429,8 @@ func (sc *serverConn) handle(r request) {
 		rc := newReqCtx(ctx, r.deadline, r.rid)
 		defer rc.release()
 		ctx = rc
-	} else if r.rid != "" {
-		ctx = WithRequestID(ctx, r.rid)
+	} else if r.rid.n > 0 {
+		ctx = WithRequestID(ctx, r.rid.String())
 	}
 	resp := getBuf()
 	out, err := s.handler(ctx, method, *r.req, (*resp)[:0])

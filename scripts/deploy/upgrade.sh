@@ -34,6 +34,10 @@ before it runs and the old one removed once nothing runs it any more:
                  key policy that allows only the new image
 
 Rolling back before finalize: roll --eif OLD.eif --measurements OLD.json.
+A release that changes the parent-enclave link protocol (its preamble, NSL2
+since request ids reach the enclave) needs the parent binary replaced and
+nitrosigner-parent.service restarted in the same roll, and rolled back with
+it (docs/deployment.md, section 11).
 Sealed keys need no migration: KEKs are bound to the KMS key, not to PCRs.
 
 Options:

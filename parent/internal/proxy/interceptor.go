@@ -23,9 +23,6 @@ import (
 // log lines about the call carry it too.
 const RequestIDHeader = "x-request-id"
 
-// RequestID returns the request id stored in ctx, or "".
-func RequestID(ctx context.Context) string { return link.RequestID(ctx) }
-
 // newRequestID returns 16 random hex digits. A request id names a call in
 // logs; it is not a secret, so the runtime's fast per-thread generator
 // (math/rand/v2, seeded by the OS) serves instead of a getrandom call.

@@ -840,24 +840,21 @@ type Resealed struct {
 	SealedKey []byte
 	// SealedKEK is set by Rotate: a new KEK to store before the key.
 	SealedKEK []byte
+	// Unchanged is set by SetState when the key already had the state
+	// asked for: SealedKey is then the current blob, as it was handed in.
+	Unchanged bool
 }
 
 // SetState re-seals a key (given by its current blobs) with a new state and
-// the next generation, under the same KEK.
+// the next generation, under the same KEK. A key that already has the state
+// is not re-sealed: its current blob comes back with Unchanged set, so that
+// repeating a disable (a script run twice in an incident) rewrites nothing.
 func (r *Keyring) SetState(ctx context.Context, id string, state signerv1.KeyState, b Blobs) (*Resealed, error) {
 	k, kk, priv, err := r.openFull(ctx, id, b)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(priv)
-	h := cloneHeader(k.Header)
-	h.State = state
-	h.Generation++
-	h.SealedAtUnixMs = r.cfg.Now().UnixMilli()
-	blob, err := seal.SealKey(kk.aead, h, priv)
-	if err != nil {
-		return nil, err
-	}
 	if state != signerv1.KeyState_KEY_STATE_ENABLED {
 		// Disabling fails closed: the cached key stops signing now, before
 		// the new blob is stored; enabling waits for the store.
@@ -867,6 +864,17 @@ func (r *Keyring) SetState(ctx context.Context, id string, state signerv1.KeySta
 			r.slotLocked(i).flags &^= flagEnabled
 		}
 		r.mu.Unlock()
+	}
+	if k.Header.State == state {
+		return &Resealed{Info: Info{Header: k.Header, KMSKeyARN: kk.arn}, SealedKey: b.SealedKey, Unchanged: true}, nil
+	}
+	h := cloneHeader(k.Header)
+	h.State = state
+	h.Generation++
+	h.SealedAtUnixMs = r.cfg.Now().UnixMilli()
+	blob, err := seal.SealKey(kk.aead, h, priv)
+	if err != nil {
+		return nil, err
 	}
 	return &Resealed{Info: Info{Header: h, KMSKeyARN: kk.arn}, SealedKey: blob}, nil
 }

@@ -281,6 +281,48 @@ func TestDisableEnableAndStale(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestSetStateAlreadySet(t *testing.T) {
+	kms := keyringtest.New(arnA)
+	r := newRing(t, kms)
+	ctx := context.Background()
+	c, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+
+	// Enabling an enabled key hands back the blob it was given.
+	e, err := r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED, blobs(c))
+	require.NoError(t, err)
+	require.True(t, e.Unchanged)
+	require.Equal(t, c.SealedKey, e.SealedKey)
+	require.EqualValues(t, 1, e.Header.Generation)
+	_, err = signDigest(t, r, c.Header.KeyId)
+	require.NoError(t, err)
+
+	// A second enclave still caches the key enabled when the first one
+	// disables it. Disabling it there again re-seals nothing, but its
+	// cached key stops at once all the same.
+	r2 := newRing(t, kms)
+	require.NoError(t, r2.Load(ctx, []Blobs{blobs(c)})[0])
+	d, err := r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_DISABLED, blobs(c))
+	require.NoError(t, err)
+	require.False(t, d.Unchanged)
+	db := Blobs{KeyID: c.Header.KeyId, SealedKey: d.SealedKey, SealedKEK: c.SealedKEK}
+	again, err := r2.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_DISABLED, db)
+	require.NoError(t, err)
+	require.True(t, again.Unchanged)
+	require.Equal(t, d.SealedKey, again.SealedKey)
+	require.EqualValues(t, 2, again.Header.Generation)
+	require.Equal(t, signerv1.KeyState_KEY_STATE_DISABLED, again.Header.State)
+	_, err = signDigest(t, r2, c.Header.KeyId)
+	require.ErrorIs(t, err, ErrDisabled)
+
+	// Nothing is handed back unchecked: another key's blob is refused.
+	o, err := r.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	_, err = r.SetState(ctx, c.Header.KeyId, signerv1.KeyState_KEY_STATE_ENABLED,
+		Blobs{KeyID: c.Header.KeyId, SealedKey: o.SealedKey, SealedKEK: o.SealedKEK})
+	require.ErrorIs(t, err, ErrMismatch)
+}
+
 func TestRotateKeepsKeyChangesKEK(t *testing.T) {
 	kms := keyringtest.New(arnA, arnB)
 	r := newRing(t, kms, arnA, arnB)

@@ -135,7 +135,11 @@ func (s *Server) setKeyState(ctx context.Context, r *enclavev1.SetKeyStateReques
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "key state sealed", "key_id", r.GetKeyId(), "state", r.GetState().String(),
+	msg := "key state sealed"
+	if res.Unchanged {
+		msg = "key state unchanged"
+	}
+	s.log.InfoContext(ctx, msg, "key_id", r.GetKeyId(), "state", r.GetState().String(),
 		"generation", res.Header.Generation)
 	return &enclavev1.SetKeyStateResponse{Key: s.keyProto(ctx, &res.Info), SealedKey: res.SealedKey}, nil
 }

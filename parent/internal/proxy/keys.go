@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -478,15 +479,20 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 			}
 			kekBlob = kek
 		}
-		_, err = s.store.Put(ctx, keyName(id), sk, store.Cond{IfMatch: etag})
-		if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			if attempt < casRetries {
-				continue // changed under us: redo from the new blob
+		// The enclave hands back the current blob when there is nothing to
+		// change (a repeated disable): no write, but the load below still
+		// brings this enclave's cache up to the stored state.
+		if len(kek) > 0 || !bytes.Equal(sk, cur.GetSealedKey()) {
+			_, err = s.store.Put(ctx, keyName(id), sk, store.Cond{IfMatch: etag})
+			if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+				if attempt < casRetries {
+					continue // changed under us: redo from the new blob
+				}
+				return nil, status.Error(codes.Aborted, "the key changed concurrently several times; retry")
 			}
-			return nil, status.Error(codes.Aborted, "the key changed concurrently several times; retry")
-		}
-		if err != nil {
-			return nil, s.storeError(ctx, "put key", err)
+			if err != nil {
+				return nil, s.storeError(ctx, "put key", err)
+			}
 		}
 		var out enclavev1.LoadKeysResponse
 		err = s.call(ctx, enclavev1.Method_METHOD_LOAD_KEYS, &enclavev1.LoadKeysRequest{Keys: []*enclavev1.SealedBlobs{

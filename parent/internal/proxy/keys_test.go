@@ -46,6 +46,7 @@ type lifecycleEnclave struct {
 	failLoad  error
 	failEvict error
 	refuse    map[string]bool // DescribeKeys refuses these ids (DataLoss)
+	unchanged bool            // SetKeyState answers with the current blob
 }
 
 func (f *lifecycleEnclave) record(s string) {
@@ -72,6 +73,9 @@ func (f *lifecycleEnclave) Call(_ context.Context, method uint16, req, resp prot
 		out := resp.(*enclavev1.SetKeyStateResponse)
 		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState()}
 		out.SealedKey = sealedKey(f.t, in.GetKeyId(), 2)
+		if f.unchanged {
+			out.SealedKey = in.GetCurrent().GetSealedKey()
+		}
 		return nil
 	case enclavev1.Method_METHOD_LOAD_KEYS:
 		f.record("load")
@@ -210,6 +214,17 @@ func TestResealGivesUpWithAborted(t *testing.T) {
 	svc := proxy.New(proxy.Config{Enclave: enc, Store: conflictStore{st}, Logger: slog.New(slog.DiscardHandler)})
 	_, err := svc.EnableKey(context.Background(), &signerv1.EnableKeyRequest{KeyId: keyID(1)})
 	require.Equal(t, codes.Aborted, status.Code(err), err)
+}
+
+func TestResealUnchangedWritesNothing(t *testing.T) {
+	_, enc, st := newLifecycle(t)
+	putKeys(t, st, keyID(1))
+	enc.unchanged = true
+	// Every compare-and-swap fails: the call succeeds only without a write.
+	svc := proxy.New(proxy.Config{Enclave: enc, Store: conflictStore{st}, Logger: slog.New(slog.DiscardHandler)})
+	_, err := svc.DisableKey(context.Background(), &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"state " + keyID(1), "load"}, enc.calls, "the cache still follows the store")
 }
 
 // racingStore answers the first put-if-absent of each name with a conflict

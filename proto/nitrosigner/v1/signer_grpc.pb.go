@@ -69,6 +69,8 @@ type SignerServiceClient interface {
 	// caller's nonce. Its user_data is an encoded EnclaveIdentity.
 	GetAttestation(ctx context.Context, in *GetAttestationRequest, opts ...grpc.CallOption) (*GetAttestationResponse, error)
 	// DisableKey stops a key from signing, at once and across restarts.
+	// Disabling a disabled key (or enabling an enabled one) succeeds and
+	// changes nothing: the key keeps its generation.
 	DisableKey(ctx context.Context, in *DisableKeyRequest, opts ...grpc.CallOption) (*DisableKeyResponse, error)
 	// EnableKey lets a disabled key sign again.
 	EnableKey(ctx context.Context, in *EnableKeyRequest, opts ...grpc.CallOption) (*EnableKeyResponse, error)
@@ -218,6 +220,8 @@ type SignerServiceServer interface {
 	// caller's nonce. Its user_data is an encoded EnclaveIdentity.
 	GetAttestation(context.Context, *GetAttestationRequest) (*GetAttestationResponse, error)
 	// DisableKey stops a key from signing, at once and across restarts.
+	// Disabling a disabled key (or enabling an enabled one) succeeds and
+	// changes nothing: the key keeps its generation.
 	DisableKey(context.Context, *DisableKeyRequest) (*DisableKeyResponse, error)
 	// EnableKey lets a disabled key sign again.
 	EnableKey(context.Context, *EnableKeyRequest) (*EnableKeyResponse, error)

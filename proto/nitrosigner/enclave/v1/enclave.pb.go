@@ -525,7 +525,8 @@ func (x *SetKeyStateRequest) GetCurrent() *SealedBlobs {
 type SetKeyStateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// The re-sealed key (same KEK).
+	// The re-sealed key (same KEK), or, when the key already had the state
+	// asked for, the current blob exactly as it was sent: nothing to store.
 	SealedKey     []byte `protobuf:"bytes,2,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

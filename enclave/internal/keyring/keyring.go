@@ -694,8 +694,8 @@ func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []
 // from its compressed form costs a square root, about a third of a
 // signature). The public key is checked against the private key on the
 // key's first use. fn must not retain priv, which is zeroized when fn
-// returns.
-func (r *Keyring) Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {
+// returns. ctx only names the request in the keyring's log lines.
+func (r *Keyring) Use(ctx context.Context, id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {
 	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
 	if !ok {
 		return 0, ErrNotLoaded
@@ -723,7 +723,7 @@ func (r *Keyring) Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub
 	defer clear(buf[:])
 	priv := sc.Unpack(&s.key, buf[:0])
 	if s.flags&flagVerified == 0 {
-		if err := r.verify(id, bid, i, &s, sc, priv); err != nil {
+		if err := r.verify(ctx, id, bid, i, &s, sc, priv); err != nil {
 			return alg, err
 		}
 	}
@@ -740,7 +740,7 @@ func (r *Keyring) Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub
 // verify checks, on a key's first use, that the public key its sealed
 // header named is the private key's, and marks the slot verified. A
 // mismatch evicts the key.
-func (r *Keyring) verify(id string, bid [16]byte, i uint32, s *slot, sc sign.Scheme, priv []byte) error {
+func (r *Keyring) verify(ctx context.Context, id string, bid [16]byte, i uint32, s *slot, sc sign.Scheme, priv []byte) error {
 	derived, err := sc.PublicKey(priv)
 	if err != nil {
 		return err
@@ -759,7 +759,7 @@ func (r *Keyring) verify(id string, bid [16]byte, i uint32, s *slot, sc sign.Sch
 		}
 	}
 	if mismatch {
-		r.log.Error("sealed public key does not match its private key; evicted", "key_id", id)
+		r.log.ErrorContext(ctx, "sealed public key does not match its private key; evicted", "key_id", id)
 		return fmt.Errorf("%w: public key in the sealed header is not the key's", ErrMismatch)
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"github.com/nitrosigner/nitrosigner/enclave/internal/keyring/keyringtest"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/seal"
 	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
+	"github.com/nitrosigner/nitrosigner/internal/link"
+	"github.com/nitrosigner/nitrosigner/internal/syncbuf"
 	sealedv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/sealed/v1"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
@@ -46,7 +48,7 @@ func signDigest(t *testing.T, r *Keyring, id string) ([]byte, error) {
 	t.Helper()
 	digest := sha256.Sum256([]byte("payload"))
 	var sig []byte
-	_, err := r.Use(id, false, func(sc sign.Scheme, priv, _ []byte) (err error) {
+	_, err := r.Use(context.Background(), id, false, func(sc sign.Scheme, priv, _ []byte) (err error) {
 		sig, err = sc.SignDigest(priv, digest[:])
 		return err
 	})
@@ -109,7 +111,7 @@ func TestEd25519AndP256RoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		r2 := newRing(t, kms)
 		require.NoError(t, r2.Load(context.Background(), []Blobs{blobs(c)})[0])
-		_, err = r2.Use(c.Header.KeyId, true, func(sc sign.Scheme, priv, pub []byte) error {
+		_, err = r2.Use(context.Background(), c.Header.KeyId, true, func(sc sign.Scheme, priv, pub []byte) error {
 			require.Equal(t, c.Header.PublicKey, pub)
 			if alg == signerv1.Algorithm_ALGORITHM_ED25519 {
 				sig, err := sc.SignMessage(priv, []byte("m"))
@@ -361,18 +363,25 @@ func TestPublicKeyMismatchCaughtBeforeSigning(t *testing.T) {
 	kid, _ := seal.ParseID(seal.KEKIDPrefix, c.Header.KekId)
 	kk := r.keks[kid]
 	var priv []byte
-	_, err = r.Use(c.Header.KeyId, false, func(_ sign.Scheme, p, _ []byte) error { priv = slices.Clone(p); return nil })
+	_, err = r.Use(context.Background(), c.Header.KeyId, false, func(_ sign.Scheme, p, _ []byte) error { priv = slices.Clone(p); return nil })
 	require.NoError(t, err)
 	h := cloneHeader(c.Header)
 	h.PublicKey = other.Header.PublicKey
 	bad, err := seal.SealKey(kk.aead, h, priv)
 	clear(priv)
 	require.NoError(t, err)
-	r2 := newRing(t, kms)
+	var logs syncbuf.Buffer
+	r2, err := New(Config{KMS: kms, KMSKeys: []string{arnA},
+		Logger: slog.New(link.LogRequestIDs(slog.NewTextHandler(&logs, nil)))})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r2.Close() })
 	require.NoError(t, r2.Load(ctx, []Blobs{{KeyID: c.Header.KeyId, SealedKey: bad, SealedKEK: c.SealedKEK}})[0])
-	_, err = signDigest(t, r2, c.Header.KeyId)
+	_, err = r2.Use(link.WithRequestID(ctx, "req-mismatch"), c.Header.KeyId, false,
+		func(sign.Scheme, []byte, []byte) error { return nil })
 	require.ErrorIs(t, err, ErrMismatch)
 	require.Zero(t, r2.Len(), "mismatched key evicted")
+	assert.Contains(t, logs.String(), "sealed public key does not match")
+	assert.Contains(t, logs.String(), "request_id=req-mismatch", "the log line names the request")
 }
 
 func TestEvictionBoundedAndZeroized(t *testing.T) {

@@ -60,7 +60,7 @@ const (
 type Keyring interface {
 	Create(ctx context.Context, alg signerv1.Algorithm, labels map[string]string) (*keyring.Created, error)
 	Load(ctx context.Context, items []keyring.Blobs) []error
-	Use(id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error)
+	Use(ctx context.Context, id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error)
 	Describe(ctx context.Context, b keyring.Blobs) (*keyring.Info, error)
 	SetState(ctx context.Context, id string, state signerv1.KeyState, b keyring.Blobs) (*keyring.Resealed, error)
 	Rotate(ctx context.Context, id, kmsKeyARN string, b keyring.Blobs) (*keyring.Resealed, error)
@@ -331,7 +331,7 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 		}
 	}
 	var resp *signerv1.SignResponse
-	alg, err := s.cfg.Keyring.Use(r.GetKeyId(), j.pub, func(sc sign.Scheme, priv, pub []byte) (err error) {
+	alg, err := s.cfg.Keyring.Use(ctx, r.GetKeyId(), j.pub, func(sc sign.Scheme, priv, pub []byte) (err error) {
 		resp, err = j.sign(sc, priv, pub)
 		return err
 	})

@@ -54,6 +54,8 @@ const (
 	// (link.DefaultMaxFrame, the same on both ends) leaves room for such a
 	// request plus its wrappers.
 	MaxRecvMsgSize = 4 << 20
+	// DefaultFreezePoll is Config.FreezePoll's default.
+	DefaultFreezePoll = 5 * time.Second
 	// streamWorkers is the size of the gRPC server's stream worker pool.
 	streamWorkers = 128
 )
@@ -114,6 +116,10 @@ type Config struct {
 	// CredentialsInterval is the longest time between two pushes. Default
 	// one minute.
 	CredentialsInterval time.Duration
+	// FreezePoll is how often the freeze state is read from the store, so
+	// that a freeze made through another parent sharing the store stops
+	// signing here too. Default 5 s.
+	FreezePoll time.Duration
 }
 
 // DefaultStore is where sealed keys are kept without Config.Store.
@@ -175,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CredentialsInterval <= 0 {
 		c.CredentialsInterval = time.Minute
+	}
+	if c.FreezePoll <= 0 {
+		c.FreezePoll = DefaultFreezePoll
 	}
 	switch {
 	case c.HealthInterval == 0:
@@ -242,7 +251,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("parent: %w", err)
 	}
 	// A new connection may be a restarted enclave, which has lost the AWS
-	// credentials it needs for KMS: push them on every (re)connect.
+	// credentials it needs for KMS and the freeze state: push them on every
+	// (re)connect.
 	var onConnect atomic.Pointer[func(context.Context) error]
 	// A lost or new connection makes the health watcher ping the enclave
 	// at once instead of at its next tick, so that health checks see an
@@ -265,7 +275,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return
 			}
 			if err := (*push)(ctx); err != nil && ctx.Err() == nil {
-				log.WarnContext(ctx, "pushing AWS credentials to the enclave failed", "err", err)
+				log.WarnContext(ctx, "pushing state to the enclave failed", "err", err)
 			}
 		},
 		OnDisconnect: kick,
@@ -283,16 +293,37 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Credentials != nil {
 		pusher = creds.New(cfg.Credentials, lc, log.With("component", "creds"))
 		onCreds = pusher.Refresh
-		push := pusher.Push
-		onConnect.Store(&push)
 	}
 	svc := proxy.New(proxy.Config{
 		Enclave: lc, Store: st, CallTimeout: cfg.CallTimeout, Logger: log, OnKMSCredentials: onCreds,
+		FreezeFromStore: true,
 	})
+	push := func(ctx context.Context) error {
+		var err error
+		if pusher != nil {
+			if perr := pusher.Push(ctx); perr != nil {
+				err = fmt.Errorf("AWS credentials: %w", perr)
+			}
+		}
+		if ferr := svc.PushFreeze(ctx); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("freeze state: %w", ferr))
+		}
+		return err
+	}
+	onConnect.Store(&push)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		proxy.NewEnclaveCollector(svc, 2*time.Second))
+		proxy.NewEnclaveCollector(svc, 2*time.Second),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "nitrosigner_signing_frozen",
+			Help: "1 while the freeze switch stops all signing (frozen, or its state not yet read from the store), else 0.",
+		}, func() float64 {
+			if frozen, known := svc.SigningFrozen(); frozen || !known {
+				return 1
+			}
+			return 0
+		}))
 	metrics := proxy.NewMetrics(reg)
 
 	opts := []grpc.ServerOption{
@@ -316,6 +347,14 @@ func Run(ctx context.Context, cfg Config) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
+
+	// Read the freeze state before serving, so that a parent restarted
+	// during an incident comes up frozen. If the store cannot be read,
+	// signing is refused (Unavailable) until it can.
+	freezeErr := syncFreeze(ctx, svc, cfg.CallTimeout)
+	if freezeErr != nil {
+		log.WarnContext(ctx, "reading the freeze state from the store failed; signing is refused until it can be read", "err", freezeErr)
+	}
 
 	l, err := transport.Listen(ctx, cfg.Listen)
 	if err != nil {
@@ -356,6 +395,10 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	g.Go(func() error {
 		watchEnclave(gctx, svc, hs, cfg.HealthInterval, recheck, log, onCreds, lc)
+		return nil
+	})
+	g.Go(func() error {
+		pollFreeze(gctx, svc, cfg.FreezePoll, cfg.CallTimeout, freezeErr != nil, log)
 		return nil
 	})
 	if pusher != nil {
@@ -459,5 +502,39 @@ func watchEnclave(ctx context.Context, svc *proxy.Service, hs *health.Server, ev
 		case <-t.C:
 		case <-recheck:
 		}
+	}
+}
+
+// syncFreeze reads the freeze state from the store once, within timeout.
+func syncFreeze(ctx context.Context, svc *proxy.Service, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return svc.SyncFreeze(ctx)
+}
+
+// pollFreeze reads the freeze state from the store every interval; while it
+// has never been read (signing refused), every second at most. failing says
+// whether the read before it failed.
+func pollFreeze(ctx context.Context, svc *proxy.Service, every, timeout time.Duration, failing bool, log *slog.Logger) {
+	for {
+		wait := every
+		if _, known := svc.SigningFrozen(); !known {
+			wait = min(every, time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := syncFreeze(ctx, svc, timeout)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			log.WarnContext(ctx, "reading the freeze state from the store failed; retrying", "err", err)
+		case err == nil && failing:
+			log.InfoContext(ctx, "freeze state read from the store again")
+		}
+		failing = err != nil
 	}
 }

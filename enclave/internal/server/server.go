@@ -105,6 +105,8 @@ type Server struct {
 	cfg      Config
 	userData []byte
 	log      *slog.Logger
+	// frozen is the signing switch: nil lets signing run, a state stops it.
+	frozen atomic.Pointer[signerv1.FreezeState]
 }
 
 // New checks cfg and returns a server.
@@ -195,6 +197,11 @@ func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([
 		in := new(enclavev1.SetCredentialsRequest)
 		if err = unmarshal(req, in); err == nil {
 			out, err = s.setCredentials(in)
+		}
+	case enclavev1.Method_METHOD_SET_FREEZE:
+		in := new(enclavev1.SetFreezeRequest)
+		if err = unmarshal(req, in); err == nil {
+			out, err = s.setFreeze(ctx, in.GetState())
 		}
 	case enclavev1.Method_METHOD_GET_ATTESTATION:
 		in := new(enclavev1.GetAttestationRequest)
@@ -294,6 +301,9 @@ func validKeyID(id string) error {
 // algorithm and are decoded and checked by the chain packages; their errors
 // reach [Server.toStatus] unchanged.
 func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.SignResponse, error) {
+	if f := s.frozen.Load(); f != nil {
+		return nil, enclavev1.FrozenError(f)
+	}
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}
@@ -357,6 +367,9 @@ func (s *Server) logSigned(ctx context.Context, field string, resp *signerv1.Sig
 }
 
 func (s *Server) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {
+	if f := s.frozen.Load(); f != nil {
+		return nil, enclavev1.FrozenError(f)
+	}
 	n := len(r.GetRequests())
 	if n == 0 || n > MaxBatch {
 		return nil, invalid("requests", "must hold 1..%d items, got %d", MaxBatch, n)

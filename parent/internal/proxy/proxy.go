@@ -9,6 +9,8 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -60,6 +62,10 @@ type Config struct {
 	// has no valid AWS credentials (for example after a restart); it should
 	// push them. The failed call is then retried once.
 	OnKMSCredentials func(ctx context.Context) error
+	// FreezeFromStore makes the freeze switch start unknown: signing is
+	// refused (Unavailable) until [Service.SyncFreeze] first reads it from
+	// the store. Without it the service starts not frozen.
+	FreezeFromStore bool
 	// Logger receives operator logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -75,6 +81,10 @@ type Service struct {
 	keks    kekCache
 	loads   singleflight.Group
 	onCreds func(ctx context.Context) error
+	// freeze is the signing switch (nil: not read from the store yet);
+	// freezeMu orders its changes.
+	freeze   atomic.Pointer[signerv1.FreezeState]
+	freezeMu sync.Mutex
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -87,10 +97,14 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{
+	s := &Service{
 		enclave: cfg.Enclave, store: cfg.Store, timeout: cfg.CallTimeout, log: cfg.Logger,
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
 	}
+	if !cfg.FreezeFromStore {
+		s.freeze.Store(&signerv1.FreezeState{})
+	}
+	return s
 }
 
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
@@ -124,6 +138,9 @@ func (s *Service) needsCredentials(ctx context.Context, err error) bool {
 
 // SignBatch implements signerv1.SignerServiceServer.
 func (s *Service) SignBatch(ctx context.Context, r *signerv1.SignBatchRequest) (*signerv1.SignBatchResponse, error) {
+	if err := s.frozenErr(); err != nil {
+		return nil, err
+	}
 	if n := len(r.GetRequests()); n == 0 || n > MaxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "requests: must hold 1..%d items, got %d", MaxBatch, n)
 	}

@@ -122,6 +122,9 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b
 // signRaw relays one encoded nitrosigner.v1.SignRequest to the enclave and
 // returns the encoded nitrosigner.v1.SignResponse.
 func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, error) {
+	if err := s.frozenErr(); err != nil {
+		return nil, err
+	}
 	if err := checkRequestSize(in.b); err != nil {
 		return nil, err
 	}

@@ -240,7 +240,7 @@ func (x BitcoinSighash_Scheme) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BitcoinSighash_Scheme.Descriptor instead.
 func (BitcoinSighash_Scheme) EnumDescriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23, 0}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30, 0}
 }
 
 // Key is the public description of a key. It never carries private material.
@@ -983,6 +983,320 @@ func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
 	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{12}
 }
 
+// FreezeState is the service-wide signing switch.
+type FreezeState struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Frozen bool                   `protobuf:"varint,1,opt,name=frozen,proto3" json:"frozen,omitempty"`
+	// Why signing was frozen, as given to Freeze; empty when not frozen.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the state last changed (Unix milliseconds, the parent's clock);
+	// 0 when it never did.
+	ChangedAtUnixMs int64 `protobuf:"varint,3,opt,name=changed_at_unix_ms,json=changedAtUnixMs,proto3" json:"changed_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FreezeState) Reset() {
+	*x = FreezeState{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeState) ProtoMessage() {}
+
+func (x *FreezeState) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeState.ProtoReflect.Descriptor instead.
+func (*FreezeState) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FreezeState) GetFrozen() bool {
+	if x != nil {
+		return x.Frozen
+	}
+	return false
+}
+
+func (x *FreezeState) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FreezeState) GetChangedAtUnixMs() int64 {
+	if x != nil {
+		return x.ChangedAtUnixMs
+	}
+	return 0
+}
+
+type FreezeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: why, for the operators and clients who will see it. 1 to 256
+	// bytes of printable UTF-8 (no control characters).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeRequest) Reset() {
+	*x = FreezeRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRequest) ProtoMessage() {}
+
+func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
+func (*FreezeRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FreezeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type FreezeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *FreezeState           `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeResponse) Reset() {
+	*x = FreezeResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeResponse) ProtoMessage() {}
+
+func (x *FreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeResponse.ProtoReflect.Descriptor instead.
+func (*FreezeResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FreezeResponse) GetState() *FreezeState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type UnfreezeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfreezeRequest) Reset() {
+	*x = UnfreezeRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfreezeRequest) ProtoMessage() {}
+
+func (x *UnfreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfreezeRequest.ProtoReflect.Descriptor instead.
+func (*UnfreezeRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{16}
+}
+
+type UnfreezeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *FreezeState           `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfreezeResponse) Reset() {
+	*x = UnfreezeResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfreezeResponse) ProtoMessage() {}
+
+func (x *UnfreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfreezeResponse.ProtoReflect.Descriptor instead.
+func (*UnfreezeResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UnfreezeResponse) GetState() *FreezeState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type GetFreezeStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFreezeStateRequest) Reset() {
+	*x = GetFreezeStateRequest{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFreezeStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFreezeStateRequest) ProtoMessage() {}
+
+func (x *GetFreezeStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFreezeStateRequest.ProtoReflect.Descriptor instead.
+func (*GetFreezeStateRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{18}
+}
+
+type GetFreezeStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *FreezeState           `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFreezeStateResponse) Reset() {
+	*x = GetFreezeStateResponse{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFreezeStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFreezeStateResponse) ProtoMessage() {}
+
+func (x *GetFreezeStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFreezeStateResponse.ProtoReflect.Descriptor instead.
+func (*GetFreezeStateResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetFreezeStateResponse) GetState() *FreezeState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 type GetKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
@@ -992,7 +1306,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1318,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[13]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1331,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -1036,7 +1350,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1362,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[14]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1375,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetKeyResponse) GetKey() *Key {
@@ -1083,7 +1397,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1409,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[15]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1422,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -1136,7 +1450,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1462,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[16]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1475,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{16}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -1200,7 +1514,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1526,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[17]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1539,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{17}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -1408,7 +1722,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1734,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[18]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1747,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{18}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SignResponse) GetKeyId() string {
@@ -1498,7 +1812,7 @@ type EthSignature struct {
 
 func (x *EthSignature) Reset() {
 	*x = EthSignature{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1824,7 @@ func (x *EthSignature) String() string {
 func (*EthSignature) ProtoMessage() {}
 
 func (x *EthSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[19]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1837,7 @@ func (x *EthSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSignature.ProtoReflect.Descriptor instead.
 func (*EthSignature) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{19}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EthSignature) GetV() uint64 {
@@ -1561,7 +1875,7 @@ type EthTransaction struct {
 
 func (x *EthTransaction) Reset() {
 	*x = EthTransaction{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1887,7 @@ func (x *EthTransaction) String() string {
 func (*EthTransaction) ProtoMessage() {}
 
 func (x *EthTransaction) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[20]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1900,7 @@ func (x *EthTransaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTransaction.ProtoReflect.Descriptor instead.
 func (*EthTransaction) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{20}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EthTransaction) GetTx() isEthTransaction_Tx {
@@ -1660,7 +1974,7 @@ type EthTxFields struct {
 
 func (x *EthTxFields) Reset() {
 	*x = EthTxFields{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1986,7 @@ func (x *EthTxFields) String() string {
 func (*EthTxFields) ProtoMessage() {}
 
 func (x *EthTxFields) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[21]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1999,7 @@ func (x *EthTxFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTxFields.ProtoReflect.Descriptor instead.
 func (*EthTxFields) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{21}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EthTxFields) GetType() uint32 {
@@ -1775,7 +2089,7 @@ type EthAccessTuple struct {
 
 func (x *EthAccessTuple) Reset() {
 	*x = EthAccessTuple{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2101,7 @@ func (x *EthAccessTuple) String() string {
 func (*EthAccessTuple) ProtoMessage() {}
 
 func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2114,7 @@ func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthAccessTuple.ProtoReflect.Descriptor instead.
 func (*EthAccessTuple) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EthAccessTuple) GetAddress() string {
@@ -1836,7 +2150,7 @@ type BitcoinSighash struct {
 
 func (x *BitcoinSighash) Reset() {
 	*x = BitcoinSighash{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2162,7 @@ func (x *BitcoinSighash) String() string {
 func (*BitcoinSighash) ProtoMessage() {}
 
 func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2175,7 @@ func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSighash.ProtoReflect.Descriptor instead.
 func (*BitcoinSighash) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BitcoinSighash) GetSighash() []byte {
@@ -1910,7 +2224,7 @@ type BitcoinPsbt struct {
 
 func (x *BitcoinPsbt) Reset() {
 	*x = BitcoinPsbt{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2236,7 @@ func (x *BitcoinPsbt) String() string {
 func (*BitcoinPsbt) ProtoMessage() {}
 
 func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2249,7 @@ func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinPsbt.ProtoReflect.Descriptor instead.
 func (*BitcoinPsbt) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BitcoinPsbt) GetPsbt() []byte {
@@ -1968,7 +2282,7 @@ type PayloadSummary struct {
 
 func (x *PayloadSummary) Reset() {
 	*x = PayloadSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2294,7 @@ func (x *PayloadSummary) String() string {
 func (*PayloadSummary) ProtoMessage() {}
 
 func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2307,7 @@ func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayloadSummary.ProtoReflect.Descriptor instead.
 func (*PayloadSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PayloadSummary) GetChain() isPayloadSummary_Chain {
@@ -2091,7 +2405,7 @@ type EthSummary struct {
 
 func (x *EthSummary) Reset() {
 	*x = EthSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2417,7 @@ func (x *EthSummary) String() string {
 func (*EthSummary) ProtoMessage() {}
 
 func (x *EthSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2430,7 @@ func (x *EthSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSummary.ProtoReflect.Descriptor instead.
 func (*EthSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EthSummary) GetKind() string {
@@ -2292,7 +2606,7 @@ type BitcoinSummary struct {
 
 func (x *BitcoinSummary) Reset() {
 	*x = BitcoinSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2618,7 @@ func (x *BitcoinSummary) String() string {
 func (*BitcoinSummary) ProtoMessage() {}
 
 func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2631,7 @@ func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSummary.ProtoReflect.Descriptor instead.
 func (*BitcoinSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BitcoinSummary) GetNetwork() BitcoinNetwork {
@@ -2419,7 +2733,7 @@ type BitcoinInput struct {
 
 func (x *BitcoinInput) Reset() {
 	*x = BitcoinInput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2745,7 @@ func (x *BitcoinInput) String() string {
 func (*BitcoinInput) ProtoMessage() {}
 
 func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2758,7 @@ func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinInput.ProtoReflect.Descriptor instead.
 func (*BitcoinInput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BitcoinInput) GetTxid() string {
@@ -2517,7 +2831,7 @@ type BitcoinOutput struct {
 
 func (x *BitcoinOutput) Reset() {
 	*x = BitcoinOutput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2843,7 @@ func (x *BitcoinOutput) String() string {
 func (*BitcoinOutput) ProtoMessage() {}
 
 func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2856,7 @@ func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinOutput.ProtoReflect.Descriptor instead.
 func (*BitcoinOutput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BitcoinOutput) GetAddress() string {
@@ -2598,7 +2912,7 @@ type SolanaSummary struct {
 
 func (x *SolanaSummary) Reset() {
 	*x = SolanaSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2924,7 @@ func (x *SolanaSummary) String() string {
 func (*SolanaSummary) ProtoMessage() {}
 
 func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2937,7 @@ func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaSummary.ProtoReflect.Descriptor instead.
 func (*SolanaSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SolanaSummary) GetVersion() string {
@@ -2701,7 +3015,7 @@ type SolanaTransfer struct {
 
 func (x *SolanaTransfer) Reset() {
 	*x = SolanaTransfer{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +3027,7 @@ func (x *SolanaTransfer) String() string {
 func (*SolanaTransfer) ProtoMessage() {}
 
 func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +3040,7 @@ func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaTransfer.ProtoReflect.Descriptor instead.
 func (*SolanaTransfer) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{31}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SolanaTransfer) GetFrom() string {
@@ -2760,7 +3074,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +3086,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +3099,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SignBatchRequest) GetRequests() []*SignRequest {
@@ -2809,7 +3123,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3135,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3148,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{33}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SignResult) GetResult() isSignResult_Result {
@@ -2890,7 +3204,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3216,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3229,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{34}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Status) GetCode() int32 {
@@ -2942,7 +3256,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3268,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3281,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{35}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -2987,7 +3301,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3313,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3326,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{36}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -3035,7 +3349,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3361,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3374,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{37}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetAttestationResponse) GetDocument() []byte {
@@ -3096,7 +3410,7 @@ type EnclaveIdentity struct {
 
 func (x *EnclaveIdentity) Reset() {
 	*x = EnclaveIdentity{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3422,7 @@ func (x *EnclaveIdentity) String() string {
 func (*EnclaveIdentity) ProtoMessage() {}
 
 func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3435,7 @@ func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnclaveIdentity.ProtoReflect.Descriptor instead.
 func (*EnclaveIdentity) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{38}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *EnclaveIdentity) GetVersion() uint32 {
@@ -3202,7 +3516,21 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\")\n" +
 	"\x10DeleteKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x13\n" +
-	"\x11DeleteKeyResponse\"&\n" +
+	"\x11DeleteKeyResponse\"j\n" +
+	"\vFreezeState\x12\x16\n" +
+	"\x06frozen\x18\x01 \x01(\bR\x06frozen\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12+\n" +
+	"\x12changed_at_unix_ms\x18\x03 \x01(\x03R\x0fchangedAtUnixMs\"'\n" +
+	"\rFreezeRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"C\n" +
+	"\x0eFreezeResponse\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"\x11\n" +
+	"\x0fUnfreezeRequest\"E\n" +
+	"\x10UnfreezeResponse\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"\x17\n" +
+	"\x15GetFreezeStateRequest\"K\n" +
+	"\x16GetFreezeStateResponse\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"&\n" +
 	"\rGetKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"7\n" +
 	"\x0eGetKeyResponse\x12%\n" +
@@ -3379,7 +3707,7 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x1bBITCOIN_NETWORK_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17BITCOIN_NETWORK_MAINNET\x10\x01\x12\x1b\n" +
 	"\x17BITCOIN_NETWORK_TESTNET\x10\x02\x12\x1b\n" +
-	"\x17BITCOIN_NETWORK_REGTEST\x10\x032\xba\x06\n" +
+	"\x17BITCOIN_NETWORK_REGTEST\x10\x032\xb3\b\n" +
 	"\rSignerService\x12P\n" +
 	"\tCreateKey\x12 .nitrosigner.v1.CreateKeyRequest\x1a!.nitrosigner.v1.CreateKeyResponse\x12G\n" +
 	"\x06GetKey\x12\x1d.nitrosigner.v1.GetKeyRequest\x1a\x1e.nitrosigner.v1.GetKeyResponse\x12M\n" +
@@ -3391,7 +3719,10 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"DisableKey\x12!.nitrosigner.v1.DisableKeyRequest\x1a\".nitrosigner.v1.DisableKeyResponse\x12P\n" +
 	"\tEnableKey\x12 .nitrosigner.v1.EnableKeyRequest\x1a!.nitrosigner.v1.EnableKeyResponse\x12P\n" +
 	"\tRotateKey\x12 .nitrosigner.v1.RotateKeyRequest\x1a!.nitrosigner.v1.RotateKeyResponse\x12P\n" +
-	"\tDeleteKey\x12 .nitrosigner.v1.DeleteKeyRequest\x1a!.nitrosigner.v1.DeleteKeyResponseBBZ@github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1;signerv1b\x06proto3"
+	"\tDeleteKey\x12 .nitrosigner.v1.DeleteKeyRequest\x1a!.nitrosigner.v1.DeleteKeyResponse\x12G\n" +
+	"\x06Freeze\x12\x1d.nitrosigner.v1.FreezeRequest\x1a\x1e.nitrosigner.v1.FreezeResponse\x12M\n" +
+	"\bUnfreeze\x12\x1f.nitrosigner.v1.UnfreezeRequest\x1a .nitrosigner.v1.UnfreezeResponse\x12_\n" +
+	"\x0eGetFreezeState\x12%.nitrosigner.v1.GetFreezeStateRequest\x1a&.nitrosigner.v1.GetFreezeStateResponseBBZ@github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1;signerv1b\x06proto3"
 
 var (
 	file_nitrosigner_v1_signer_proto_rawDescOnce sync.Once
@@ -3406,7 +3737,7 @@ func file_nitrosigner_v1_signer_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_v1_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(Algorithm)(0),                 // 0: nitrosigner.v1.Algorithm
 	(KeyState)(0),                  // 1: nitrosigner.v1.KeyState
@@ -3425,96 +3756,112 @@ var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(*RotateKeyResponse)(nil),      // 14: nitrosigner.v1.RotateKeyResponse
 	(*DeleteKeyRequest)(nil),       // 15: nitrosigner.v1.DeleteKeyRequest
 	(*DeleteKeyResponse)(nil),      // 16: nitrosigner.v1.DeleteKeyResponse
-	(*GetKeyRequest)(nil),          // 17: nitrosigner.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),         // 18: nitrosigner.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),        // 19: nitrosigner.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 20: nitrosigner.v1.ListKeysResponse
-	(*SignRequest)(nil),            // 21: nitrosigner.v1.SignRequest
-	(*SignResponse)(nil),           // 22: nitrosigner.v1.SignResponse
-	(*EthSignature)(nil),           // 23: nitrosigner.v1.EthSignature
-	(*EthTransaction)(nil),         // 24: nitrosigner.v1.EthTransaction
-	(*EthTxFields)(nil),            // 25: nitrosigner.v1.EthTxFields
-	(*EthAccessTuple)(nil),         // 26: nitrosigner.v1.EthAccessTuple
-	(*BitcoinSighash)(nil),         // 27: nitrosigner.v1.BitcoinSighash
-	(*BitcoinPsbt)(nil),            // 28: nitrosigner.v1.BitcoinPsbt
-	(*PayloadSummary)(nil),         // 29: nitrosigner.v1.PayloadSummary
-	(*EthSummary)(nil),             // 30: nitrosigner.v1.EthSummary
-	(*BitcoinSummary)(nil),         // 31: nitrosigner.v1.BitcoinSummary
-	(*BitcoinInput)(nil),           // 32: nitrosigner.v1.BitcoinInput
-	(*BitcoinOutput)(nil),          // 33: nitrosigner.v1.BitcoinOutput
-	(*SolanaSummary)(nil),          // 34: nitrosigner.v1.SolanaSummary
-	(*SolanaTransfer)(nil),         // 35: nitrosigner.v1.SolanaTransfer
-	(*SignBatchRequest)(nil),       // 36: nitrosigner.v1.SignBatchRequest
-	(*SignResult)(nil),             // 37: nitrosigner.v1.SignResult
-	(*Status)(nil),                 // 38: nitrosigner.v1.Status
-	(*SignBatchResponse)(nil),      // 39: nitrosigner.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),  // 40: nitrosigner.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil), // 41: nitrosigner.v1.GetAttestationResponse
-	(*EnclaveIdentity)(nil),        // 42: nitrosigner.v1.EnclaveIdentity
-	nil,                            // 43: nitrosigner.v1.Key.LabelsEntry
-	nil,                            // 44: nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	(*FreezeState)(nil),            // 17: nitrosigner.v1.FreezeState
+	(*FreezeRequest)(nil),          // 18: nitrosigner.v1.FreezeRequest
+	(*FreezeResponse)(nil),         // 19: nitrosigner.v1.FreezeResponse
+	(*UnfreezeRequest)(nil),        // 20: nitrosigner.v1.UnfreezeRequest
+	(*UnfreezeResponse)(nil),       // 21: nitrosigner.v1.UnfreezeResponse
+	(*GetFreezeStateRequest)(nil),  // 22: nitrosigner.v1.GetFreezeStateRequest
+	(*GetFreezeStateResponse)(nil), // 23: nitrosigner.v1.GetFreezeStateResponse
+	(*GetKeyRequest)(nil),          // 24: nitrosigner.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),         // 25: nitrosigner.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),        // 26: nitrosigner.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 27: nitrosigner.v1.ListKeysResponse
+	(*SignRequest)(nil),            // 28: nitrosigner.v1.SignRequest
+	(*SignResponse)(nil),           // 29: nitrosigner.v1.SignResponse
+	(*EthSignature)(nil),           // 30: nitrosigner.v1.EthSignature
+	(*EthTransaction)(nil),         // 31: nitrosigner.v1.EthTransaction
+	(*EthTxFields)(nil),            // 32: nitrosigner.v1.EthTxFields
+	(*EthAccessTuple)(nil),         // 33: nitrosigner.v1.EthAccessTuple
+	(*BitcoinSighash)(nil),         // 34: nitrosigner.v1.BitcoinSighash
+	(*BitcoinPsbt)(nil),            // 35: nitrosigner.v1.BitcoinPsbt
+	(*PayloadSummary)(nil),         // 36: nitrosigner.v1.PayloadSummary
+	(*EthSummary)(nil),             // 37: nitrosigner.v1.EthSummary
+	(*BitcoinSummary)(nil),         // 38: nitrosigner.v1.BitcoinSummary
+	(*BitcoinInput)(nil),           // 39: nitrosigner.v1.BitcoinInput
+	(*BitcoinOutput)(nil),          // 40: nitrosigner.v1.BitcoinOutput
+	(*SolanaSummary)(nil),          // 41: nitrosigner.v1.SolanaSummary
+	(*SolanaTransfer)(nil),         // 42: nitrosigner.v1.SolanaTransfer
+	(*SignBatchRequest)(nil),       // 43: nitrosigner.v1.SignBatchRequest
+	(*SignResult)(nil),             // 44: nitrosigner.v1.SignResult
+	(*Status)(nil),                 // 45: nitrosigner.v1.Status
+	(*SignBatchResponse)(nil),      // 46: nitrosigner.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),  // 47: nitrosigner.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil), // 48: nitrosigner.v1.GetAttestationResponse
+	(*EnclaveIdentity)(nil),        // 49: nitrosigner.v1.EnclaveIdentity
+	nil,                            // 50: nitrosigner.v1.Key.LabelsEntry
+	nil,                            // 51: nitrosigner.v1.CreateKeyRequest.LabelsEntry
 }
 var file_nitrosigner_v1_signer_proto_depIdxs = []int32{
 	0,  // 0: nitrosigner.v1.Key.algorithm:type_name -> nitrosigner.v1.Algorithm
 	1,  // 1: nitrosigner.v1.Key.state:type_name -> nitrosigner.v1.KeyState
-	43, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
+	50, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
 	6,  // 3: nitrosigner.v1.Key.addresses:type_name -> nitrosigner.v1.Addresses
 	5,  // 4: nitrosigner.v1.Key.sealing:type_name -> nitrosigner.v1.Sealing
 	0,  // 5: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
-	44, // 6: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	51, // 6: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
 	4,  // 7: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
 	4,  // 8: nitrosigner.v1.DisableKeyResponse.key:type_name -> nitrosigner.v1.Key
 	4,  // 9: nitrosigner.v1.EnableKeyResponse.key:type_name -> nitrosigner.v1.Key
 	4,  // 10: nitrosigner.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 11: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 12: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
-	24, // 13: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
-	27, // 14: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
-	28, // 15: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
-	0,  // 16: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
-	23, // 17: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
-	29, // 18: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
-	25, // 19: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
-	26, // 20: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
-	3,  // 21: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
-	2,  // 22: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	30, // 23: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
-	31, // 24: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
-	34, // 25: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
-	2,  // 26: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	32, // 27: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
-	33, // 28: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
-	35, // 29: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
-	21, // 30: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
-	22, // 31: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
-	38, // 32: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
-	37, // 33: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
-	42, // 34: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
-	7,  // 35: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
-	17, // 36: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
-	19, // 37: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
-	21, // 38: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
-	36, // 39: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
-	40, // 40: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
-	9,  // 41: nitrosigner.v1.SignerService.DisableKey:input_type -> nitrosigner.v1.DisableKeyRequest
-	11, // 42: nitrosigner.v1.SignerService.EnableKey:input_type -> nitrosigner.v1.EnableKeyRequest
-	13, // 43: nitrosigner.v1.SignerService.RotateKey:input_type -> nitrosigner.v1.RotateKeyRequest
-	15, // 44: nitrosigner.v1.SignerService.DeleteKey:input_type -> nitrosigner.v1.DeleteKeyRequest
-	8,  // 45: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
-	18, // 46: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
-	20, // 47: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
-	22, // 48: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
-	39, // 49: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
-	41, // 50: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
-	10, // 51: nitrosigner.v1.SignerService.DisableKey:output_type -> nitrosigner.v1.DisableKeyResponse
-	12, // 52: nitrosigner.v1.SignerService.EnableKey:output_type -> nitrosigner.v1.EnableKeyResponse
-	14, // 53: nitrosigner.v1.SignerService.RotateKey:output_type -> nitrosigner.v1.RotateKeyResponse
-	16, // 54: nitrosigner.v1.SignerService.DeleteKey:output_type -> nitrosigner.v1.DeleteKeyResponse
-	45, // [45:55] is the sub-list for method output_type
-	35, // [35:45] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	17, // 11: nitrosigner.v1.FreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
+	17, // 12: nitrosigner.v1.UnfreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
+	17, // 13: nitrosigner.v1.GetFreezeStateResponse.state:type_name -> nitrosigner.v1.FreezeState
+	4,  // 14: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 15: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
+	31, // 16: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
+	34, // 17: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
+	35, // 18: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
+	0,  // 19: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
+	30, // 20: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
+	36, // 21: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
+	32, // 22: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
+	33, // 23: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
+	3,  // 24: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
+	2,  // 25: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	37, // 26: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
+	38, // 27: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
+	41, // 28: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
+	2,  // 29: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	39, // 30: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
+	40, // 31: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
+	42, // 32: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
+	28, // 33: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
+	29, // 34: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
+	45, // 35: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
+	44, // 36: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
+	49, // 37: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
+	7,  // 38: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
+	24, // 39: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
+	26, // 40: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
+	28, // 41: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
+	43, // 42: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
+	47, // 43: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
+	9,  // 44: nitrosigner.v1.SignerService.DisableKey:input_type -> nitrosigner.v1.DisableKeyRequest
+	11, // 45: nitrosigner.v1.SignerService.EnableKey:input_type -> nitrosigner.v1.EnableKeyRequest
+	13, // 46: nitrosigner.v1.SignerService.RotateKey:input_type -> nitrosigner.v1.RotateKeyRequest
+	15, // 47: nitrosigner.v1.SignerService.DeleteKey:input_type -> nitrosigner.v1.DeleteKeyRequest
+	18, // 48: nitrosigner.v1.SignerService.Freeze:input_type -> nitrosigner.v1.FreezeRequest
+	20, // 49: nitrosigner.v1.SignerService.Unfreeze:input_type -> nitrosigner.v1.UnfreezeRequest
+	22, // 50: nitrosigner.v1.SignerService.GetFreezeState:input_type -> nitrosigner.v1.GetFreezeStateRequest
+	8,  // 51: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
+	25, // 52: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
+	27, // 53: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
+	29, // 54: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
+	46, // 55: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
+	48, // 56: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
+	10, // 57: nitrosigner.v1.SignerService.DisableKey:output_type -> nitrosigner.v1.DisableKeyResponse
+	12, // 58: nitrosigner.v1.SignerService.EnableKey:output_type -> nitrosigner.v1.EnableKeyResponse
+	14, // 59: nitrosigner.v1.SignerService.RotateKey:output_type -> nitrosigner.v1.RotateKeyResponse
+	16, // 60: nitrosigner.v1.SignerService.DeleteKey:output_type -> nitrosigner.v1.DeleteKeyResponse
+	19, // 61: nitrosigner.v1.SignerService.Freeze:output_type -> nitrosigner.v1.FreezeResponse
+	21, // 62: nitrosigner.v1.SignerService.Unfreeze:output_type -> nitrosigner.v1.UnfreezeResponse
+	23, // 63: nitrosigner.v1.SignerService.GetFreezeState:output_type -> nitrosigner.v1.GetFreezeStateResponse
+	51, // [51:64] is the sub-list for method output_type
+	38, // [38:51] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_v1_signer_proto_init() }
@@ -3522,7 +3869,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 	if File_nitrosigner_v1_signer_proto != nil {
 		return
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[17].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[24].OneofWrappers = []any{
 		(*SignRequest_Digest)(nil),
 		(*SignRequest_Message)(nil),
 		(*SignRequest_EthTransaction)(nil),
@@ -3532,16 +3879,16 @@ func file_nitrosigner_v1_signer_proto_init() {
 		(*SignRequest_BitcoinPsbt)(nil),
 		(*SignRequest_SolanaMessage)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[20].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[27].OneofWrappers = []any{
 		(*EthTransaction_UnsignedRlp)(nil),
 		(*EthTransaction_Fields)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[25].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[32].OneofWrappers = []any{
 		(*PayloadSummary_Ethereum)(nil),
 		(*PayloadSummary_Bitcoin)(nil),
 		(*PayloadSummary_Solana)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[33].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[40].OneofWrappers = []any{
 		(*SignResult_Response)(nil),
 		(*SignResult_Error)(nil),
 	}
@@ -3551,7 +3898,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_v1_signer_proto_rawDesc), len(file_nitrosigner_v1_signer_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   41,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,9 @@ const (
 	SignerService_EnableKey_FullMethodName      = "/nitrosigner.v1.SignerService/EnableKey"
 	SignerService_RotateKey_FullMethodName      = "/nitrosigner.v1.SignerService/RotateKey"
 	SignerService_DeleteKey_FullMethodName      = "/nitrosigner.v1.SignerService/DeleteKey"
+	SignerService_Freeze_FullMethodName         = "/nitrosigner.v1.SignerService/Freeze"
+	SignerService_Unfreeze_FullMethodName       = "/nitrosigner.v1.SignerService/Unfreeze"
+	SignerService_GetFreezeState_FullMethodName = "/nitrosigner.v1.SignerService/GetFreezeState"
 )
 
 // SignerServiceClient is the client API for SignerService service.
@@ -80,6 +83,18 @@ type SignerServiceClient interface {
 	// DeleteKey destroys a key for good (crypto-shredding its sealed blob).
 	// Later calls with its id get NotFound.
 	DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error)
+	// Freeze stops all signing (Sign and SignBatch, with every key) at once,
+	// until Unfreeze. Key management, reads and attestation keep working. The
+	// state is kept in the blob store, so it survives restarts and reaches
+	// every parent that shares the store within its poll interval. Signing
+	// calls then fail with FailedPrecondition and a message that starts with
+	// "signing is frozen". Freezing a frozen service keeps its first reason
+	// and time.
+	Freeze(ctx context.Context, in *FreezeRequest, opts ...grpc.CallOption) (*FreezeResponse, error)
+	// Unfreeze lets signing resume.
+	Unfreeze(ctx context.Context, in *UnfreezeRequest, opts ...grpc.CallOption) (*UnfreezeResponse, error)
+	// GetFreezeState tells whether signing is frozen, since when and why.
+	GetFreezeState(ctx context.Context, in *GetFreezeStateRequest, opts ...grpc.CallOption) (*GetFreezeStateResponse, error)
 }
 
 type signerServiceClient struct {
@@ -190,6 +205,36 @@ func (c *signerServiceClient) DeleteKey(ctx context.Context, in *DeleteKeyReques
 	return out, nil
 }
 
+func (c *signerServiceClient) Freeze(ctx context.Context, in *FreezeRequest, opts ...grpc.CallOption) (*FreezeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FreezeResponse)
+	err := c.cc.Invoke(ctx, SignerService_Freeze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *signerServiceClient) Unfreeze(ctx context.Context, in *UnfreezeRequest, opts ...grpc.CallOption) (*UnfreezeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnfreezeResponse)
+	err := c.cc.Invoke(ctx, SignerService_Unfreeze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *signerServiceClient) GetFreezeState(ctx context.Context, in *GetFreezeStateRequest, opts ...grpc.CallOption) (*GetFreezeStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFreezeStateResponse)
+	err := c.cc.Invoke(ctx, SignerService_GetFreezeState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SignerServiceServer is the server API for SignerService service.
 // All implementations must embed UnimplementedSignerServiceServer
 // for forward compatibility.
@@ -231,6 +276,18 @@ type SignerServiceServer interface {
 	// DeleteKey destroys a key for good (crypto-shredding its sealed blob).
 	// Later calls with its id get NotFound.
 	DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error)
+	// Freeze stops all signing (Sign and SignBatch, with every key) at once,
+	// until Unfreeze. Key management, reads and attestation keep working. The
+	// state is kept in the blob store, so it survives restarts and reaches
+	// every parent that shares the store within its poll interval. Signing
+	// calls then fail with FailedPrecondition and a message that starts with
+	// "signing is frozen". Freezing a frozen service keeps its first reason
+	// and time.
+	Freeze(context.Context, *FreezeRequest) (*FreezeResponse, error)
+	// Unfreeze lets signing resume.
+	Unfreeze(context.Context, *UnfreezeRequest) (*UnfreezeResponse, error)
+	// GetFreezeState tells whether signing is frozen, since when and why.
+	GetFreezeState(context.Context, *GetFreezeStateRequest) (*GetFreezeStateResponse, error)
 	mustEmbedUnimplementedSignerServiceServer()
 }
 
@@ -270,6 +327,15 @@ func (UnimplementedSignerServiceServer) RotateKey(context.Context, *RotateKeyReq
 }
 func (UnimplementedSignerServiceServer) DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteKey not implemented")
+}
+func (UnimplementedSignerServiceServer) Freeze(context.Context, *FreezeRequest) (*FreezeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Freeze not implemented")
+}
+func (UnimplementedSignerServiceServer) Unfreeze(context.Context, *UnfreezeRequest) (*UnfreezeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Unfreeze not implemented")
+}
+func (UnimplementedSignerServiceServer) GetFreezeState(context.Context, *GetFreezeStateRequest) (*GetFreezeStateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetFreezeState not implemented")
 }
 func (UnimplementedSignerServiceServer) mustEmbedUnimplementedSignerServiceServer() {}
 func (UnimplementedSignerServiceServer) testEmbeddedByValue()                       {}
@@ -472,6 +538,60 @@ func _SignerService_DeleteKey_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SignerService_Freeze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FreezeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).Freeze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_Freeze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).Freeze(ctx, req.(*FreezeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SignerService_Unfreeze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnfreezeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).Unfreeze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_Unfreeze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).Unfreeze(ctx, req.(*UnfreezeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SignerService_GetFreezeState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFreezeStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SignerServiceServer).GetFreezeState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SignerService_GetFreezeState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SignerServiceServer).GetFreezeState(ctx, req.(*GetFreezeStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SignerService_ServiceDesc is the grpc.ServiceDesc for SignerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -518,6 +638,18 @@ var SignerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteKey",
 			Handler:    _SignerService_DeleteKey_Handler,
+		},
+		{
+			MethodName: "Freeze",
+			Handler:    _SignerService_Freeze_Handler,
+		},
+		{
+			MethodName: "Unfreeze",
+			Handler:    _SignerService_Unfreeze_Handler,
+		},
+		{
+			MethodName: "GetFreezeState",
+			Handler:    _SignerService_GetFreezeState_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

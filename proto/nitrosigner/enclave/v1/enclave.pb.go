@@ -48,7 +48,8 @@ const (
 	Method_METHOD_SET_KEY_STATE   Method = 11
 	Method_METHOD_ROTATE_KEY      Method = 12
 	Method_METHOD_EVICT_KEY       Method = 13
-	Method_METHOD_SET_CREDENTIALS Method = 14 // 15..: audit.
+	Method_METHOD_SET_CREDENTIALS Method = 14
+	Method_METHOD_SET_FREEZE      Method = 15 // 15..: audit.
 )
 
 // Enum value maps for Method.
@@ -69,6 +70,7 @@ var (
 		12: "METHOD_ROTATE_KEY",
 		13: "METHOD_EVICT_KEY",
 		14: "METHOD_SET_CREDENTIALS",
+		15: "METHOD_SET_FREEZE",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":     0,
@@ -86,6 +88,7 @@ var (
 		"METHOD_ROTATE_KEY":      12,
 		"METHOD_EVICT_KEY":       13,
 		"METHOD_SET_CREDENTIALS": 14,
+		"METHOD_SET_FREEZE":      15,
 	}
 )
 
@@ -892,6 +895,86 @@ func (*SetCredentialsResponse) Descriptor() ([]byte, []int) {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
 }
 
+type SetFreezeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *v1.FreezeState        `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFreezeRequest) Reset() {
+	*x = SetFreezeRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFreezeRequest) ProtoMessage() {}
+
+func (x *SetFreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFreezeRequest.ProtoReflect.Descriptor instead.
+func (*SetFreezeRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetFreezeRequest) GetState() *v1.FreezeState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type SetFreezeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFreezeResponse) Reset() {
+	*x = SetFreezeResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFreezeResponse) ProtoMessage() {}
+
+func (x *SetFreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFreezeResponse.ProtoReflect.Descriptor instead.
+func (*SetFreezeResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+}
+
 type PingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -900,7 +983,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +995,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1008,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
 }
 
 type PingResponse struct {
@@ -938,7 +1021,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1033,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1046,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PingResponse) GetVersion() string {
@@ -982,7 +1065,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1077,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1090,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateKeyRequest) GetRequest() *v1.CreateKeyRequest {
@@ -1031,7 +1114,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1126,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1139,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateKeyResponse) GetKey() *v1.Key {
@@ -1089,7 +1172,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1184,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1197,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -1133,7 +1216,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1228,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1241,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetKeyResponse) GetKey() *v1.Key {
@@ -1177,7 +1260,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1272,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1285,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListKeysRequest) GetRequest() *v1.ListKeysRequest {
@@ -1221,7 +1304,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1316,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1329,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListKeysResponse) GetResponse() *v1.ListKeysResponse {
@@ -1265,7 +1348,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1360,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1373,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignRequest) GetRequest() *v1.SignRequest {
@@ -1309,7 +1392,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1404,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1417,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SignResponse) GetResponse() *v1.SignResponse {
@@ -1353,7 +1436,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1448,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1461,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SignBatchRequest) GetRequest() *v1.SignBatchRequest {
@@ -1397,7 +1480,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1492,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1505,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SignBatchResponse) GetResponse() *v1.SignBatchResponse {
@@ -1441,7 +1524,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1536,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1549,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -1485,7 +1568,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1580,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1593,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetAttestationResponse) GetResponse() *v1.GetAttestationResponse {
@@ -1528,7 +1611,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1623,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1636,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{30}
 }
 
 // GetStatsResponse holds counters of the enclave process. None of them
@@ -1580,7 +1663,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1675,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1688,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{29}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetStatsResponse) GetUserCpuMicros() uint64 {
@@ -1713,7 +1796,10 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\"\x18\n" +
-	"\x16SetCredentialsResponse\"\r\n" +
+	"\x16SetCredentialsResponse\"E\n" +
+	"\x10SetFreezeRequest\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"\x13\n" +
+	"\x11SetFreezeResponse\"\r\n" +
 	"\vPingRequest\"(\n" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"T\n" +
@@ -1758,7 +1844,7 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"goroutines\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tkms_calls\x18\a \x01(\x04R\bkmsCalls\x12\x12\n" +
-	"\x04keks\x18\b \x01(\x04R\x04keks*\xdf\x02\n" +
+	"\x04keks\x18\b \x01(\x04R\x04keks*\xf6\x02\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +
@@ -1775,11 +1861,11 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x14METHOD_SET_KEY_STATE\x10\v\x12\x15\n" +
 	"\x11METHOD_ROTATE_KEY\x10\f\x12\x14\n" +
 	"\x10METHOD_EVICT_KEY\x10\r\x12\x1a\n" +
-	"\x16METHOD_SET_CREDENTIALS\x10\x0e*O\n" +
+	"\x16METHOD_SET_CREDENTIALS\x10\x0e\x12\x15\n" +
+	"\x11METHOD_SET_FREEZE\x10\x0f*O\n" +
 	"\fErrorMessage\x12\x1d\n" +
 	"\x19ERROR_MESSAGE_UNSPECIFIED\x10\x00\x12 \n" +
-	"\x1cERROR_MESSAGE_KEY_NOT_LOADED\x10\x012\xe6\n" +
-	"\n" +
+	"\x1cERROR_MESSAGE_KEY_NOT_LOADED\x10\x012\xc8\v\n" +
 	"\x0eEnclaveService\x12Q\n" +
 	"\x04Ping\x12#.nitrosigner.enclave.v1.PingRequest\x1a$.nitrosigner.enclave.v1.PingResponse\x12`\n" +
 	"\tCreateKey\x12(.nitrosigner.enclave.v1.CreateKeyRequest\x1a).nitrosigner.enclave.v1.CreateKeyResponse\x12W\n" +
@@ -1794,7 +1880,8 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\vSetKeyState\x12*.nitrosigner.enclave.v1.SetKeyStateRequest\x1a+.nitrosigner.enclave.v1.SetKeyStateResponse\x12`\n" +
 	"\tRotateKey\x12(.nitrosigner.enclave.v1.RotateKeyRequest\x1a).nitrosigner.enclave.v1.RotateKeyResponse\x12]\n" +
 	"\bEvictKey\x12'.nitrosigner.enclave.v1.EvictKeyRequest\x1a(.nitrosigner.enclave.v1.EvictKeyResponse\x12o\n" +
-	"\x0eSetCredentials\x12-.nitrosigner.enclave.v1.SetCredentialsRequest\x1a..nitrosigner.enclave.v1.SetCredentialsResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
+	"\x0eSetCredentials\x12-.nitrosigner.enclave.v1.SetCredentialsRequest\x1a..nitrosigner.enclave.v1.SetCredentialsResponse\x12`\n" +
+	"\tSetFreeze\x12(.nitrosigner.enclave.v1.SetFreezeRequest\x1a).nitrosigner.enclave.v1.SetFreezeResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
 
 var (
 	file_nitrosigner_enclave_v1_enclave_proto_rawDescOnce sync.Once
@@ -1809,7 +1896,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(Method)(0),                       // 0: nitrosigner.enclave.v1.Method
 	(ErrorMessage)(0),                 // 1: nitrosigner.enclave.v1.ErrorMessage
@@ -1827,89 +1914,95 @@ var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(*EvictKeyResponse)(nil),          // 13: nitrosigner.enclave.v1.EvictKeyResponse
 	(*SetCredentialsRequest)(nil),     // 14: nitrosigner.enclave.v1.SetCredentialsRequest
 	(*SetCredentialsResponse)(nil),    // 15: nitrosigner.enclave.v1.SetCredentialsResponse
-	(*PingRequest)(nil),               // 16: nitrosigner.enclave.v1.PingRequest
-	(*PingResponse)(nil),              // 17: nitrosigner.enclave.v1.PingResponse
-	(*CreateKeyRequest)(nil),          // 18: nitrosigner.enclave.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),         // 19: nitrosigner.enclave.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),             // 20: nitrosigner.enclave.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),            // 21: nitrosigner.enclave.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),           // 22: nitrosigner.enclave.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),          // 23: nitrosigner.enclave.v1.ListKeysResponse
-	(*SignRequest)(nil),               // 24: nitrosigner.enclave.v1.SignRequest
-	(*SignResponse)(nil),              // 25: nitrosigner.enclave.v1.SignResponse
-	(*SignBatchRequest)(nil),          // 26: nitrosigner.enclave.v1.SignBatchRequest
-	(*SignBatchResponse)(nil),         // 27: nitrosigner.enclave.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),     // 28: nitrosigner.enclave.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil),    // 29: nitrosigner.enclave.v1.GetAttestationResponse
-	(*GetStatsRequest)(nil),           // 30: nitrosigner.enclave.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),          // 31: nitrosigner.enclave.v1.GetStatsResponse
-	(*v1.Status)(nil),                 // 32: nitrosigner.v1.Status
-	(*v1.Key)(nil),                    // 33: nitrosigner.v1.Key
-	(v1.KeyState)(0),                  // 34: nitrosigner.v1.KeyState
-	(*v1.CreateKeyRequest)(nil),       // 35: nitrosigner.v1.CreateKeyRequest
-	(*v1.ListKeysRequest)(nil),        // 36: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 37: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 38: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 39: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 40: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 41: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 42: nitrosigner.v1.GetAttestationResponse
+	(*SetFreezeRequest)(nil),          // 16: nitrosigner.enclave.v1.SetFreezeRequest
+	(*SetFreezeResponse)(nil),         // 17: nitrosigner.enclave.v1.SetFreezeResponse
+	(*PingRequest)(nil),               // 18: nitrosigner.enclave.v1.PingRequest
+	(*PingResponse)(nil),              // 19: nitrosigner.enclave.v1.PingResponse
+	(*CreateKeyRequest)(nil),          // 20: nitrosigner.enclave.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),         // 21: nitrosigner.enclave.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),             // 22: nitrosigner.enclave.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),            // 23: nitrosigner.enclave.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),           // 24: nitrosigner.enclave.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),          // 25: nitrosigner.enclave.v1.ListKeysResponse
+	(*SignRequest)(nil),               // 26: nitrosigner.enclave.v1.SignRequest
+	(*SignResponse)(nil),              // 27: nitrosigner.enclave.v1.SignResponse
+	(*SignBatchRequest)(nil),          // 28: nitrosigner.enclave.v1.SignBatchRequest
+	(*SignBatchResponse)(nil),         // 29: nitrosigner.enclave.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),     // 30: nitrosigner.enclave.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil),    // 31: nitrosigner.enclave.v1.GetAttestationResponse
+	(*GetStatsRequest)(nil),           // 32: nitrosigner.enclave.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),          // 33: nitrosigner.enclave.v1.GetStatsResponse
+	(*v1.Status)(nil),                 // 34: nitrosigner.v1.Status
+	(*v1.Key)(nil),                    // 35: nitrosigner.v1.Key
+	(v1.KeyState)(0),                  // 36: nitrosigner.v1.KeyState
+	(*v1.FreezeState)(nil),            // 37: nitrosigner.v1.FreezeState
+	(*v1.CreateKeyRequest)(nil),       // 38: nitrosigner.v1.CreateKeyRequest
+	(*v1.ListKeysRequest)(nil),        // 39: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 40: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 41: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 42: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 43: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 44: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 45: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	2,  // 0: nitrosigner.enclave.v1.LoadKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	32, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
+	34, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
 	2,  // 2: nitrosigner.enclave.v1.DescribeKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
 	7,  // 3: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.enclave.v1.DescribedKey
-	33, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
-	32, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
-	34, // 6: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
+	35, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
+	34, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
+	36, // 6: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
 	2,  // 7: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	33, // 8: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
+	35, // 8: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
 	2,  // 9: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	33, // 10: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	35, // 11: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	33, // 12: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	33, // 13: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	36, // 14: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	37, // 15: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	38, // 16: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	39, // 17: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	40, // 18: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	41, // 19: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	42, // 20: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
-	16, // 21: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
-	18, // 22: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
-	20, // 23: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
-	22, // 24: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
-	24, // 25: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
-	26, // 26: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
-	28, // 27: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	30, // 28: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
-	3,  // 29: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
-	5,  // 30: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
-	8,  // 31: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
-	10, // 32: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
-	12, // 33: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
-	14, // 34: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
-	17, // 35: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	19, // 36: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	21, // 37: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	23, // 38: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	25, // 39: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	27, // 40: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	29, // 41: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	31, // 42: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
-	4,  // 43: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
-	6,  // 44: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
-	9,  // 45: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
-	11, // 46: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
-	13, // 47: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
-	15, // 48: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	35, // 10: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	37, // 11: nitrosigner.enclave.v1.SetFreezeRequest.state:type_name -> nitrosigner.v1.FreezeState
+	38, // 12: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	35, // 13: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	35, // 14: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	39, // 15: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	40, // 16: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	41, // 17: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	42, // 18: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	43, // 19: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	44, // 20: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	45, // 21: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	18, // 22: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
+	20, // 23: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
+	22, // 24: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
+	24, // 25: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
+	26, // 26: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
+	28, // 27: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
+	30, // 28: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
+	32, // 29: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	3,  // 30: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
+	5,  // 31: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
+	8,  // 32: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
+	10, // 33: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
+	12, // 34: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
+	14, // 35: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
+	16, // 36: nitrosigner.enclave.v1.EnclaveService.SetFreeze:input_type -> nitrosigner.enclave.v1.SetFreezeRequest
+	19, // 37: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	21, // 38: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	23, // 39: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	25, // 40: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	27, // 41: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	29, // 42: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	31, // 43: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	33, // 44: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	4,  // 45: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
+	6,  // 46: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
+	9,  // 47: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
+	11, // 48: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
+	13, // 49: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
+	15, // 50: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
+	17, // 51: nitrosigner.enclave.v1.EnclaveService.SetFreeze:output_type -> nitrosigner.enclave.v1.SetFreezeResponse
+	37, // [37:52] is the sub-list for method output_type
+	22, // [22:37] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_enclave_v1_enclave_proto_init() }
@@ -1923,7 +2016,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_enclave_v1_enclave_proto_rawDesc), len(file_nitrosigner_enclave_v1_enclave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

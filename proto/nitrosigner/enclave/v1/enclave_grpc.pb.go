@@ -41,6 +41,7 @@ const (
 	EnclaveService_RotateKey_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/RotateKey"
 	EnclaveService_EvictKey_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/EvictKey"
 	EnclaveService_SetCredentials_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/SetCredentials"
+	EnclaveService_SetFreeze_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/SetFreeze"
 )
 
 // EnclaveServiceClient is the client API for EnclaveService service.
@@ -76,6 +77,10 @@ type EnclaveServiceClient interface {
 	// SetCredentials hands the enclave the AWS credentials it signs KMS
 	// requests with (the parent's role credentials, refreshed before expiry).
 	SetCredentials(ctx context.Context, in *SetCredentialsRequest, opts ...grpc.CallOption) (*SetCredentialsResponse, error)
+	// SetFreeze turns the signing switch: while frozen, Sign and SignBatch
+	// fail with FailedPrecondition. The parent sends it on every change and
+	// on every new connection.
+	SetFreeze(ctx context.Context, in *SetFreezeRequest, opts ...grpc.CallOption) (*SetFreezeResponse, error)
 }
 
 type enclaveServiceClient struct {
@@ -226,6 +231,16 @@ func (c *enclaveServiceClient) SetCredentials(ctx context.Context, in *SetCreden
 	return out, nil
 }
 
+func (c *enclaveServiceClient) SetFreeze(ctx context.Context, in *SetFreezeRequest, opts ...grpc.CallOption) (*SetFreezeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetFreezeResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_SetFreeze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnclaveServiceServer is the server API for EnclaveService service.
 // All implementations must embed UnimplementedEnclaveServiceServer
 // for forward compatibility.
@@ -259,6 +274,10 @@ type EnclaveServiceServer interface {
 	// SetCredentials hands the enclave the AWS credentials it signs KMS
 	// requests with (the parent's role credentials, refreshed before expiry).
 	SetCredentials(context.Context, *SetCredentialsRequest) (*SetCredentialsResponse, error)
+	// SetFreeze turns the signing switch: while frozen, Sign and SignBatch
+	// fail with FailedPrecondition. The parent sends it on every change and
+	// on every new connection.
+	SetFreeze(context.Context, *SetFreezeRequest) (*SetFreezeResponse, error)
 	mustEmbedUnimplementedEnclaveServiceServer()
 }
 
@@ -310,6 +329,9 @@ func (UnimplementedEnclaveServiceServer) EvictKey(context.Context, *EvictKeyRequ
 }
 func (UnimplementedEnclaveServiceServer) SetCredentials(context.Context, *SetCredentialsRequest) (*SetCredentialsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetCredentials not implemented")
+}
+func (UnimplementedEnclaveServiceServer) SetFreeze(context.Context, *SetFreezeRequest) (*SetFreezeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetFreeze not implemented")
 }
 func (UnimplementedEnclaveServiceServer) mustEmbedUnimplementedEnclaveServiceServer() {}
 func (UnimplementedEnclaveServiceServer) testEmbeddedByValue()                        {}
@@ -584,6 +606,24 @@ func _EnclaveService_SetCredentials_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnclaveService_SetFreeze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetFreezeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).SetFreeze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_SetFreeze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).SetFreeze(ctx, req.(*SetFreezeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnclaveService_ServiceDesc is the grpc.ServiceDesc for EnclaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -646,6 +686,10 @@ var EnclaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetCredentials",
 			Handler:    _EnclaveService_SetCredentials_Handler,
+		},
+		{
+			MethodName: "SetFreeze",
+			Handler:    _EnclaveService_SetFreeze_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

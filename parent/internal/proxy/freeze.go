@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nitrosigner/nitrosigner/internal/limits"
+	"github.com/nitrosigner/nitrosigner/parent/internal/store"
+	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
+	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+)
+
+// The freeze switch stops all signing. Its state is an encoded
+// signerv1.FreezeState kept in the store under FreezeName, so that it
+// survives restarts and reaches every parent sharing the store: each one
+// reads it at start and every poll interval ([Service.SyncFreeze]). The
+// parent refuses signing calls itself while frozen, and tells the enclave,
+// which refuses them too, on every change and every new connection.
+//
+// The parent is not trusted (DESIGN.md §1): until requests are
+// authenticated end to end, whoever can call the parent can also unfreeze.
+
+// FreezeName is the store name of the freeze state.
+const FreezeName = "control/freeze"
+
+// errFreezeUnknown refuses signing before the freeze state was first read.
+var errFreezeUnknown = status.Error(codes.Unavailable, "the freeze state has not been read from the key store yet; retry")
+
+// frozenErr returns the error a signing call gets now, nil when signing may
+// go ahead.
+func (s *Service) frozenErr() error {
+	f := s.freeze.Load()
+	switch {
+	case f == nil:
+		return errFreezeUnknown
+	case f.GetFrozen():
+		return enclavev1.FrozenError(f)
+	}
+	return nil
+}
+
+// SigningFrozen reports whether the freeze switch stops signing now, and
+// whether its state is known (read from the store at least once).
+func (s *Service) SigningFrozen() (frozen, known bool) {
+	f := s.freeze.Load()
+	return f.GetFrozen(), f != nil
+}
+
+// Freeze implements signerv1.SignerServiceServer.
+func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signerv1.FreezeResponse, error) {
+	if err := limits.CheckFreezeReason(r.GetReason()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "reason: %v", err)
+	}
+	s.freezeMu.Lock()
+	defer s.freezeMu.Unlock()
+	// A service already frozen (here, or by another parent) keeps its
+	// first reason and time.
+	cur, rerr := s.readFreeze(ctx)
+	if rerr != nil || !cur.GetFrozen() {
+		cur = s.freeze.Load()
+	}
+	st := cur
+	if !st.GetFrozen() {
+		st = &signerv1.FreezeState{Frozen: true, Reason: r.GetReason(), ChangedAtUnixMs: time.Now().UnixMilli()}
+	}
+	// Fail closed: this parent stops signing before anything can fail.
+	s.applyFreeze(ctx, st, "freeze")
+	if rerr == nil {
+		rerr = s.writeFreeze(ctx, st)
+	}
+	if rerr != nil {
+		return nil, status.Errorf(codes.Unavailable,
+			"signing is frozen on this parent, but the key store could not be written (%s), so other parents and a restart do not see it; retry", rerr)
+	}
+	return &signerv1.FreezeResponse{State: proto.CloneOf(st)}, nil
+}
+
+// Unfreeze implements signerv1.SignerServiceServer. The store is written
+// first: if that fails, signing stays frozen.
+func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*signerv1.UnfreezeResponse, error) {
+	s.freezeMu.Lock()
+	defer s.freezeMu.Unlock()
+	st := &signerv1.FreezeState{ChangedAtUnixMs: time.Now().UnixMilli()}
+	if err := s.writeFreeze(ctx, st); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "the key store could not be written (%s); signing stays frozen; retry", err)
+	}
+	s.applyFreeze(ctx, st, "unfreeze")
+	return &signerv1.UnfreezeResponse{State: proto.CloneOf(st)}, nil
+}
+
+// GetFreezeState implements signerv1.SignerServiceServer: this parent's
+// view, at most one poll interval behind the store.
+func (s *Service) GetFreezeState(context.Context, *signerv1.GetFreezeStateRequest) (*signerv1.GetFreezeStateResponse, error) {
+	f := s.freeze.Load()
+	if f == nil {
+		return nil, errFreezeUnknown
+	}
+	return &signerv1.GetFreezeStateResponse{State: proto.CloneOf(f)}, nil
+}
+
+// SyncFreeze reads the freeze state from the store and applies it when it
+// differs from this parent's. The parent calls it at start and every poll
+// interval; until it first succeeds, signing is refused (Unavailable).
+func (s *Service) SyncFreeze(ctx context.Context) error {
+	s.freezeMu.Lock()
+	defer s.freezeMu.Unlock()
+	st, err := s.readFreeze(ctx)
+	if err != nil {
+		return err
+	}
+	if cur := s.freeze.Load(); cur == nil || !proto.Equal(cur, st) {
+		s.applyFreeze(ctx, st, "store")
+	}
+	return nil
+}
+
+// PushFreeze tells the enclave this parent's freeze state, if known; the
+// parent calls it on every new connection, since a restarted enclave
+// starts unfrozen.
+func (s *Service) PushFreeze(ctx context.Context) error {
+	f := s.freeze.Load()
+	if f == nil {
+		return nil
+	}
+	return s.call(ctx, enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: f}, &enclavev1.SetFreezeResponse{})
+}
+
+// applyFreeze makes st this parent's state and tells the enclave. An
+// enclave that cannot be told now is told when it connects again; until
+// then this parent's own check holds.
+func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, from string) {
+	was := s.freeze.Swap(st)
+	if was.GetFrozen() != st.GetFrozen() || was == nil {
+		if st.GetFrozen() {
+			s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", from)
+		} else {
+			s.log.WarnContext(ctx, "signing not frozen", "from", from)
+		}
+	}
+	if err := s.PushFreeze(ctx); err != nil {
+		s.log.WarnContext(ctx, "telling the enclave the freeze state failed; it is told again when it reconnects",
+			"frozen", st.GetFrozen(), "err", err)
+	}
+}
+
+// readFreeze reads the stored state; no record means never frozen.
+func (s *Service) readFreeze(ctx context.Context) (*signerv1.FreezeState, error) {
+	b, _, err := s.store.Get(ctx, FreezeName)
+	if errors.Is(err, store.ErrNotFound) {
+		return &signerv1.FreezeState{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", FreezeName, err)
+	}
+	st := new(signerv1.FreezeState)
+	if err := proto.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("%s is malformed: %w", FreezeName, err)
+	}
+	if st.GetFrozen() {
+		if err := limits.CheckFreezeReason(st.GetReason()); err != nil {
+			// Still frozen: a record that says so is never ignored.
+			st.Reason = "(stored reason unreadable)"
+		}
+	} else {
+		st.Reason = ""
+	}
+	return st, nil
+}
+
+func (s *Service) writeFreeze(ctx context.Context, st *signerv1.FreezeState) error {
+	b, err := proto.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Put(ctx, FreezeName, b, store.Cond{}); err != nil {
+		return fmt.Errorf("write %s: %w", FreezeName, err)
+	}
+	return nil
+}

@@ -2590,10 +2590,12 @@ type BitcoinSummary struct {
 	// trust the fee, amounts or outputs unless the matching flag is set.
 	// amounts_committed: every input's amount and script are bound, because
 	// each input's previous transaction was given and checked
-	// (non_witness_utxo) or a signed P2TR input commits to all of them
-	// (BIP-341, without ANYONECANPAY). A P2WPKH signature (BIP-143) binds
-	// only its own input's amount, so with witness_utxo alone the amounts,
-	// and the fee, are the caller's claims.
+	// (non_witness_utxo), or a signed P2TR input whose previous transaction
+	// was given commits to all of them (BIP-341, without ANYONECANPAY). A
+	// P2WPKH signature (BIP-143) binds only its own input's amount, so with
+	// witness_utxo alone the amounts, and the fee, are the caller's claims;
+	// so is a P2TR input's ownership, which is why its signature counts only
+	// with its previous transaction.
 	AmountsCommitted bool `protobuf:"varint,9,opt,name=amounts_committed,json=amountsCommitted,proto3" json:"amounts_committed,omitempty"`
 	// outputs_committed: every signed input uses SIGHASH_ALL or
 	// SIGHASH_DEFAULT (NONE leaves the outputs free, SINGLE all but one).

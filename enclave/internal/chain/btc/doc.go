@@ -44,10 +44,17 @@
 // into a transaction with a far larger fee. A non_witness_utxo is checked
 // against the outpoint. The summary therefore says what the signatures
 // bind: utxo_verified per input, and amounts_committed (all amounts bound:
-// every previous transaction given, or a signed P2TR input, whose BIP-341
-// sighash commits to all of them), outputs_committed (no NONE or SINGLE)
-// and inputs_committed (no ANYONECANPAY). A policy must require them
-// before it trusts the fee, the amounts or the outputs.
+// every previous transaction given, or a signed P2TR input whose previous
+// transaction was given, whose BIP-341 sighash commits to all of them),
+// outputs_committed (no NONE or SINGLE) and inputs_committed (no
+// ANYONECANPAY). A policy must require them before it trusts the fee, the
+// amounts or the outputs.
+//
+// A signed P2TR input counts only when its previous transaction was given:
+// on witness_utxo alone, "this key's P2TR output" is the caller's claim. The
+// outpoint may be the caller's own taproot output, which the caller spends
+// with its own key, dropping this key's signature and with it the
+// commitment to every amount, while the P2WPKH signatures stay valid.
 //
 // # Errors
 //

@@ -252,8 +252,13 @@ func inspect(pkt *psbt.Packet, k *keyInfo, params *chaincfg.Params) ([]inputPlan
 			}
 			if acp {
 				summary.InputsCommitted = false
-			} else if plans[i].kind == signP2TR {
-				taprootCommits = true // BIP-341 commits to every input's amount and script
+			} else if plans[i].kind == signP2TR && verified {
+				// BIP-341 commits to every input's amount and script, but
+				// only a P2TR output proven to be the key's (its previous
+				// transaction checked) needs this signature to be spent. On
+				// witness_utxo alone it may be the caller's own output,
+				// spent with the caller's key, and this signature dropped.
+				taprootCommits = true
 			}
 		}
 		summary.Inputs = append(summary.Inputs, &signerv1.BitcoinInput{

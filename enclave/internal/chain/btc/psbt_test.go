@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
@@ -318,6 +319,11 @@ func TestSignPSBTMalformed(t *testing.T) {
 		{"too many outputs", rawPSBT(t, txWith(1, 10_001), nil, nil, nil), "transaction has 1 inputs and 10001 outputs"},
 		{"too many pairs in total", rawPSBT(t, txWith(101, 1), nil, repeatMap(append([]kv{wu}, manyPairs(999)...), 101), [][]kv{{}}),
 			"more than 100000 entries in the PSBT"},
+		// Each of these makes btcd parse a public key (maxKeyEntries).
+		{"too many derivations", rawPSBT(t, txWith(1, 11), nil, [][]kv{{wu}}, repeatMap(derivations(t, 0x02, 1000), 11)),
+			"more than 10000 entries keyed by a public key"},
+		{"too many partial signatures", rawPSBT(t, txWith(11, 1), nil, repeatMap(append([]kv{wu}, derivations(t, 0x02, 999)...), 11), [][]kv{{}}),
+			"more than 10000 entries keyed by a public key"},
 		{"non_witness_utxo witness flood", rawPSBT(t, tx, nil, [][]kv{{wu, {[]byte{0x00}, witnessFlood(t, 1<<18+1)}}}, [][]kv{{}}),
 			"witness items"},
 		{"non_witness_utxo bad segwit flag", rawPSBT(t, tx, nil, [][]kv{{wu, {[]byte{0x00}, []byte{2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0}}}}, [][]kv{{}}),
@@ -442,6 +448,18 @@ func repeatMap(m []kv, n int) [][]kv {
 	out := make([][]kv, n)
 	for i := range out {
 		out[i] = m
+	}
+	return out
+}
+
+// derivations returns n entries of keyType keyed by distinct compressed
+// public keys, with a 4-byte value (a BIP-32 fingerprint and no path).
+func derivations(t testing.TB, keyType byte, n int) []kv {
+	t.Helper()
+	out := make([]kv, n)
+	for i := range out {
+		k, _ := btcec.PrivKeyFromBytes([]byte{byte(i >> 8), byte(i), 1})
+		out[i] = kv{append([]byte{keyType}, k.PubKey().SerializeCompressed()...), []byte{1, 2, 3, 4}}
 	}
 	return out
 }

@@ -3,9 +3,10 @@
 //
 // It runs inside the enclave on untrusted bytes. Every parser here assumes the
 // input is hostile: the PSBT's framing is walked and bounded before btcd's
-// decoders see it (at most [MaxPSBTSize] bytes, 10,000 inputs and 10,000
-// outputs, 1,000 entries per map and 100,000 in all, no duplicate keys, no
-// trailing bytes), which also keeps out inputs that make btcd's PSBT decoder
+// decoders see it (at most [MaxPSBTSize] bytes, 2,500 inputs and 10,000
+// outputs, 1,000 entries per map and 100,000 in all, of which at most 10,000
+// are keyed by a public key, no duplicate keys, no trailing bytes), which
+// also keeps out inputs that make btcd's PSBT decoder
 // panic or allocate without bound; a panic that still happens in the decoder
 // is turned into an error. UTXO data is cross-checked, amounts are
 // range-checked, and each signature is verified against the public key before

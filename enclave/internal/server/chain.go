@@ -178,9 +178,13 @@ func summaryAttrs(field string, resp *signerv1.SignResponse) []any {
 		if field == "bitcoin_sighash" {
 			return []any{"scheme", b.GetScheme()}
 		}
+		// The commitment flags say whether the fee, amounts and outputs
+		// logged are what the signatures bind; a SIGHASH_NONE signature
+		// or an unbound fee must not log like an ordinary one.
 		return []any{"network", b.GetNetwork().String(), "inputs", len(b.GetInputs()), "outputs", len(b.GetOutputs()),
 			"signed_inputs", b.GetSignedInputs(), "total_input", b.GetTotalInput(), "total_output", b.GetTotalOutput(),
-			"fee", b.GetFee()}
+			"fee", b.GetFee(), "amounts_committed", b.GetAmountsCommitted(), "outputs_committed", b.GetOutputsCommitted(),
+			"inputs_committed", b.GetInputsCommitted()}
 	case *signerv1.PayloadSummary_Solana:
 		s := c.Solana
 		transfers := make([]string, len(s.GetTransfers()))

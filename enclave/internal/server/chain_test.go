@@ -713,7 +713,9 @@ func TestSignedLogs(t *testing.T) {
 	assert.Subset(t, logs[2], map[string]string{
 		"payload": "bitcoin_psbt", "network": "BITCOIN_NETWORK_REGTEST", "inputs": "1", "outputs": "1",
 		"signed_inputs": "1", "total_input": "100000", "total_output": "99000", "fee": "1000",
+		"outputs_committed": "true", "inputs_committed": "true",
 	})
+	assert.Contains(t, logs[2], "amounts_committed")
 	assert.Subset(t, logs[3], map[string]string{
 		"payload": "solana_message", "version": "legacy", "fee_payer": ed.GetAddresses().GetSolana(),
 		"program_ids": "[11111111111111111111111111111111]",

@@ -38,7 +38,7 @@ const defaultAddr = "127.0.0.1:50051"
 // key before signing, can still take longer.)
 const defaultTimeout = 15 * time.Second
 
-const topSynopsis = "nitrosigner [global flags] keys|sign|attest|eif|kms-policy ..."
+const topSynopsis = "nitrosigner [global flags] keys|sign|attest|freeze|unfreeze|eif|kms-policy ..."
 
 const topHelp = `Commands:
   keys create --alg secp256k1|ed25519|p256 [--label k=v ...]  create a key
@@ -52,6 +52,7 @@ const topHelp = `Commands:
   sign eth-tx|eth-message|eth-typed-data|psbt|solana --key ID --file PATH
   sign btc-sighash --key ID --sighash HEX --scheme ecdsa|schnorr
                                                            sign a chain payload
+  freeze --reason TEXT | freeze status | unfreeze --yes  stop / resume all signing (incident response)
   attest [--nonce HEX] [--verify] [--root PEM_FILE] [--pcrs FILE] [--allow-debug] [--max-age D]
                                                            get (and verify) an attestation
   attest --doc FILE --verify [--at TIME] [--identity]      verify a stored document (offline)
@@ -182,6 +183,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return c.sign(ctx, rest[1:])
 	case "attest":
 		return c.attest(ctx, rest[1:])
+	case "freeze":
+		return c.freeze(ctx, rest[1:])
+	case "unfreeze":
+		return c.unfreeze(ctx, rest[1:])
 	case "eif":
 		// eif reads local files only; --json is global but eif takes it
 		// itself.

@@ -9,6 +9,13 @@ import (
 // transaction, the access list, a tuple, its storage keys).
 const maxRLPDepth = 8
 
+// maxRLPItems bounds the items one decode builds, so that a payload made
+// of one-byte items (empty lists) cannot make the decoder allocate hundreds
+// of times its size before the transaction's shape refuses it. The densest
+// real transaction, an access list of address tuples without storage keys
+// (3 items in 23 bytes), has under 17,000 items in the 128 KiB limit.
+const maxRLPItems = 20_000
+
 // rlpItem is one decoded RLP item: a byte string or a list.
 type rlpItem struct {
 	list  bool
@@ -23,7 +30,8 @@ type rlpItem struct {
 // short payloads, lengths with leading zeros), truncated input, trailing
 // bytes and nesting deeper than maxRLPDepth.
 func decodeRLP(b []byte, base int) (rlpItem, error) {
-	it, n, err := decodeRLPItem(b, base, 0)
+	budget := maxRLPItems
+	it, n, err := decodeRLPItem(b, base, 0, &budget)
 	if err != nil {
 		return rlpItem{}, err
 	}
@@ -34,43 +42,20 @@ func decodeRLP(b []byte, base int) (rlpItem, error) {
 }
 
 // decodeRLPItem decodes the item at the start of b and returns it with the
-// number of bytes it used.
-func decodeRLPItem(b []byte, off, depth int) (rlpItem, int, error) {
-	if len(b) == 0 {
-		return rlpItem{}, 0, fmt.Errorf("truncated: expected an RLP item at byte %d, got end of input", off)
+// number of bytes it used. budget counts down the items left to build.
+func decodeRLPItem(b []byte, off, depth int, budget *int) (rlpItem, int, error) {
+	if *budget--; *budget < 0 {
+		return rlpItem{}, 0, fmt.Errorf("more than %d RLP items (at byte %d)", maxRLPItems, off)
 	}
-	p := b[0]
-	var hdr, size int
-	var list bool
-	switch {
-	case p < 0x80:
-		return rlpItem{str: b[:1], off: off}, 1, nil
-	case p <= 0xb7:
-		hdr, size = 1, int(p-0x80)
-	case p <= 0xbf:
-		n, err := rlpLongLength(b, off, int(p-0xb7), "string")
-		if err != nil {
-			return rlpItem{}, 0, err
-		}
-		hdr, size = 1+int(p-0xb7), n
-	case p <= 0xf7:
-		hdr, size, list = 1, int(p-0xc0), true
-	default:
-		n, err := rlpLongLength(b, off, int(p-0xf7), "list")
-		if err != nil {
-			return rlpItem{}, 0, err
-		}
-		hdr, size, list = 1+int(p-0xf7), n, true
-	}
-	kind := "string"
-	if list {
-		kind = "list"
-	}
-	if rest := len(b) - hdr; size > rest {
-		return rlpItem{}, 0, fmt.Errorf("truncated: %s at byte %d declares %d bytes, %d remain", kind, off, size, rest)
+	hdr, size, list, err := rlpHeader(b, off)
+	if err != nil {
+		return rlpItem{}, 0, err
 	}
 	content := b[hdr : hdr+size]
 	if !list {
+		if hdr == 0 {
+			return rlpItem{str: b[:1], off: off}, 1, nil
+		}
 		if size == 1 && content[0] < 0x80 {
 			return rlpItem{}, 0, fmt.Errorf("non-canonical RLP at byte %d: single byte 0x%02x must not have a string header", off, content[0])
 		}
@@ -79,9 +64,22 @@ func decodeRLPItem(b []byte, off, depth int) (rlpItem, int, error) {
 	if depth >= maxRLPDepth {
 		return rlpItem{}, 0, fmt.Errorf("RLP lists nested deeper than %d (at byte %d)", maxRLPDepth, off)
 	}
-	it := rlpItem{list: true, off: off}
+	// Count the children first (headers only), so that the list is
+	// allocated once, at its size, and a flood stops at the budget.
+	n := 0
+	for pos := 0; pos < len(content); n++ {
+		if n >= *budget {
+			return rlpItem{}, 0, fmt.Errorf("more than %d RLP items (at byte %d)", maxRLPItems, off+hdr+pos)
+		}
+		h, sz, _, err := rlpHeader(content[pos:], off+hdr+pos)
+		if err != nil {
+			return rlpItem{}, 0, err
+		}
+		pos += h + sz
+	}
+	it := rlpItem{list: true, off: off, items: make([]rlpItem, 0, n)}
 	for pos := 0; pos < len(content); {
-		child, n, err := decodeRLPItem(content[pos:], off+hdr+pos, depth+1)
+		child, n, err := decodeRLPItem(content[pos:], off+hdr+pos, depth+1, budget)
 		if err != nil {
 			return rlpItem{}, 0, err
 		}
@@ -89,6 +87,45 @@ func decodeRLPItem(b []byte, off, depth int) (rlpItem, int, error) {
 		pos += n
 	}
 	return it, hdr + size, nil
+}
+
+// rlpHeader reads the header of the item at the start of b: its length,
+// the length of the content after it, and whether it is a list. A single
+// byte below 0x80 is its own content (hdr 0, size 1). The content is known
+// to fit in b.
+func rlpHeader(b []byte, off int) (hdr, size int, list bool, err error) {
+	if len(b) == 0 {
+		return 0, 0, false, fmt.Errorf("truncated: expected an RLP item at byte %d, got end of input", off)
+	}
+	p := b[0]
+	switch {
+	case p < 0x80:
+		return 0, 1, false, nil
+	case p <= 0xb7:
+		hdr, size = 1, int(p-0x80)
+	case p <= 0xbf:
+		n, err := rlpLongLength(b, off, int(p-0xb7), "string")
+		if err != nil {
+			return 0, 0, false, err
+		}
+		hdr, size = 1+int(p-0xb7), n
+	case p <= 0xf7:
+		hdr, size, list = 1, int(p-0xc0), true
+	default:
+		n, err := rlpLongLength(b, off, int(p-0xf7), "list")
+		if err != nil {
+			return 0, 0, false, err
+		}
+		hdr, size, list = 1+int(p-0xf7), n, true
+	}
+	if rest := len(b) - hdr; size > rest {
+		kind := "string"
+		if list {
+			kind = "list"
+		}
+		return 0, 0, false, fmt.Errorf("truncated: %s at byte %d declares %d bytes, %d remain", kind, off, size, rest)
+	}
+	return hdr, size, list, nil
 }
 
 // rlpLongLength reads the big-endian length of a long-form header whose

@@ -213,6 +213,10 @@ func TestMalformedTypedData(t *testing.T) {
 		{"struct named like an atomic type", func(d doc) { types(d)["uint256"] = []any{} }, `types: "uint256" is an atomic type and cannot name a struct`},
 		{"member declared twice", func(d doc) { addField(d, "Person", "name", "string") }, "types.Person.name: member declared twice"},
 		{"member name not an identifier", func(d doc) { addField(d, "Person", "a b", "string") }, `types.Person[2]: member name "a b" is not an identifier`},
+		// Types that libraries hash differently (review of 2026-11-22).
+		{"bare uint", func(d doc) { addField(d, "Person", "n", "uint") }, `type "uint": is not an EIP-712 type; write uint256`},
+		{"bare int array", func(d doc) { addField(d, "Person", "n", "int[]") }, `type "int[]": is not an EIP-712 type; write int256`},
+		{"dollar in a struct name", func(d doc) { types(d)["$S"] = []any{doc{"name": "a", "type": "string"}} }, `types: type name "$S" must not contain "$"`},
 		{"member with an unknown key", func(d doc) { types(d)["Person"].([]any)[0].(doc)["doc"] = "x" }, `types.Person[0]: unknown key "doc" (want name, type)`},
 		{"types not an object", func(d doc) { d["types"] = []any{} }, "types: expected an object, got an array"},
 		{"no EIP712Domain", func(d doc) { delete(types(d), "EIP712Domain") }, "types.EIP712Domain: missing"},
@@ -256,6 +260,7 @@ func TestMalformedTypedData(t *testing.T) {
 		"int8 overflow":                    true,
 		"inexact number":                   true, // go-ethereum reads it as the double 9007199254740992
 		"fixed array length":               true, // go-ethereum ignores the declared length
+		"dollar in a struct name":          true, // MetaMask leaves such a struct out of encodeType
 	}
 	priv, pub := keyPair(t, testKey)
 	for _, tt := range tests {
@@ -294,6 +299,10 @@ func TestMalformedTypedDataJSON(t *testing.T) {
 		{"duplicate nested key", strings.Replace(string(good), `"contents":"Hello, Bob!"`, `"contents":"Hello, Bob!","contents":"Pay Eve"`, 1), `duplicate key "contents"`},
 		{"too deep", `{"message": ` + deep + `}`, "JSON nested deeper than 40 levels"},
 		{"invalid UTF-8", "{\"types\": \"\xff\"}", "is not valid UTF-8"},
+		// encoding/json would read each of these as U+FFFD.
+		{"lone low surrogate", strings.Replace(string(good), `Hello, Bob!`, `Hello, \udc00Bob!`, 1), `\udc00 at byte`},
+		{"lone high surrogate", strings.Replace(string(good), `Hello, Bob!`, `Hello, \uD800Bob!`, 1), `\ud800 at byte`},
+		{"high surrogate before another escape", strings.Replace(string(good), `Hello, Bob!`, `Hello, \ud800\u0041`, 1), "without its low half"},
 		{"too large", `{"message": "` + strings.Repeat("a", eth.MaxTypedDataSize) + `"}`, "limit 131072"},
 	}
 	priv, pub := keyPair(t, testKey)
@@ -330,4 +339,17 @@ func TestBadKeyIsNotAPayloadError(t *testing.T) {
 	_, err = eth.SignPersonalMessage(priv, pub[:33], []byte("hi"))
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, sign.ErrInvalidPayload)
+}
+
+// Escapes that are not lone surrogates keep working: a surrogate pair, and
+// an escaped backslash before "ud800" (text, not an escape).
+func TestTypedDataEscapesKept(t *testing.T) {
+	good, err := json.Marshal(mailDoc(t))
+	require.NoError(t, err)
+	in := strings.Replace(string(good), `Hello, Bob!`, `Hello \ud83d\ude00 \\ud800 \u00e9`, 1)
+	got, err := eth.HashTypedData(in)
+	require.NoError(t, err)
+	want, err := gethTypedDataHash(in)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
 }

@@ -20,6 +20,9 @@ type jsonObject map[string]any
 // null their Go values. Duplicate object keys, nesting deeper than
 // maxJSONDepth and anything after the value are refused.
 func decodeJSON(s string) (any, error) {
+	if err := checkJSONText(s); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	v, err := readJSON(dec, 1)
@@ -101,4 +104,64 @@ func jsonKind(v any) string {
 	default:
 		return "an object"
 	}
+}
+
+// checkJSONText refuses \u escapes of unpaired UTF-16 surrogates, which
+// encoding/json silently turns into U+FFFD (as it does invalid UTF-8, which
+// the callers refuse first). Other libraries read them differently (keep,
+// re-encode or refuse them), so the same document would have several
+// digests, and the text shown to a signer would not be the text hashed.
+func checkJSONText(s string) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(s) || s[i+1] != 'u' {
+			i++ // an escaped character; the decoder checks it
+			continue
+		}
+		hi, ok := hex4(s, i+2)
+		if !ok {
+			continue // the decoder reports the bad escape
+		}
+		switch {
+		case hi >= 0xdc00 && hi <= 0xdfff:
+			return fmt.Errorf("malformed JSON: \\u%04x at byte %d is a lone low surrogate", hi, i)
+		case hi >= 0xd800 && hi <= 0xdbff:
+			lo, ok := -1, false
+			if i+7 < len(s) && s[i+6] == '\\' && s[i+7] == 'u' {
+				lo, ok = hex4(s, i+8)
+			}
+			if !ok || lo < 0xdc00 || lo > 0xdfff {
+				return fmt.Errorf("malformed JSON: \\u%04x at byte %d is a high surrogate without its low half", hi, i)
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return nil
+}
+
+// hex4 reads four hex digits at s[at:].
+func hex4(s string, at int) (int, bool) {
+	if at+4 > len(s) {
+		return 0, false
+	}
+	v := 0
+	for _, c := range []byte(s[at : at+4]) {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | int(d)
+	}
+	return v, true
 }

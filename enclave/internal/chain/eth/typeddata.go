@@ -174,6 +174,11 @@ func parseTypes(v any) (*typedData, error) {
 		if !isIdentifier(name) {
 			return nil, fmt.Errorf("types: type name %s is not an identifier", quote(name))
 		}
+		if strings.Contains(name, "$") {
+			// Wallets find a type's dependencies with /\w+/ and leave such
+			// a struct out of encodeType: its digest would differ.
+			return nil, fmt.Errorf("types: type name %s must not contain \"$\"", quote(name))
+		}
 		if _, _, atomic, _ := parseAtomic(name); atomic {
 			return nil, fmt.Errorf("types: %s is an atomic type and cannot name a struct", quote(name))
 		}
@@ -342,10 +347,11 @@ func parseAtomic(s string) (k kind, size int, atomic bool, err error) {
 		return kindString, 0, true, nil
 	case "bytes":
 		return kindBytes, 0, true, nil
-	case "int":
-		return kindInt, 256, true, nil
-	case "uint":
-		return kindUint, 256, true, nil
+	case "int", "uint":
+		// Not EIP-712 types. Libraries disagree on them (ethers 6 hashes
+		// them as int256/uint256, others keep the bare name), so one
+		// document would have two digests.
+		return 0, 0, true, fmt.Errorf("is not an EIP-712 type; write %s256", s)
 	}
 	for _, p := range []struct {
 		prefix string

@@ -86,7 +86,7 @@ func (g *tdGen) atomicType() string {
 	case 6:
 		return fmt.Sprintf("int%d", 8*(1+g.r.IntN(32)))
 	default:
-		return []string{"uint", "int"}[g.r.IntN(2)]
+		return []string{"uint256", "int256"}[g.r.IntN(2)]
 	}
 }
 

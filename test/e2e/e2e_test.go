@@ -424,9 +424,18 @@ func TestMetrics(t *testing.T) {
 		`nitrosigner_enclave_cpu_seconds_total{mode="user"}`,
 		"process_cpu_seconds_total",
 		"go_goroutines",
+		"nitrosigner_signing_frozen 0",
 	} {
 		assert.Contains(t, text, want)
 	}
+	_, err = c.Freeze(ctx(t), &signerv1.FreezeRequest{Reason: "metrics"})
+	require.NoError(t, err)
+	resp2, err := hc.Get("http://metrics/metrics")
+	require.NoError(t, err)
+	defer resp2.Body.Close()
+	body, err = io.ReadAll(resp2.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), "nitrosigner_signing_frozen 1")
 	assert.NotContains(t, text, k.GetKey().GetKeyId(), "no request content in labels")
 	assert.NotContains(t, text, hex.EncodeToString(k.GetKey().GetPublicKey()))
 }

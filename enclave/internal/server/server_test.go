@@ -278,6 +278,8 @@ func FuzzHandle(f *testing.F) {
 	seed(enclavev1.Method_METHOD_SET_KEY_STATE, &enclavev1.SetKeyStateRequest{KeyId: blobs.KeyId, State: 2, Current: blobs})
 	seed(enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{KeyId: blobs.KeyId, Current: blobs})
 	seed(enclavev1.Method_METHOD_SET_CREDENTIALS, &enclavev1.SetCredentialsRequest{AccessKeyId: "a", SecretAccessKey: "b"})
+	seed(enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: &signerv1.FreezeState{Frozen: true, Reason: "r", ChangedAtUnixMs: 1}})
+	seed(enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: &signerv1.FreezeState{}})
 	f.Fuzz(func(t *testing.T, method uint16, req []byte) {
 		out, err := s.Handle(context.Background(), method, req, nil)
 		if err != nil {

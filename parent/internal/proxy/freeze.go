@@ -122,8 +122,15 @@ func (s *Service) SyncFreeze(ctx context.Context) error {
 
 // PushFreeze tells the enclave this parent's freeze state, if known; the
 // parent calls it on every new connection, since a restarted enclave
-// starts unfrozen.
+// starts unfrozen. It waits for a change in progress, so that it cannot
+// overwrite a newer state with the one it read before.
 func (s *Service) PushFreeze(ctx context.Context) error {
+	s.freezeMu.Lock()
+	defer s.freezeMu.Unlock()
+	return s.pushFreezeLocked(ctx)
+}
+
+func (s *Service) pushFreezeLocked(ctx context.Context) error {
 	f := s.freeze.Load()
 	if f == nil {
 		return nil
@@ -131,7 +138,8 @@ func (s *Service) PushFreeze(ctx context.Context) error {
 	return s.call(ctx, enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: f}, &enclavev1.SetFreezeResponse{})
 }
 
-// applyFreeze makes st this parent's state and tells the enclave. An
+// applyFreeze makes st this parent's state and tells the enclave; the
+// caller holds freezeMu. An
 // enclave that cannot be told now is told when it connects again; until
 // then this parent's own check holds.
 func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, from string) {
@@ -143,7 +151,7 @@ func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, fro
 			s.log.WarnContext(ctx, "signing not frozen", "from", from)
 		}
 	}
-	if err := s.PushFreeze(ctx); err != nil {
+	if err := s.pushFreezeLocked(ctx); err != nil {
 		s.log.WarnContext(ctx, "telling the enclave the freeze state failed; it is told again when it reconnects",
 			"frozen", st.GetFrozen(), "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -144,15 +145,20 @@ func (s *Service) pushFreezeLocked(ctx context.Context) error {
 // then this parent's own check holds.
 func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, from string) {
 	was := s.freeze.Swap(st)
-	if was.GetFrozen() != st.GetFrozen() || was == nil {
-		if st.GetFrozen() {
-			s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", from)
-		} else {
-			s.log.WarnContext(ctx, "signing not frozen", "from", from)
-		}
+	switch {
+	case st.GetFrozen() && !was.GetFrozen():
+		s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", from)
+	case !st.GetFrozen() && was.GetFrozen():
+		s.log.WarnContext(ctx, "signing unfrozen", "from", from)
 	}
 	if err := s.pushFreezeLocked(ctx); err != nil {
-		s.log.WarnContext(ctx, "telling the enclave the freeze state failed; it is told again when it reconnects",
+		// An unreachable enclave is told when it connects (and the health
+		// watcher already says it is down); anything else is worth a line.
+		lvl := slog.LevelWarn
+		if status.Code(err) == codes.Unavailable {
+			lvl = slog.LevelDebug
+		}
+		s.log.Log(ctx, lvl, "telling the enclave the freeze state failed; it is told again when it reconnects",
 			"frozen", st.GetFrozen(), "err", err)
 	}
 }

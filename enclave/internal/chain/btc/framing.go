@@ -157,6 +157,13 @@ func checkFraming(b []byte) (*framing, error) {
 		}
 		return nil
 	}
+	// derivation counts and checks a BIP-32 or taproot BIP-32 derivation.
+	derivation := func(value []byte, taproot bool, where string) error {
+		if err := keyEntry(); err != nil {
+			return err
+		}
+		return checkDerivation(value, taproot, where)
+	}
 
 	first := true
 	err := walkMap(c, "global map", &pairs, func(key, value []byte) error {
@@ -208,15 +215,9 @@ func checkFraming(b []byte) (*framing, error) {
 			case inPartialSig, inTapScriptSig, inTapLeafScript:
 				return keyEntry()
 			case inBIP32Derivation:
-				if err := keyEntry(); err != nil {
-					return err
-				}
-				return checkDerivation(value, false, where)
+				return derivation(value, false, where)
 			case inTapBIP32Derivation:
-				if err := keyEntry(); err != nil {
-					return err
-				}
-				return checkDerivation(value, true, where)
+				return derivation(value, true, where)
 			}
 			return nil
 		})
@@ -229,15 +230,9 @@ func checkFraming(b []byte) (*framing, error) {
 		err := walkMap(c, where, &pairs, func(key, value []byte) error {
 			switch key[0] {
 			case outBIP32Derivation:
-				if err := keyEntry(); err != nil {
-					return err
-				}
-				return checkDerivation(value, false, where)
+				return derivation(value, false, where)
 			case outTapBIP32Derivation:
-				if err := keyEntry(); err != nil {
-					return err
-				}
-				return checkDerivation(value, true, where)
+				return derivation(value, true, where)
 			}
 			return nil
 		})

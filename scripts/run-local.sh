@@ -100,7 +100,15 @@ trap stop EXIT
 alive() {
 	local i names=(kmssim "enclave supervisor" parent)
 	for i in "${!pids[@]}"; do
-		kill -0 "${pids[$i]}" 2>/dev/null || { echo "run-local: ${names[$i]} exited; see the log lines above" >&2; return 1; }
+		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+			# Ctrl-C reaches the whole process group: the process may have
+			# died of the same signal whose trap is still pending. Bash runs
+			# a pending trap when a foreground command ends, so let one end
+			# first; a clean stop then exits there.
+			sleep 0.2
+			echo "run-local: ${names[$i]} exited; see the log lines above" >&2
+			return 1
+		fi
 	done
 }
 

@@ -34,6 +34,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/internal/attest"
@@ -227,6 +228,16 @@ func TestBadInputThroughTheStack(t *testing.T) {
 			_, err := c.GetAttestation(ctx(t), &signerv1.GetAttestationRequest{})
 			return err
 		}, codes.InvalidArgument, "nonce"},
+		{"field unknown to the enclave", func() error {
+			// A client built against a newer schema: the enclave would
+			// ignore field 12 and sign a different transaction.
+			f := &signerv1.EthTxFields{Type: 2, ChainId: "1", Nonce: "0", MaxFeePerGas: "1", MaxPriorityFeePerGas: "1",
+				Gas: "21000", To: "0x00000000000000000000000000000000000000aa", Value: "1"}
+			f.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 12, protowire.VarintType), 3))
+			_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k1.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_EthTransaction{
+				EthTransaction: &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: f}}}})
+			return err
+		}, codes.InvalidArgument, "eth_transaction.fields: field number 12 is not known to this enclave"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -307,6 +307,9 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}
+	if err := s.allFieldsKnown(r); err != nil {
+		return nil, err
+	}
 	var j job
 	switch p := r.GetPayload().(type) {
 	case *signerv1.SignRequest_Digest:

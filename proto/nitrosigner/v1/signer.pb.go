@@ -1493,7 +1493,10 @@ func (x *ListKeysResponse) GetNextPageToken() string {
 }
 
 // SignRequest names the key and exactly one payload. The payload kind is
-// explicit; the enclave never guesses what bytes mean.
+// explicit; the enclave never guesses what bytes mean. A field the enclave's
+// schema does not know, here or in any message inside the payload, makes the
+// request fail with InvalidArgument naming it: the enclave would otherwise
+// ignore it and sign something other than what the client sent.
 type SignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`

@@ -245,6 +245,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Credentials:  kc,
 		Attester:     cfg.Attester,
 		Identity:     id.proto,
+		IdentityKey:  id.signing,
 		KMSPublicKey: id.kmsSPKI,
 		Version:      cfg.Version,
 		Logger:       cfg.Logger,

@@ -38,6 +38,17 @@
 // enclave's. [Fetch] always performs both steps and also requires the
 // identity the server sent alongside the document to be the bound one.
 //
+// # Keys: is this address the enclave's?
+//
+// A client that pays to a key's address must know that the parent, which
+// relays every answer and is not trusted, did not swap the key's public key
+// or addresses for its own. The enclave signs a statement of each key it
+// creates or describes (key id, algorithm, public key, addresses) with its
+// identity key, and can attach an attestation document over the client's
+// nonce from the same enclave. [FetchKey] asks for a key that way and checks
+// everything ([AttestedKeyProof]); [KeyProof] checks a proof against an
+// identity verified earlier. Failures wrap [ErrKeyProof].
+//
 // # Errors
 //
 // Verification failures wrap one of [ErrMalformed], [ErrUntrusted],

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -75,6 +76,45 @@ func FuzzBindIdentity(f *testing.F) {
 		s := sha256.Sum256(publicKey)
 		if !bytes.Equal(s[:], id.GetKmsPublicKeySha256()) || len(id.GetIdentityPublicKey()) != 32 || id.GetVersion() != 1 {
 			t.Fatalf("accepted an unbound identity %v", id)
+		}
+	})
+}
+
+// FuzzKeyProof feeds arbitrary statements, validly signed, to KeyProof:
+// what the enclave's identity key signs is still parsed with care, and a
+// statement is accepted only for the key it describes.
+func FuzzKeyProof(f *testing.F) {
+	idKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	id := &signerv1.EnclaveIdentity{Version: 1, IdentityPublicKey: idKey.Public().(ed25519.PublicKey)}
+	key := &signerv1.Key{
+		KeyId: "key_0123456789abcdef0123456789abcdef", Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1,
+		PublicKey: append([]byte{4}, bytes.Repeat([]byte{0x11}, 64)...),
+		Addresses: &signerv1.Addresses{Ethereum: "0x1111111111111111111111111111111111111111", BitcoinP2Wpkh: "bc1q"},
+	}
+	good, err := proto.MarshalOptions{Deterministic: true}.Marshal(&signerv1.KeyStatement{
+		Version: 1, KeyId: key.KeyId, Algorithm: key.Algorithm, PublicKey: key.PublicKey, Addresses: key.Addresses})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(append(bytes.Clone(good), 0x48, 0x01))
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, st []byte) {
+		proof := &signerv1.KeyProof{Statement: st, Signature: ed25519.Sign(idKey, signerv1.KeyProofMessage(st)), IdentityPublicKey: id.IdentityPublicKey}
+		got, err := verify.KeyProof(key, proof, id)
+		if err != nil {
+			if got != nil {
+				t.Fatalf("statement returned with error %v", err)
+			}
+			return
+		}
+		again, err := proto.MarshalOptions{Deterministic: true}.Marshal(got)
+		if err != nil || !bytes.Equal(again, st) {
+			t.Fatalf("accepted a statement that is not its own deterministic encoding")
+		}
+		if got.GetKeyId() != key.KeyId || !bytes.Equal(got.GetPublicKey(), key.PublicKey) || !proto.Equal(got.GetAddresses(), key.Addresses) {
+			t.Fatalf("accepted a statement about another key: %v", got)
 		}
 	})
 }

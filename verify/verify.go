@@ -41,9 +41,9 @@ var (
 	// ErrIdentity: the document does not bind a valid EnclaveIdentity, or
 	// the server claimed a different one.
 	ErrIdentity = errors.New("verify: enclave identity not bound")
-	// ErrRequest: [Fetch] could not get a document from the server; the
-	// gRPC error is wrapped too. Nothing was verified.
-	ErrRequest = errors.New("verify: attestation request failed")
+	// ErrRequest: [Fetch] or [FetchKey] could not get an answer from the
+	// server; the gRPC error is wrapped too. Nothing was verified.
+	ErrRequest = errors.New("verify: request to the server failed")
 	// ErrNoPCRs means Fetch was given no expected PCRs: without them any
 	// enclave image, including one an attacker runs, would pass. Pin PCR0
 	// (or PCR8), or set Options.AnyImage to inspect an enclave knowingly.

@@ -66,11 +66,7 @@ type attestationJSON struct {
 func (c *cli) attest(ctx context.Context, args []string) error {
 	fs := newFlagSet("attest")
 	nonceHex := fs.String("nonce", "", "nonce in `hex`, 1..512 bytes (default: 32 fresh random bytes); with --doc, the nonce the document must carry")
-	verifyFlag := fs.Bool("verify", false, "verify the document; exit with status 1 if any check fails")
-	rootFile := fs.String("root", "", "PEM `file` with the root certificate to trust instead of the AWS Nitro root (simulated enclaves only)")
-	pcrsFile := fs.String("pcrs", "", "JSON `file` of expected PCR values (needs --verify)")
-	allowDebug := fs.Bool("allow-debug", false, "accept a debug-mode enclave, whose memory the parent can read (needs --verify)")
-	maxAge := fs.Duration("max-age", verify.DefaultMaxAge, "refuse documents older than `duration` at the verification time; 0 leaves only the 3-hour certificate limit (needs --verify)")
+	vf := addVerifyFlags(fs, "verify the document; exit with status 1 if any check fails")
 	docFile := fs.String("doc", "", "verify the attestation document in `file` (CBOR, hex or base64) instead of asking the server (needs --verify)")
 	at := fs.String("at", "", "verification `time` for --doc: RFC 3339 or Unix milliseconds (default: now)")
 	identity := fs.Bool("identity", false, "with --doc, also require the nitrosigner enclave identity in user_data")
@@ -82,17 +78,14 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 	}
 	set := setFlags(fs)
 	switch {
-	case !*verifyFlag && (set["root"] || set["pcrs"] || set["allow-debug"] || set["max-age"] || set["doc"]):
+	case !*vf.verify && set["doc"]:
 		return usagef(attestSynopsis, "--root, --pcrs, --allow-debug, --max-age and --doc need --verify")
 	case !set["doc"] && (set["at"] || set["identity"]):
 		return usagef(attestSynopsis, "--at and --identity need --doc")
-	case *maxAge < 0:
-		return usagef(attestSynopsis, "--max-age must not be negative")
 	}
-
-	opts := verify.Options{AllowDebug: *allowDebug, MaxAge: *maxAge}
-	if *maxAge == 0 {
-		opts.MaxAge = -1 // verify: no freshness check
+	opts, err := vf.options(fs, attestSynopsis)
+	if err != nil {
+		return err
 	}
 	if set["nonce"] {
 		nonce, err := parseHex(attestSynopsis, "nonce", *nonceHex)
@@ -105,20 +98,6 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 			return usagef(attestSynopsis, "--nonce is %d bytes, longer than %d", len(nonce), verify.MaxNonceSize)
 		}
 		opts.Nonce = nonce
-	}
-	if *rootFile != "" {
-		roots, err := verify.LoadRoots(*rootFile)
-		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--root: %v", err)}
-		}
-		opts.Roots = roots
-	}
-	if *pcrsFile != "" {
-		pcrs, err := verify.LoadPCRs(*pcrsFile)
-		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--pcrs: %v", err)}
-		}
-		opts.PCRs = pcrs
 	}
 	if set["at"] {
 		t, err := parseTime(*at)
@@ -139,7 +118,7 @@ func (c *cli) attest(ctx context.Context, args []string) error {
 		opts.Nonce = nonce
 	}
 	return c.withClient(func(client signerv1.SignerServiceClient) error {
-		if !*verifyFlag {
+		if !*vf.verify {
 			resp, err := client.GetAttestation(ctx, &signerv1.GetAttestationRequest{Nonce: opts.Nonce})
 			if err != nil {
 				return err

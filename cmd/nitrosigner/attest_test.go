@@ -76,7 +76,7 @@ func TestAttest(t *testing.T) {
 				`(?m)^PCR8:\s+0{96}$`,
 				`(?m)^nonce:\s+[0-9a-f]{64}$`,
 				`(?m)^identity_version:\s+1$`,
-				`(?m)^identity_public_key:\s+(33){32}$`,
+				`(?m)^identity_public_key:\s+` + fakeIdentityHex + `$`,
 				`(?m)^kms_public_key_sha256:\s+[0-9a-f]{64}$`,
 				`(?m)^verified:\s+true$`,
 			},
@@ -100,7 +100,7 @@ func TestAttest(t *testing.T) {
 			name:     "not verified",
 			noRoot:   true,
 			args:     []string{},
-			want:     []string{`(?m)^document:\s+\d+ bytes, not verified`, `(?m)^identity_public_key:\s+(33){32} \(unverified\)$`, `(?m)^verified:\s+false$`},
+			want:     []string{`(?m)^document:\s+\d+ bytes, not verified`, `(?m)^identity_public_key:\s+` + fakeIdentityHex + ` \(unverified\)$`, `(?m)^verified:\s+false$`},
 			wantCode: 0,
 		},
 		{
@@ -465,7 +465,7 @@ func TestAttestOfflineSimulator(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^PCR0:\s+` + hex.EncodeToString(pcr0) + `$`,
 		`(?m)^nonce:\s+` + hex.EncodeToString(nonce) + `$`,
-		`(?m)^identity_public_key:\s+(33){32}$`,
+		`(?m)^identity_public_key:\s+` + fakeIdentityHex + `$`,
 		`(?m)^kms_public_key_sha256:\s+` + hex.EncodeToString(fake.identity.KmsPublicKeySha256) + `$`,
 		`(?m)^verified:\s+true$`,
 	} {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -64,9 +66,13 @@ type fakeSigner struct {
 	// OnAttest, if set, may alter what GetAttestation sends the simulator
 	// and returns.
 	OnAttest func(in *attestInputs)
+	// OnKey, if set, may alter a key answer and its proof, as a parent
+	// could.
+	OnKey func(k *signerv1.Key, p *signerv1.KeyProof)
 
 	sim      *nsmsim.Simulator
 	identity *signerv1.EnclaveIdentity
+	idKey    ed25519.PrivateKey
 	kmsSPKI  []byte
 
 	mu        sync.Mutex
@@ -97,6 +103,13 @@ func newFakeSigner() *fakeSigner {
 	}}
 }
 
+// fakeIdentitySeed makes the fake enclave's identity key; fakeIdentityHex
+// is its public key in hex, as the CLI prints it.
+var (
+	fakeIdentitySeed = bytes.Repeat([]byte{0x33}, ed25519.SeedSize)
+	fakeIdentityHex  = hex.EncodeToString(ed25519.NewKeyFromSeed(fakeIdentitySeed).Public().(ed25519.PublicKey))
+)
+
 // withSimulator gives f an NSM simulator and an enclave identity for
 // GetAttestation.
 func (f *fakeSigner) withSimulator(t *testing.T, cfg nsmsim.Config) *fakeSigner {
@@ -109,14 +122,43 @@ func (f *fakeSigner) withSimulator(t *testing.T, cfg nsmsim.Config) *fakeSigner 
 	spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	require.NoError(t, err)
 	sum := sha256.Sum256(spki)
+	idKey := ed25519.NewKeyFromSeed(fakeIdentitySeed)
+	idPub := idKey.Public().(ed25519.PublicKey)
 	f.sim = sim
 	f.kmsSPKI = spki
+	f.idKey = idKey
 	f.identity = &signerv1.EnclaveIdentity{
 		Version:            1,
-		IdentityPublicKey:  bytes.Repeat([]byte{0x33}, 32),
+		IdentityPublicKey:  idPub,
 		KmsPublicKeySha256: sum[:],
 	}
 	return f
+}
+
+// keyAnswer is k and, with a simulator, its proof as the enclave makes it
+// (with a document when nonce is set), both passed through OnKey.
+func (f *fakeSigner) keyAnswer(ctx context.Context, k *signerv1.Key, nonce []byte) (*signerv1.Key, *signerv1.KeyProof, error) {
+	k = proto.Clone(k).(*signerv1.Key)
+	if f.sim == nil {
+		return k, nil, nil
+	}
+	st, err := proto.MarshalOptions{Deterministic: true}.Marshal(&signerv1.KeyStatement{
+		Version: 1, KeyId: k.GetKeyId(), Algorithm: k.GetAlgorithm(), PublicKey: k.GetPublicKey(), Addresses: k.GetAddresses()})
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &signerv1.KeyProof{Statement: st, Signature: ed25519.Sign(f.idKey, signerv1.KeyProofMessage(st)),
+		IdentityPublicKey: f.identity.GetIdentityPublicKey()}
+	if len(nonce) > 0 {
+		ud, _ := proto.MarshalOptions{Deterministic: true}.Marshal(f.identity)
+		if p.AttestationDocument, err = f.sim.Attest(ctx, nonce, ud, f.kmsSPKI); err != nil {
+			return nil, nil, status.Error(codes.Internal, err.Error())
+		}
+	}
+	if f.OnKey != nil {
+		f.OnKey(k, p)
+	}
+	return k, p, nil
 }
 
 func (f *fakeSigner) enter(ctx context.Context, method string) error {
@@ -159,7 +201,8 @@ func (f *fakeSigner) CreateKey(ctx context.Context, req *signerv1.CreateKeyReque
 		return nil, status.Error(codes.InvalidArgument, "algorithm: unsupported")
 	}
 	f.keys[k.KeyId] = k
-	return &signerv1.CreateKeyResponse{Key: k}, nil
+	k, p, err := f.keyAnswer(ctx, k, req.GetAttestationNonce())
+	return &signerv1.CreateKeyResponse{Key: k, Proof: p}, err
 }
 
 func (f *fakeSigner) GetKey(ctx context.Context, req *signerv1.GetKeyRequest) (*signerv1.GetKeyResponse, error) {
@@ -172,7 +215,8 @@ func (f *fakeSigner) GetKey(ctx context.Context, req *signerv1.GetKeyRequest) (*
 	if !ok {
 		return nil, status.Error(codes.NotFound, "key not found")
 	}
-	return &signerv1.GetKeyResponse{Key: k}, nil
+	k, p, err := f.keyAnswer(ctx, k, req.GetAttestationNonce())
+	return &signerv1.GetKeyResponse{Key: k, Proof: p}, err
 }
 
 // ListKeys pages by key id; the page token is the last id of the previous

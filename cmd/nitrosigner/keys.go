@@ -9,18 +9,21 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+	"github.com/nitrosigner/nitrosigner/verify"
 )
 
 const (
 	keysSynopsis    = "nitrosigner [global flags] keys create|list|get|disable|enable|rotate|delete ..."
-	createSynopsis  = "nitrosigner [global flags] keys create --alg secp256k1|ed25519|p256 [--label k=v ...]"
+	createSynopsis  = "nitrosigner [global flags] keys create --alg secp256k1|ed25519|p256 [--label k=v ...] [--verify --pcrs FILE [--root PEM_FILE] [--allow-debug] [--max-age D]]"
 	disableSynopsis = "nitrosigner [global flags] keys disable ID"
 	enableSynopsis  = "nitrosigner [global flags] keys enable ID"
 	rotateSynopsis  = "nitrosigner [global flags] keys rotate ID [--kms-key ARN]"
 	deleteSynopsis  = "nitrosigner [global flags] keys delete ID --yes"
 	listSynopsis    = "nitrosigner [global flags] keys list [--page-size N]"
-	getSynopsis     = "nitrosigner [global flags] keys get ID"
+	getSynopsis     = "nitrosigner [global flags] keys get ID [--verify --pcrs FILE [--root PEM_FILE] [--allow-debug] [--max-age D]]"
 	signSynopsis    = "nitrosigner [global flags] sign --key ID --digest HEX | --message HEX | --message-file PATH"
 )
 
@@ -59,10 +62,15 @@ func (c *cli) keysCreate(ctx context.Context, args []string) error {
 	alg := fs.String("alg", "", "key `algorithm`: secp256k1, ed25519 or p256 (required)")
 	labels := labelsFlag{}
 	fs.Var(labels, "label", "`key=value` label to attach; repeat for more")
-	if err := parseFlags(fs, args, c.stdout, createSynopsis, "Create a key inside the enclave."); err != nil {
+	vf := addVerifyFlags(fs, "check that an attested enclave vouches for the new key's public key and addresses; exit with status 1 if not")
+	if err := parseFlags(fs, args, c.stdout, createSynopsis, "Create a key inside the enclave."+keyVerifyHelp); err != nil {
 		return err
 	}
 	if err := noArgs(fs, createSynopsis); err != nil {
+		return err
+	}
+	opts, err := vf.options(fs, createSynopsis)
+	if err != nil {
 		return err
 	}
 	algorithm, err := parseAlgorithm(*alg)
@@ -73,6 +81,12 @@ func (c *cli) keysCreate(ctx context.Context, args []string) error {
 	if len(labels) > 0 {
 		req.Labels = labels
 	}
+	if *vf.verify {
+		if err := c.keyVerifyOptions(&opts); err != nil {
+			return err
+		}
+		req.AttestationNonce = opts.Nonce
+	}
 	return c.withClient(func(client signerv1.SignerServiceClient) error {
 		resp, err := client.CreateKey(ctx, req)
 		if err != nil {
@@ -81,8 +95,48 @@ func (c *cli) keysCreate(ctx context.Context, args []string) error {
 		if resp.GetKey() == nil {
 			return errors.New("server returned no key")
 		}
-		return c.printKey(resp.GetKey())
+		if !*vf.verify {
+			return c.printKey(resp.GetKey())
+		}
+		res, err := verify.AttestedKeyProof(resp.GetKey(), resp.GetProof(), opts)
+		if err != nil {
+			// The key exists; say which one, so it can be disabled.
+			return keyVerificationFailed(resp.GetKey().GetKeyId(), err)
+		}
+		return c.printKeyVerified(resp.GetKey(), res)
 	})
+}
+
+const keyVerifyHelp = `
+
+With --verify the enclave signs a statement of the key (id, algorithm,
+public key, addresses) and attests over a fresh nonce in the same answer;
+the command checks the document (as attest --verify does: pin the image
+with --pcrs) and the statement, and exits with status 1 if either fails.
+Do this before paying to an address: the parent that relays answers is not
+trusted and could otherwise show an address of its own.`
+
+// keyVerifyOptions completes opts for a key proof: a fresh nonce, and a
+// warning when no PCRs pin the image.
+func (c *cli) keyVerifyOptions(opts *verify.Options) error {
+	nonce, err := verify.NewNonce(nil)
+	if err != nil {
+		return err
+	}
+	opts.Nonce = nonce
+	if len(opts.PCRs) == 0 {
+		opts.AnyImage = true
+		fmt.Fprintln(c.stderr, "nitrosigner: warning: no --pcrs: the statement is checked against an attested enclave, but any enclave image passes; pin the expected measurements with --pcrs")
+	}
+	return nil
+}
+
+// keyVerificationFailed reports a key whose proof did not verify.
+func keyVerificationFailed(id string, err error) error {
+	if errors.Is(err, verify.ErrUnknownRoot) {
+		err = fmt.Errorf("%w (for the simulated enclave of make run, add --root .run/nsmsim/root.pem)", err)
+	}
+	return &codedError{code: codes.Unauthenticated, err: fmt.Errorf("key %s: verification failed; do not use its addresses: %w", printable(id), err)}
 }
 
 func (c *cli) keysList(ctx context.Context, args []string) error {
@@ -132,14 +186,40 @@ func listAll(ctx context.Context, client signerv1.SignerServiceClient, pageSize 
 
 func (c *cli) keysGet(ctx context.Context, args []string) error {
 	fs := newFlagSet("keys get")
-	if err := parseFlags(fs, args, c.stdout, getSynopsis, "Show the public description of one key."); err != nil {
+	vf := addVerifyFlags(fs, "check that an attested enclave vouches for the key's public key and addresses; exit with status 1 if not")
+	// Accept the id before or after the flags.
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, c.stdout, getSynopsis, "Show the public description of one key."+keyVerifyHelp); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || fs.Arg(0) == "" {
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	} else if fs.NArg() != 0 || id == "" {
 		return usagef(getSynopsis, "keys get: want exactly one key id")
 	}
-	id := fs.Arg(0)
+	opts, err := vf.options(fs, getSynopsis)
+	if err != nil {
+		return err
+	}
+	if *vf.verify {
+		if err := c.keyVerifyOptions(&opts); err != nil {
+			return err
+		}
+	}
 	return c.withClient(func(client signerv1.SignerServiceClient) error {
+		if *vf.verify {
+			k, res, err := verify.FetchKey(ctx, client, id, opts)
+			if errors.Is(err, verify.ErrRequest) {
+				return err // the gRPC status is reported as is
+			}
+			if err != nil {
+				return keyVerificationFailed(id, err)
+			}
+			return c.printKeyVerified(k, res)
+		}
 		resp, err := client.GetKey(ctx, &signerv1.GetKeyRequest{KeyId: id})
 		if err != nil {
 			return err

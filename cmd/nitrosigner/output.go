@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
+	"github.com/nitrosigner/nitrosigner/verify"
 )
 
 // The JSON shapes printed with --json: field names as in the .proto, bytes
@@ -26,6 +27,9 @@ type keyJSON struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	Addresses       *addressesJSON    `json:"addresses,omitempty"`
 	Sealing         *sealingJSON      `json:"sealing,omitempty"`
+	// Set by keys create|get --verify, which print only what verified.
+	Verified        bool   `json:"verified,omitempty"`
+	EnclaveModuleID string `json:"enclave_module_id,omitempty"`
 }
 
 // addressesJSON holds the chain addresses that apply to the key.
@@ -139,8 +143,18 @@ func (c *cli) table(rows [][]string) error {
 }
 
 func (c *cli) printKey(k *signerv1.Key) error {
+	return c.printKeyVerified(k, nil)
+}
+
+// printKeyVerified prints a key; with res, also that its proof verified
+// against the attested enclave res.
+func (c *cli) printKeyVerified(k *signerv1.Key, res *verify.Result) error {
 	if c.cfg.json {
-		return c.writeJSON(newKeyJSON(k))
+		j := newKeyJSON(k)
+		if res != nil {
+			j.Verified, j.EnclaveModuleID = true, res.ModuleID
+		}
+		return c.writeJSON(j)
 	}
 	pairs := []string{
 		"key_id", printable(k.GetKeyId()),
@@ -167,6 +181,9 @@ func (c *cli) printKey(k *signerv1.Key) error {
 	if sl := k.GetSealing(); sl != nil {
 		pairs = append(pairs, "kms_key_arn", printable(sl.GetKmsKeyArn()), "kek_id", printable(sl.GetKekId()),
 			"generation", fmt.Sprint(sl.GetGeneration()))
+	}
+	if res != nil {
+		pairs = append(pairs, "verified", "public key and addresses signed by attested enclave "+printable(res.ModuleID))
 	}
 	return c.fields(pairs...)
 }

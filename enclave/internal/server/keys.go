@@ -40,13 +40,27 @@ func (s *Server) createKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*
 			return nil, invalid("labels", "must be valid UTF-8")
 		}
 	}
+	if err := checkAttestationNonce(r.GetAttestationNonce()); err != nil {
+		return nil, err
+	}
+	// The document first: a key is not made for a call that cannot get
+	// the proof it asked for.
+	doc, err := s.proofDocument(ctx, r.GetAttestationNonce())
+	if err != nil {
+		return nil, err
+	}
 	c, err := s.cfg.Keyring.Create(ctx, r.GetAlgorithm(), r.GetLabels())
+	if err != nil {
+		return nil, err
+	}
+	k := s.keyProto(ctx, &c.Info)
+	proof, err := s.proveKey(k, doc)
 	if err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "key created", "key_id", c.Header.KeyId, "algorithm", c.Header.Algorithm.String(),
 		"kek_id", c.Header.KekId)
-	return &enclavev1.CreateKeyResponse{Key: s.keyProto(ctx, &c.Info), SealedKey: c.SealedKey, SealedKek: c.SealedKEK}, nil
+	return &enclavev1.CreateKeyResponse{Key: k, SealedKey: c.SealedKey, SealedKek: c.SealedKEK, Proof: proof}, nil
 }
 
 // blobs checks one SealedBlobs item.
@@ -102,18 +116,40 @@ func (s *Server) describeKeys(ctx context.Context, r *enclavev1.DescribeKeysRequ
 	if n == 0 || n > MaxLoad {
 		return nil, invalid("keys", "must hold 1..%d items, got %d", MaxLoad, n)
 	}
-	out := &enclavev1.DescribeKeysResponse{Keys: make([]*enclavev1.DescribedKey, n)}
+	if err := checkAttestationNonce(r.GetAttestationNonce()); err != nil {
+		return nil, err
+	}
+	if len(r.GetAttestationNonce()) > 0 && !r.GetProve() {
+		return nil, invalid("attestation_nonce", "needs prove")
+	}
+	items := make([]keyring.Blobs, n)
 	for i, b := range r.GetKeys() {
-		item, err := blobs("keys", b)
-		if err != nil {
+		var err error
+		if items[i], err = blobs("keys", b); err != nil {
 			return nil, err
 		}
+	}
+	var doc []byte
+	if r.GetProve() {
+		var err error
+		if doc, err = s.proofDocument(ctx, r.GetAttestationNonce()); err != nil {
+			return nil, err
+		}
+	}
+	out := &enclavev1.DescribeKeysResponse{Keys: make([]*enclavev1.DescribedKey, n)}
+	for i, item := range items {
 		info, err := s.cfg.Keyring.Describe(ctx, item)
 		if err != nil {
 			out.Keys[i] = &enclavev1.DescribedKey{Error: s.itemStatus(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, err)}
 			continue
 		}
-		out.Keys[i] = &enclavev1.DescribedKey{Key: s.keyProto(ctx, info)}
+		d := &enclavev1.DescribedKey{Key: s.keyProto(ctx, info)}
+		if r.GetProve() {
+			if d.Proof, err = s.proveKey(d.Key, doc); err != nil {
+				return nil, err
+			}
+		}
+		out.Keys[i] = d
 	}
 	return out, nil
 }

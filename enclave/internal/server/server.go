@@ -15,7 +15,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +93,9 @@ type Config struct {
 	Attester Attester
 	// Identity is bound into every attestation document's user_data. Required.
 	Identity *signerv1.EnclaveIdentity
+	// IdentityKey is the private half of Identity.IdentityPublicKey; it
+	// signs key proofs. Required.
+	IdentityKey ed25519.PrivateKey
 	// KMSPublicKey is the DER SubjectPublicKeyInfo of the enclave's RSA key,
 	// placed in every attestation document's public_key. Required.
 	KMSPublicKey []byte
@@ -120,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Attester is required")
 	case cfg.Identity == nil:
 		return nil, errors.New("server: Identity is required")
+	case len(cfg.IdentityKey) != ed25519.PrivateKeySize ||
+		!bytes.Equal(cfg.IdentityKey.Public().(ed25519.PublicKey), cfg.Identity.GetIdentityPublicKey()):
+		return nil, errors.New("server: IdentityKey must be the private key of Identity.IdentityPublicKey")
 	case len(cfg.KMSPublicKey) == 0:
 		return nil, errors.New("server: KMSPublicKey is required")
 	}
@@ -407,11 +415,21 @@ func (s *Server) attest(ctx context.Context, nonce []byte) (*signerv1.GetAttesta
 	if len(nonce) == 0 || len(nonce) > MaxNonce {
 		return nil, invalid("nonce", "must be 1..%d bytes, got %d", MaxNonce, len(nonce))
 	}
+	doc, err := s.document(ctx, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &signerv1.GetAttestationResponse{Document: doc, Identity: s.cfg.Identity}, nil
+}
+
+// document makes an attestation document over nonce that binds the
+// enclave's identity.
+func (s *Server) document(ctx context.Context, nonce []byte) ([]byte, error) {
 	doc, err := s.cfg.Attester.Attest(ctx, nonce, s.userData, s.cfg.KMSPublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
-	return &signerv1.GetAttestationResponse{Document: doc, Identity: s.cfg.Identity}, nil
+	return doc, nil
 }
 
 // stats reports the enclave process's own resource use.

@@ -48,11 +48,14 @@ func newServerLog(t testing.TB, log *slog.Logger) (*server.Server, *fakeAttester
 	kr, err := keyring.New(keyring.Config{KMS: kms, KMSKeys: []string{testARN}, Logger: quiet})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = kr.Close() })
+	idPub, idKey, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
 	s, err := server.New(server.Config{
 		Keyring:      kr,
 		Credentials:  kms,
 		Attester:     att,
-		Identity:     &signerv1.EnclaveIdentity{Version: 1, IdentityPublicKey: make([]byte, 32)},
+		Identity:     &signerv1.EnclaveIdentity{Version: 1, IdentityPublicKey: idPub},
+		IdentityKey:  idKey,
 		KMSPublicKey: []byte("spki"),
 		Version:      "test",
 		Logger:       log,

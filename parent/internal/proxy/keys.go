@@ -294,11 +294,12 @@ func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (
 	}
 	s.log.InfoContext(ctx, "key created", "key_id", k.GetKeyId(), "algorithm", k.GetAlgorithm().String(),
 		"kek_id", k.GetSealing().GetKekId())
-	return &signerv1.CreateKeyResponse{Key: k}, nil
+	return &signerv1.CreateKeyResponse{Key: k, Proof: out.GetProof()}, nil
 }
 
 // GetKey implements signerv1.SignerServiceServer: the enclave opens the
-// stored blob and describes the key.
+// stored blob, describes the key and signs its statement (with an
+// attestation document over the client's nonce, if one was sent).
 func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signerv1.GetKeyResponse, error) {
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
@@ -307,38 +308,40 @@ func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signe
 	if err != nil {
 		return nil, err
 	}
-	keys, errs, err := s.describe(ctx, []*enclavev1.SealedBlobs{b})
+	described, errs, err := s.describe(ctx, &enclavev1.DescribeKeysRequest{
+		Keys: []*enclavev1.SealedBlobs{b}, Prove: true, AttestationNonce: r.GetAttestationNonce()})
 	if err != nil {
 		return nil, err
 	}
 	if errs[0] != nil {
 		return nil, errs[0]
 	}
-	return &signerv1.GetKeyResponse{Key: keys[0]}, nil
+	return &signerv1.GetKeyResponse{Key: described[0].GetKey(), Proof: described[0].GetProof()}, nil
 }
 
-// describe has the enclave open and describe keys: a key or a status
-// error per item. An enclave without AWS credentials (after a restart)
-// gets them pushed and is asked once more.
-func (s *Service) describe(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, []error, error) {
-	keys, errs, err := s.describeOnce(ctx, items)
+// describe has the enclave open and describe the keys of req: a described
+// key or a status error per item. An enclave without AWS credentials
+// (after a restart) gets them pushed and is asked once more.
+func (s *Service) describe(ctx context.Context, req *enclavev1.DescribeKeysRequest) ([]*enclavev1.DescribedKey, []error, error) {
+	keys, errs, err := s.describeOnce(ctx, req)
 	for _, e := range errs {
 		if s.needsCredentials(ctx, e) {
-			return s.describeOnce(ctx, items)
+			return s.describeOnce(ctx, req)
 		}
 	}
 	return keys, errs, err
 }
 
-func (s *Service) describeOnce(ctx context.Context, items []*enclavev1.SealedBlobs) ([]*signerv1.Key, []error, error) {
+func (s *Service) describeOnce(ctx context.Context, req *enclavev1.DescribeKeysRequest) ([]*enclavev1.DescribedKey, []error, error) {
 	var out enclavev1.DescribeKeysResponse
-	if err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, &enclavev1.DescribeKeysRequest{Keys: items}, &out); err != nil {
+	if err := s.call(ctx, enclavev1.Method_METHOD_DESCRIBE_KEYS, req, &out); err != nil {
 		return nil, nil, err
 	}
+	items := req.GetKeys()
 	if len(out.GetKeys()) != len(items) {
 		return nil, nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys result count")
 	}
-	keys, errs := make([]*signerv1.Key, len(items)), make([]error, len(items))
+	keys, errs := make([]*enclavev1.DescribedKey, len(items)), make([]error, len(items))
 	for i, d := range out.GetKeys() {
 		switch e := d.GetError(); {
 		case e != nil && e.GetCode() != 0:
@@ -346,7 +349,7 @@ func (s *Service) describeOnce(ctx context.Context, items []*enclavev1.SealedBlo
 		case d.GetKey().GetKeyId() != items[i].GetKeyId():
 			return nil, nil, status.Error(codes.Internal, "malformed enclave answer: DescribeKeys key id")
 		default:
-			keys[i] = d.GetKey()
+			keys[i] = d
 		}
 	}
 	return keys, errs, nil
@@ -404,14 +407,14 @@ func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*s
 	}
 	out := &signerv1.ListKeysResponse{}
 	if len(items) > 0 {
-		keys, errs, err := s.describe(ctx, items)
+		keys, errs, err := s.describe(ctx, &enclavev1.DescribeKeysRequest{Keys: items})
 		if err != nil {
 			return nil, err
 		}
 		for i, k := range keys {
 			switch code := status.Code(errs[i]); {
 			case k != nil:
-				out.Keys = append(out.Keys, k)
+				out.Keys = append(out.Keys, k.GetKey())
 			case code == codes.Unavailable || code == codes.DeadlineExceeded:
 				return nil, errs[i] // transient: fail the page, the client retries
 			default:

@@ -240,7 +240,7 @@ func (x BitcoinSighash_Scheme) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BitcoinSighash_Scheme.Descriptor instead.
 func (BitcoinSighash_Scheme) EnumDescriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30, 0}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // Key is the public description of a key. It never carries private material.
@@ -533,11 +533,15 @@ func (x *Addresses) GetSolana() string {
 }
 
 type CreateKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Algorithm     Algorithm              `protobuf:"varint,1,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Algorithm Algorithm              `protobuf:"varint,1,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Optional, 1..512 bytes: the answer's proof then carries an attestation
+	// document over this nonce from the enclave that made the key. Use at
+	// least 16 fresh random bytes.
+	AttestationNonce []byte `protobuf:"bytes,5,opt,name=attestation_nonce,json=attestationNonce,proto3" json:"attestation_nonce,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateKeyRequest) Reset() {
@@ -584,9 +588,18 @@ func (x *CreateKeyRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *CreateKeyRequest) GetAttestationNonce() []byte {
+	if x != nil {
+		return x.AttestationNonce
+	}
+	return nil
+}
+
 type CreateKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The enclave's signed statement of the key's public key and addresses.
+	Proof         *KeyProof `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +637,13 @@ func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
 func (x *CreateKeyResponse) GetKey() *Key {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateKeyResponse) GetProof() *KeyProof {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -1298,10 +1318,13 @@ func (x *GetFreezeStateResponse) GetState() *FreezeState {
 }
 
 type GetKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Optional, as in CreateKeyRequest: ask for an attestation document over
+	// this nonce in the proof.
+	AttestationNonce []byte `protobuf:"bytes,2,opt,name=attestation_nonce,json=attestationNonce,proto3" json:"attestation_nonce,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetKeyRequest) Reset() {
@@ -1341,9 +1364,18 @@ func (x *GetKeyRequest) GetKeyId() string {
 	return ""
 }
 
+func (x *GetKeyRequest) GetAttestationNonce() []byte {
+	if x != nil {
+		return x.AttestationNonce
+	}
+	return nil
+}
+
 type GetKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The enclave's signed statement of the key's public key and addresses.
+	Proof         *KeyProof `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1385,6 +1417,175 @@ func (x *GetKeyResponse) GetKey() *Key {
 	return nil
 }
 
+func (x *GetKeyResponse) GetProof() *KeyProof {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+// KeyStatement is what an enclave vouches for about a key: the facts that
+// stay the same for the key's whole life. A client that pays to an address
+// checks the statement's signature first, so that a compromised parent
+// cannot hand it an address of its own (the verify package does this).
+type KeyStatement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Format version; 1.
+	Version   uint32    `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	KeyId     string    `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Algorithm Algorithm `protobuf:"varint,3,opt,name=algorithm,proto3,enum=nitrosigner.v1.Algorithm" json:"algorithm,omitempty"`
+	// As in Key.public_key.
+	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// As in Key.addresses, derived inside the enclave.
+	Addresses     *Addresses `protobuf:"bytes,5,opt,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyStatement) Reset() {
+	*x = KeyStatement{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyStatement) ProtoMessage() {}
+
+func (x *KeyStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyStatement.ProtoReflect.Descriptor instead.
+func (*KeyStatement) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *KeyStatement) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyStatement) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *KeyStatement) GetAlgorithm() Algorithm {
+	if x != nil {
+		return x.Algorithm
+	}
+	return Algorithm_ALGORITHM_UNSPECIFIED
+}
+
+func (x *KeyStatement) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *KeyStatement) GetAddresses() *Addresses {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// KeyProof is a KeyStatement signed by the enclave's identity key, the
+// Ed25519 key that the enclave's attestation documents bind in user_data
+// (EnclaveIdentity.identity_public_key).
+type KeyProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deterministic protobuf encoding of a KeyStatement.
+	Statement []byte `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
+	// Ed25519 (RFC 8032) signature over "nitrosigner.v1.KeyStatement" || 0x00
+	// || statement.
+	Signature []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The public key that made the signature. Trust it only once an
+	// attestation document of the enclave binds it: the one in
+	// attestation_document, or one verified earlier for the same enclave.
+	IdentityPublicKey []byte `protobuf:"bytes,3,opt,name=identity_public_key,json=identityPublicKey,proto3" json:"identity_public_key,omitempty"`
+	// An attestation document over the request's attestation_nonce from the
+	// enclave that signed; empty when no nonce was sent.
+	AttestationDocument []byte `protobuf:"bytes,4,opt,name=attestation_document,json=attestationDocument,proto3" json:"attestation_document,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *KeyProof) Reset() {
+	*x = KeyProof{}
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyProof) ProtoMessage() {}
+
+func (x *KeyProof) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyProof.ProtoReflect.Descriptor instead.
+func (*KeyProof) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *KeyProof) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *KeyProof) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *KeyProof) GetIdentityPublicKey() []byte {
+	if x != nil {
+		return x.IdentityPublicKey
+	}
+	return nil
+}
+
+func (x *KeyProof) GetAttestationDocument() []byte {
+	if x != nil {
+		return x.AttestationDocument
+	}
+	return nil
+}
+
 type ListKeysRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most this many keys (1..1000; 0 means 100).
@@ -1397,7 +1598,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1610,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[22]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1623,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListKeysRequest) GetPageSize() int32 {
@@ -1450,7 +1651,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1663,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[23]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1676,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -1517,7 +1718,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1730,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[24]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1743,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SignRequest) GetKeyId() string {
@@ -1725,7 +1926,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1938,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[25]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1951,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SignResponse) GetKeyId() string {
@@ -1815,7 +2016,7 @@ type EthSignature struct {
 
 func (x *EthSignature) Reset() {
 	*x = EthSignature{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +2028,7 @@ func (x *EthSignature) String() string {
 func (*EthSignature) ProtoMessage() {}
 
 func (x *EthSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[26]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2041,7 @@ func (x *EthSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSignature.ProtoReflect.Descriptor instead.
 func (*EthSignature) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EthSignature) GetV() uint64 {
@@ -1878,7 +2079,7 @@ type EthTransaction struct {
 
 func (x *EthTransaction) Reset() {
 	*x = EthTransaction{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2091,7 @@ func (x *EthTransaction) String() string {
 func (*EthTransaction) ProtoMessage() {}
 
 func (x *EthTransaction) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[27]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2104,7 @@ func (x *EthTransaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTransaction.ProtoReflect.Descriptor instead.
 func (*EthTransaction) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EthTransaction) GetTx() isEthTransaction_Tx {
@@ -1977,7 +2178,7 @@ type EthTxFields struct {
 
 func (x *EthTxFields) Reset() {
 	*x = EthTxFields{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2190,7 @@ func (x *EthTxFields) String() string {
 func (*EthTxFields) ProtoMessage() {}
 
 func (x *EthTxFields) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[28]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2203,7 @@ func (x *EthTxFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthTxFields.ProtoReflect.Descriptor instead.
 func (*EthTxFields) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EthTxFields) GetType() uint32 {
@@ -2092,7 +2293,7 @@ type EthAccessTuple struct {
 
 func (x *EthAccessTuple) Reset() {
 	*x = EthAccessTuple{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2305,7 @@ func (x *EthAccessTuple) String() string {
 func (*EthAccessTuple) ProtoMessage() {}
 
 func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[29]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2318,7 @@ func (x *EthAccessTuple) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthAccessTuple.ProtoReflect.Descriptor instead.
 func (*EthAccessTuple) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{29}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EthAccessTuple) GetAddress() string {
@@ -2153,7 +2354,7 @@ type BitcoinSighash struct {
 
 func (x *BitcoinSighash) Reset() {
 	*x = BitcoinSighash{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2366,7 @@ func (x *BitcoinSighash) String() string {
 func (*BitcoinSighash) ProtoMessage() {}
 
 func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[30]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2379,7 @@ func (x *BitcoinSighash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSighash.ProtoReflect.Descriptor instead.
 func (*BitcoinSighash) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{30}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BitcoinSighash) GetSighash() []byte {
@@ -2227,7 +2428,7 @@ type BitcoinPsbt struct {
 
 func (x *BitcoinPsbt) Reset() {
 	*x = BitcoinPsbt{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2440,7 @@ func (x *BitcoinPsbt) String() string {
 func (*BitcoinPsbt) ProtoMessage() {}
 
 func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[31]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2453,7 @@ func (x *BitcoinPsbt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinPsbt.ProtoReflect.Descriptor instead.
 func (*BitcoinPsbt) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{31}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BitcoinPsbt) GetPsbt() []byte {
@@ -2285,7 +2486,7 @@ type PayloadSummary struct {
 
 func (x *PayloadSummary) Reset() {
 	*x = PayloadSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2498,7 @@ func (x *PayloadSummary) String() string {
 func (*PayloadSummary) ProtoMessage() {}
 
 func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[32]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2511,7 @@ func (x *PayloadSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayloadSummary.ProtoReflect.Descriptor instead.
 func (*PayloadSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{32}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PayloadSummary) GetChain() isPayloadSummary_Chain {
@@ -2408,7 +2609,7 @@ type EthSummary struct {
 
 func (x *EthSummary) Reset() {
 	*x = EthSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2621,7 @@ func (x *EthSummary) String() string {
 func (*EthSummary) ProtoMessage() {}
 
 func (x *EthSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[33]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2634,7 @@ func (x *EthSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EthSummary.ProtoReflect.Descriptor instead.
 func (*EthSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{33}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EthSummary) GetKind() string {
@@ -2611,7 +2812,7 @@ type BitcoinSummary struct {
 
 func (x *BitcoinSummary) Reset() {
 	*x = BitcoinSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2824,7 @@ func (x *BitcoinSummary) String() string {
 func (*BitcoinSummary) ProtoMessage() {}
 
 func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[34]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2837,7 @@ func (x *BitcoinSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinSummary.ProtoReflect.Descriptor instead.
 func (*BitcoinSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{34}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BitcoinSummary) GetNetwork() BitcoinNetwork {
@@ -2738,7 +2939,7 @@ type BitcoinInput struct {
 
 func (x *BitcoinInput) Reset() {
 	*x = BitcoinInput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2951,7 @@ func (x *BitcoinInput) String() string {
 func (*BitcoinInput) ProtoMessage() {}
 
 func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[35]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2964,7 @@ func (x *BitcoinInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinInput.ProtoReflect.Descriptor instead.
 func (*BitcoinInput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{35}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BitcoinInput) GetTxid() string {
@@ -2836,7 +3037,7 @@ type BitcoinOutput struct {
 
 func (x *BitcoinOutput) Reset() {
 	*x = BitcoinOutput{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3049,7 @@ func (x *BitcoinOutput) String() string {
 func (*BitcoinOutput) ProtoMessage() {}
 
 func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[36]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3062,7 @@ func (x *BitcoinOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BitcoinOutput.ProtoReflect.Descriptor instead.
 func (*BitcoinOutput) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{36}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BitcoinOutput) GetAddress() string {
@@ -2917,7 +3118,7 @@ type SolanaSummary struct {
 
 func (x *SolanaSummary) Reset() {
 	*x = SolanaSummary{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3130,7 @@ func (x *SolanaSummary) String() string {
 func (*SolanaSummary) ProtoMessage() {}
 
 func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[37]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3143,7 @@ func (x *SolanaSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaSummary.ProtoReflect.Descriptor instead.
 func (*SolanaSummary) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{37}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SolanaSummary) GetVersion() string {
@@ -3020,7 +3221,7 @@ type SolanaTransfer struct {
 
 func (x *SolanaTransfer) Reset() {
 	*x = SolanaTransfer{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3233,7 @@ func (x *SolanaTransfer) String() string {
 func (*SolanaTransfer) ProtoMessage() {}
 
 func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[38]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3246,7 @@ func (x *SolanaTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SolanaTransfer.ProtoReflect.Descriptor instead.
 func (*SolanaTransfer) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{38}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SolanaTransfer) GetFrom() string {
@@ -3079,7 +3280,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3292,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[39]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3305,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{39}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SignBatchRequest) GetRequests() []*SignRequest {
@@ -3128,7 +3329,7 @@ type SignResult struct {
 
 func (x *SignResult) Reset() {
 	*x = SignResult{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3341,7 @@ func (x *SignResult) String() string {
 func (*SignResult) ProtoMessage() {}
 
 func (x *SignResult) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[40]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3354,7 @@ func (x *SignResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResult.ProtoReflect.Descriptor instead.
 func (*SignResult) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{40}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SignResult) GetResult() isSignResult_Result {
@@ -3209,7 +3410,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3422,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[41]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3435,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{41}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Status) GetCode() int32 {
@@ -3261,7 +3462,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3474,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[42]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3487,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{42}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SignBatchResponse) GetResults() []*SignResult {
@@ -3306,7 +3507,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3519,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[43]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3532,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{43}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -3354,7 +3555,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3567,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[44]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3580,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{44}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetAttestationResponse) GetDocument() []byte {
@@ -3415,7 +3616,7 @@ type EnclaveIdentity struct {
 
 func (x *EnclaveIdentity) Reset() {
 	*x = EnclaveIdentity{}
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3628,7 @@ func (x *EnclaveIdentity) String() string {
 func (*EnclaveIdentity) ProtoMessage() {}
 
 func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_v1_signer_proto_msgTypes[45]
+	mi := &file_nitrosigner_v1_signer_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3641,7 @@ func (x *EnclaveIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnclaveIdentity.ProtoReflect.Descriptor instead.
 func (*EnclaveIdentity) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{45}
+	return file_nitrosigner_v1_signer_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EnclaveIdentity) GetVersion() uint32 {
@@ -3497,15 +3698,17 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x14bitcoin_testnet_p2tr\x18\x05 \x01(\tR\x12bitcoinTestnetP2tr\x124\n" +
 	"\x16bitcoin_regtest_p2wpkh\x18\x06 \x01(\tR\x14bitcoinRegtestP2wpkh\x120\n" +
 	"\x14bitcoin_regtest_p2tr\x18\a \x01(\tR\x12bitcoinRegtestP2tr\x12\x16\n" +
-	"\x06solana\x18\b \x01(\tR\x06solana\"\xd8\x01\n" +
+	"\x06solana\x18\b \x01(\tR\x06solana\"\x85\x02\n" +
 	"\x10CreateKeyRequest\x127\n" +
 	"\talgorithm\x18\x01 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12D\n" +
-	"\x06labels\x18\x02 \x03(\v2,.nitrosigner.v1.CreateKeyRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x02 \x03(\v2,.nitrosigner.v1.CreateKeyRequest.LabelsEntryR\x06labels\x12+\n" +
+	"\x11attestation_nonce\x18\x05 \x01(\fR\x10attestationNonce\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\":\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"j\n" +
 	"\x11CreateKeyResponse\x12%\n" +
-	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\"*\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12.\n" +
+	"\x05proof\x18\x02 \x01(\v2\x18.nitrosigner.v1.KeyProofR\x05proof\"*\n" +
 	"\x11DisableKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\";\n" +
 	"\x12DisableKeyResponse\x12%\n" +
@@ -3535,11 +3738,25 @@ const file_nitrosigner_v1_signer_proto_rawDesc = "" +
 	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"\x17\n" +
 	"\x15GetFreezeStateRequest\"K\n" +
 	"\x16GetFreezeStateResponse\x121\n" +
-	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"&\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.nitrosigner.v1.FreezeStateR\x05state\"S\n" +
 	"\rGetKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"7\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12+\n" +
+	"\x11attestation_nonce\x18\x02 \x01(\fR\x10attestationNonce\"g\n" +
 	"\x0eGetKeyResponse\x12%\n" +
-	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\"M\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12.\n" +
+	"\x05proof\x18\x02 \x01(\v2\x18.nitrosigner.v1.KeyProofR\x05proof\"\xd0\x01\n" +
+	"\fKeyStatement\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x127\n" +
+	"\talgorithm\x18\x03 \x01(\x0e2\x19.nitrosigner.v1.AlgorithmR\talgorithm\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\x127\n" +
+	"\taddresses\x18\x05 \x01(\v2\x19.nitrosigner.v1.AddressesR\taddresses\"\xa9\x01\n" +
+	"\bKeyProof\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12.\n" +
+	"\x13identity_public_key\x18\x03 \x01(\fR\x11identityPublicKey\x121\n" +
+	"\x14attestation_document\x18\x04 \x01(\fR\x13attestationDocument\"M\n" +
 	"\x0fListKeysRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3742,7 +3959,7 @@ func file_nitrosigner_v1_signer_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_v1_signer_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_nitrosigner_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(Algorithm)(0),                 // 0: nitrosigner.v1.Algorithm
 	(KeyState)(0),                  // 1: nitrosigner.v1.KeyState
@@ -3770,103 +3987,109 @@ var file_nitrosigner_v1_signer_proto_goTypes = []any{
 	(*GetFreezeStateResponse)(nil), // 23: nitrosigner.v1.GetFreezeStateResponse
 	(*GetKeyRequest)(nil),          // 24: nitrosigner.v1.GetKeyRequest
 	(*GetKeyResponse)(nil),         // 25: nitrosigner.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),        // 26: nitrosigner.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),       // 27: nitrosigner.v1.ListKeysResponse
-	(*SignRequest)(nil),            // 28: nitrosigner.v1.SignRequest
-	(*SignResponse)(nil),           // 29: nitrosigner.v1.SignResponse
-	(*EthSignature)(nil),           // 30: nitrosigner.v1.EthSignature
-	(*EthTransaction)(nil),         // 31: nitrosigner.v1.EthTransaction
-	(*EthTxFields)(nil),            // 32: nitrosigner.v1.EthTxFields
-	(*EthAccessTuple)(nil),         // 33: nitrosigner.v1.EthAccessTuple
-	(*BitcoinSighash)(nil),         // 34: nitrosigner.v1.BitcoinSighash
-	(*BitcoinPsbt)(nil),            // 35: nitrosigner.v1.BitcoinPsbt
-	(*PayloadSummary)(nil),         // 36: nitrosigner.v1.PayloadSummary
-	(*EthSummary)(nil),             // 37: nitrosigner.v1.EthSummary
-	(*BitcoinSummary)(nil),         // 38: nitrosigner.v1.BitcoinSummary
-	(*BitcoinInput)(nil),           // 39: nitrosigner.v1.BitcoinInput
-	(*BitcoinOutput)(nil),          // 40: nitrosigner.v1.BitcoinOutput
-	(*SolanaSummary)(nil),          // 41: nitrosigner.v1.SolanaSummary
-	(*SolanaTransfer)(nil),         // 42: nitrosigner.v1.SolanaTransfer
-	(*SignBatchRequest)(nil),       // 43: nitrosigner.v1.SignBatchRequest
-	(*SignResult)(nil),             // 44: nitrosigner.v1.SignResult
-	(*Status)(nil),                 // 45: nitrosigner.v1.Status
-	(*SignBatchResponse)(nil),      // 46: nitrosigner.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),  // 47: nitrosigner.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil), // 48: nitrosigner.v1.GetAttestationResponse
-	(*EnclaveIdentity)(nil),        // 49: nitrosigner.v1.EnclaveIdentity
-	nil,                            // 50: nitrosigner.v1.Key.LabelsEntry
-	nil,                            // 51: nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	(*KeyStatement)(nil),           // 26: nitrosigner.v1.KeyStatement
+	(*KeyProof)(nil),               // 27: nitrosigner.v1.KeyProof
+	(*ListKeysRequest)(nil),        // 28: nitrosigner.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 29: nitrosigner.v1.ListKeysResponse
+	(*SignRequest)(nil),            // 30: nitrosigner.v1.SignRequest
+	(*SignResponse)(nil),           // 31: nitrosigner.v1.SignResponse
+	(*EthSignature)(nil),           // 32: nitrosigner.v1.EthSignature
+	(*EthTransaction)(nil),         // 33: nitrosigner.v1.EthTransaction
+	(*EthTxFields)(nil),            // 34: nitrosigner.v1.EthTxFields
+	(*EthAccessTuple)(nil),         // 35: nitrosigner.v1.EthAccessTuple
+	(*BitcoinSighash)(nil),         // 36: nitrosigner.v1.BitcoinSighash
+	(*BitcoinPsbt)(nil),            // 37: nitrosigner.v1.BitcoinPsbt
+	(*PayloadSummary)(nil),         // 38: nitrosigner.v1.PayloadSummary
+	(*EthSummary)(nil),             // 39: nitrosigner.v1.EthSummary
+	(*BitcoinSummary)(nil),         // 40: nitrosigner.v1.BitcoinSummary
+	(*BitcoinInput)(nil),           // 41: nitrosigner.v1.BitcoinInput
+	(*BitcoinOutput)(nil),          // 42: nitrosigner.v1.BitcoinOutput
+	(*SolanaSummary)(nil),          // 43: nitrosigner.v1.SolanaSummary
+	(*SolanaTransfer)(nil),         // 44: nitrosigner.v1.SolanaTransfer
+	(*SignBatchRequest)(nil),       // 45: nitrosigner.v1.SignBatchRequest
+	(*SignResult)(nil),             // 46: nitrosigner.v1.SignResult
+	(*Status)(nil),                 // 47: nitrosigner.v1.Status
+	(*SignBatchResponse)(nil),      // 48: nitrosigner.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),  // 49: nitrosigner.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil), // 50: nitrosigner.v1.GetAttestationResponse
+	(*EnclaveIdentity)(nil),        // 51: nitrosigner.v1.EnclaveIdentity
+	nil,                            // 52: nitrosigner.v1.Key.LabelsEntry
+	nil,                            // 53: nitrosigner.v1.CreateKeyRequest.LabelsEntry
 }
 var file_nitrosigner_v1_signer_proto_depIdxs = []int32{
 	0,  // 0: nitrosigner.v1.Key.algorithm:type_name -> nitrosigner.v1.Algorithm
 	1,  // 1: nitrosigner.v1.Key.state:type_name -> nitrosigner.v1.KeyState
-	50, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
+	52, // 2: nitrosigner.v1.Key.labels:type_name -> nitrosigner.v1.Key.LabelsEntry
 	6,  // 3: nitrosigner.v1.Key.addresses:type_name -> nitrosigner.v1.Addresses
 	5,  // 4: nitrosigner.v1.Key.sealing:type_name -> nitrosigner.v1.Sealing
 	0,  // 5: nitrosigner.v1.CreateKeyRequest.algorithm:type_name -> nitrosigner.v1.Algorithm
-	51, // 6: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
+	53, // 6: nitrosigner.v1.CreateKeyRequest.labels:type_name -> nitrosigner.v1.CreateKeyRequest.LabelsEntry
 	4,  // 7: nitrosigner.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 8: nitrosigner.v1.DisableKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 9: nitrosigner.v1.EnableKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 10: nitrosigner.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	17, // 11: nitrosigner.v1.FreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
-	17, // 12: nitrosigner.v1.UnfreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
-	17, // 13: nitrosigner.v1.GetFreezeStateResponse.state:type_name -> nitrosigner.v1.FreezeState
-	4,  // 14: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	4,  // 15: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
-	31, // 16: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
-	34, // 17: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
-	35, // 18: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
-	0,  // 19: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
-	30, // 20: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
-	36, // 21: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
-	32, // 22: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
-	33, // 23: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
-	3,  // 24: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
-	2,  // 25: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	37, // 26: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
-	38, // 27: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
-	41, // 28: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
-	2,  // 29: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
-	39, // 30: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
-	40, // 31: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
-	42, // 32: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
-	28, // 33: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
-	29, // 34: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
-	45, // 35: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
-	44, // 36: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
-	49, // 37: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
-	7,  // 38: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
-	24, // 39: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
-	26, // 40: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
-	28, // 41: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
-	43, // 42: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
-	47, // 43: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
-	9,  // 44: nitrosigner.v1.SignerService.DisableKey:input_type -> nitrosigner.v1.DisableKeyRequest
-	11, // 45: nitrosigner.v1.SignerService.EnableKey:input_type -> nitrosigner.v1.EnableKeyRequest
-	13, // 46: nitrosigner.v1.SignerService.RotateKey:input_type -> nitrosigner.v1.RotateKeyRequest
-	15, // 47: nitrosigner.v1.SignerService.DeleteKey:input_type -> nitrosigner.v1.DeleteKeyRequest
-	18, // 48: nitrosigner.v1.SignerService.Freeze:input_type -> nitrosigner.v1.FreezeRequest
-	20, // 49: nitrosigner.v1.SignerService.Unfreeze:input_type -> nitrosigner.v1.UnfreezeRequest
-	22, // 50: nitrosigner.v1.SignerService.GetFreezeState:input_type -> nitrosigner.v1.GetFreezeStateRequest
-	8,  // 51: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
-	25, // 52: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
-	27, // 53: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
-	29, // 54: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
-	46, // 55: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
-	48, // 56: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
-	10, // 57: nitrosigner.v1.SignerService.DisableKey:output_type -> nitrosigner.v1.DisableKeyResponse
-	12, // 58: nitrosigner.v1.SignerService.EnableKey:output_type -> nitrosigner.v1.EnableKeyResponse
-	14, // 59: nitrosigner.v1.SignerService.RotateKey:output_type -> nitrosigner.v1.RotateKeyResponse
-	16, // 60: nitrosigner.v1.SignerService.DeleteKey:output_type -> nitrosigner.v1.DeleteKeyResponse
-	19, // 61: nitrosigner.v1.SignerService.Freeze:output_type -> nitrosigner.v1.FreezeResponse
-	21, // 62: nitrosigner.v1.SignerService.Unfreeze:output_type -> nitrosigner.v1.UnfreezeResponse
-	23, // 63: nitrosigner.v1.SignerService.GetFreezeState:output_type -> nitrosigner.v1.GetFreezeStateResponse
-	51, // [51:64] is the sub-list for method output_type
-	38, // [38:51] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	27, // 8: nitrosigner.v1.CreateKeyResponse.proof:type_name -> nitrosigner.v1.KeyProof
+	4,  // 9: nitrosigner.v1.DisableKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 10: nitrosigner.v1.EnableKeyResponse.key:type_name -> nitrosigner.v1.Key
+	4,  // 11: nitrosigner.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	17, // 12: nitrosigner.v1.FreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
+	17, // 13: nitrosigner.v1.UnfreezeResponse.state:type_name -> nitrosigner.v1.FreezeState
+	17, // 14: nitrosigner.v1.GetFreezeStateResponse.state:type_name -> nitrosigner.v1.FreezeState
+	4,  // 15: nitrosigner.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	27, // 16: nitrosigner.v1.GetKeyResponse.proof:type_name -> nitrosigner.v1.KeyProof
+	0,  // 17: nitrosigner.v1.KeyStatement.algorithm:type_name -> nitrosigner.v1.Algorithm
+	6,  // 18: nitrosigner.v1.KeyStatement.addresses:type_name -> nitrosigner.v1.Addresses
+	4,  // 19: nitrosigner.v1.ListKeysResponse.keys:type_name -> nitrosigner.v1.Key
+	33, // 20: nitrosigner.v1.SignRequest.eth_transaction:type_name -> nitrosigner.v1.EthTransaction
+	36, // 21: nitrosigner.v1.SignRequest.bitcoin_sighash:type_name -> nitrosigner.v1.BitcoinSighash
+	37, // 22: nitrosigner.v1.SignRequest.bitcoin_psbt:type_name -> nitrosigner.v1.BitcoinPsbt
+	0,  // 23: nitrosigner.v1.SignResponse.algorithm:type_name -> nitrosigner.v1.Algorithm
+	32, // 24: nitrosigner.v1.SignResponse.eth_signature:type_name -> nitrosigner.v1.EthSignature
+	38, // 25: nitrosigner.v1.SignResponse.summary:type_name -> nitrosigner.v1.PayloadSummary
+	34, // 26: nitrosigner.v1.EthTransaction.fields:type_name -> nitrosigner.v1.EthTxFields
+	35, // 27: nitrosigner.v1.EthTxFields.access_list:type_name -> nitrosigner.v1.EthAccessTuple
+	3,  // 28: nitrosigner.v1.BitcoinSighash.scheme:type_name -> nitrosigner.v1.BitcoinSighash.Scheme
+	2,  // 29: nitrosigner.v1.BitcoinPsbt.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	39, // 30: nitrosigner.v1.PayloadSummary.ethereum:type_name -> nitrosigner.v1.EthSummary
+	40, // 31: nitrosigner.v1.PayloadSummary.bitcoin:type_name -> nitrosigner.v1.BitcoinSummary
+	43, // 32: nitrosigner.v1.PayloadSummary.solana:type_name -> nitrosigner.v1.SolanaSummary
+	2,  // 33: nitrosigner.v1.BitcoinSummary.network:type_name -> nitrosigner.v1.BitcoinNetwork
+	41, // 34: nitrosigner.v1.BitcoinSummary.inputs:type_name -> nitrosigner.v1.BitcoinInput
+	42, // 35: nitrosigner.v1.BitcoinSummary.outputs:type_name -> nitrosigner.v1.BitcoinOutput
+	44, // 36: nitrosigner.v1.SolanaSummary.transfers:type_name -> nitrosigner.v1.SolanaTransfer
+	30, // 37: nitrosigner.v1.SignBatchRequest.requests:type_name -> nitrosigner.v1.SignRequest
+	31, // 38: nitrosigner.v1.SignResult.response:type_name -> nitrosigner.v1.SignResponse
+	47, // 39: nitrosigner.v1.SignResult.error:type_name -> nitrosigner.v1.Status
+	46, // 40: nitrosigner.v1.SignBatchResponse.results:type_name -> nitrosigner.v1.SignResult
+	51, // 41: nitrosigner.v1.GetAttestationResponse.identity:type_name -> nitrosigner.v1.EnclaveIdentity
+	7,  // 42: nitrosigner.v1.SignerService.CreateKey:input_type -> nitrosigner.v1.CreateKeyRequest
+	24, // 43: nitrosigner.v1.SignerService.GetKey:input_type -> nitrosigner.v1.GetKeyRequest
+	28, // 44: nitrosigner.v1.SignerService.ListKeys:input_type -> nitrosigner.v1.ListKeysRequest
+	30, // 45: nitrosigner.v1.SignerService.Sign:input_type -> nitrosigner.v1.SignRequest
+	45, // 46: nitrosigner.v1.SignerService.SignBatch:input_type -> nitrosigner.v1.SignBatchRequest
+	49, // 47: nitrosigner.v1.SignerService.GetAttestation:input_type -> nitrosigner.v1.GetAttestationRequest
+	9,  // 48: nitrosigner.v1.SignerService.DisableKey:input_type -> nitrosigner.v1.DisableKeyRequest
+	11, // 49: nitrosigner.v1.SignerService.EnableKey:input_type -> nitrosigner.v1.EnableKeyRequest
+	13, // 50: nitrosigner.v1.SignerService.RotateKey:input_type -> nitrosigner.v1.RotateKeyRequest
+	15, // 51: nitrosigner.v1.SignerService.DeleteKey:input_type -> nitrosigner.v1.DeleteKeyRequest
+	18, // 52: nitrosigner.v1.SignerService.Freeze:input_type -> nitrosigner.v1.FreezeRequest
+	20, // 53: nitrosigner.v1.SignerService.Unfreeze:input_type -> nitrosigner.v1.UnfreezeRequest
+	22, // 54: nitrosigner.v1.SignerService.GetFreezeState:input_type -> nitrosigner.v1.GetFreezeStateRequest
+	8,  // 55: nitrosigner.v1.SignerService.CreateKey:output_type -> nitrosigner.v1.CreateKeyResponse
+	25, // 56: nitrosigner.v1.SignerService.GetKey:output_type -> nitrosigner.v1.GetKeyResponse
+	29, // 57: nitrosigner.v1.SignerService.ListKeys:output_type -> nitrosigner.v1.ListKeysResponse
+	31, // 58: nitrosigner.v1.SignerService.Sign:output_type -> nitrosigner.v1.SignResponse
+	48, // 59: nitrosigner.v1.SignerService.SignBatch:output_type -> nitrosigner.v1.SignBatchResponse
+	50, // 60: nitrosigner.v1.SignerService.GetAttestation:output_type -> nitrosigner.v1.GetAttestationResponse
+	10, // 61: nitrosigner.v1.SignerService.DisableKey:output_type -> nitrosigner.v1.DisableKeyResponse
+	12, // 62: nitrosigner.v1.SignerService.EnableKey:output_type -> nitrosigner.v1.EnableKeyResponse
+	14, // 63: nitrosigner.v1.SignerService.RotateKey:output_type -> nitrosigner.v1.RotateKeyResponse
+	16, // 64: nitrosigner.v1.SignerService.DeleteKey:output_type -> nitrosigner.v1.DeleteKeyResponse
+	19, // 65: nitrosigner.v1.SignerService.Freeze:output_type -> nitrosigner.v1.FreezeResponse
+	21, // 66: nitrosigner.v1.SignerService.Unfreeze:output_type -> nitrosigner.v1.UnfreezeResponse
+	23, // 67: nitrosigner.v1.SignerService.GetFreezeState:output_type -> nitrosigner.v1.GetFreezeStateResponse
+	55, // [55:68] is the sub-list for method output_type
+	42, // [42:55] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_v1_signer_proto_init() }
@@ -3874,7 +4097,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 	if File_nitrosigner_v1_signer_proto != nil {
 		return
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[24].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[26].OneofWrappers = []any{
 		(*SignRequest_Digest)(nil),
 		(*SignRequest_Message)(nil),
 		(*SignRequest_EthTransaction)(nil),
@@ -3884,16 +4107,16 @@ func file_nitrosigner_v1_signer_proto_init() {
 		(*SignRequest_BitcoinPsbt)(nil),
 		(*SignRequest_SolanaMessage)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[27].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[29].OneofWrappers = []any{
 		(*EthTransaction_UnsignedRlp)(nil),
 		(*EthTransaction_Fields)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[32].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[34].OneofWrappers = []any{
 		(*PayloadSummary_Ethereum)(nil),
 		(*PayloadSummary_Bitcoin)(nil),
 		(*PayloadSummary_Solana)(nil),
 	}
-	file_nitrosigner_v1_signer_proto_msgTypes[40].OneofWrappers = []any{
+	file_nitrosigner_v1_signer_proto_msgTypes[42].OneofWrappers = []any{
 		(*SignResult_Response)(nil),
 		(*SignResult_Error)(nil),
 	}
@@ -3903,7 +4126,7 @@ func file_nitrosigner_v1_signer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_v1_signer_proto_rawDesc), len(file_nitrosigner_v1_signer_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -323,10 +323,15 @@ func (x *LoadKeysResponse) GetResults() []*v1.Status {
 }
 
 type DescribeKeysRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keys          []*SealedBlobs         `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*SealedBlobs         `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Sign a KeyProof for each key described.
+	Prove bool `protobuf:"varint,2,opt,name=prove,proto3" json:"prove,omitempty"`
+	// With prove: an attestation document over this nonce (1..512 bytes) goes
+	// into every proof.
+	AttestationNonce []byte `protobuf:"bytes,3,opt,name=attestation_nonce,json=attestationNonce,proto3" json:"attestation_nonce,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DescribeKeysRequest) Reset() {
@@ -362,6 +367,20 @@ func (*DescribeKeysRequest) Descriptor() ([]byte, []int) {
 func (x *DescribeKeysRequest) GetKeys() []*SealedBlobs {
 	if x != nil {
 		return x.Keys
+	}
+	return nil
+}
+
+func (x *DescribeKeysRequest) GetProve() bool {
+	if x != nil {
+		return x.Prove
+	}
+	return false
+}
+
+func (x *DescribeKeysRequest) GetAttestationNonce() []byte {
+	if x != nil {
+		return x.AttestationNonce
 	}
 	return nil
 }
@@ -413,9 +432,11 @@ func (x *DescribeKeysResponse) GetKeys() []*DescribedKey {
 
 // DescribedKey is a key or the reason its blobs were refused.
 type DescribedKey struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Error         *v1.Status             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *v1.Key                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Error *v1.Status             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// With DescribeKeysRequest.prove.
+	Proof         *v1.KeyProof `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +481,13 @@ func (x *DescribedKey) GetKey() *v1.Key {
 func (x *DescribedKey) GetError() *v1.Status {
 	if x != nil {
 		return x.Error
+	}
+	return nil
+}
+
+func (x *DescribedKey) GetProof() *v1.KeyProof {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -1107,7 +1135,10 @@ type CreateKeyResponse struct {
 	SealedKey []byte `protobuf:"bytes,2,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
 	// The SealedKEK the key is sealed under. The parent stores it
 	// (put-if-absent) before the key, unless it already has.
-	SealedKek     []byte `protobuf:"bytes,3,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	SealedKek []byte `protobuf:"bytes,3,opt,name=sealed_kek,json=sealedKek,proto3" json:"sealed_kek,omitempty"`
+	// The enclave's signed statement of the new key (with an attestation
+	// document when the request carried an attestation_nonce).
+	Proof         *v1.KeyProof `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1159,6 +1190,13 @@ func (x *CreateKeyResponse) GetSealedKey() []byte {
 func (x *CreateKeyResponse) GetSealedKek() []byte {
 	if x != nil {
 		return x.SealedKek
+	}
+	return nil
+}
+
+func (x *CreateKeyResponse) GetProof() *v1.KeyProof {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -1761,14 +1799,17 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x0fLoadKeysRequest\x127\n" +
 	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\"D\n" +
 	"\x10LoadKeysResponse\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.nitrosigner.v1.StatusR\aresults\"N\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.nitrosigner.v1.StatusR\aresults\"\x91\x01\n" +
 	"\x13DescribeKeysRequest\x127\n" +
-	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\"P\n" +
+	"\x04keys\x18\x01 \x03(\v2#.nitrosigner.enclave.v1.SealedBlobsR\x04keys\x12\x14\n" +
+	"\x05prove\x18\x02 \x01(\bR\x05prove\x12+\n" +
+	"\x11attestation_nonce\x18\x03 \x01(\fR\x10attestationNonce\"P\n" +
 	"\x14DescribeKeysResponse\x128\n" +
-	"\x04keys\x18\x01 \x03(\v2$.nitrosigner.enclave.v1.DescribedKeyR\x04keys\"c\n" +
+	"\x04keys\x18\x01 \x03(\v2$.nitrosigner.enclave.v1.DescribedKeyR\x04keys\"\x93\x01\n" +
 	"\fDescribedKey\x12%\n" +
 	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12,\n" +
-	"\x05error\x18\x02 \x01(\v2\x16.nitrosigner.v1.StatusR\x05error\"\x9a\x01\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.nitrosigner.v1.StatusR\x05error\x12.\n" +
+	"\x05proof\x18\x03 \x01(\v2\x18.nitrosigner.v1.KeyProofR\x05proof\"\x9a\x01\n" +
 	"\x12SetKeyStateRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.nitrosigner.v1.KeyStateR\x05state\x12=\n" +
@@ -1805,13 +1846,14 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"T\n" +
 	"\x10CreateKeyRequest\x12:\n" +
 	"\arequest\x18\x01 \x01(\v2 .nitrosigner.v1.CreateKeyRequestR\arequestJ\x04\b\x02\x10\n" +
-	"\"x\n" +
+	"\"\xa8\x01\n" +
 	"\x11CreateKeyResponse\x12%\n" +
 	"\x03key\x18\x01 \x01(\v2\x13.nitrosigner.v1.KeyR\x03key\x12\x1d\n" +
 	"\n" +
 	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12\x1d\n" +
 	"\n" +
-	"sealed_kek\x18\x03 \x01(\fR\tsealedKek\",\n" +
+	"sealed_kek\x18\x03 \x01(\fR\tsealedKek\x12.\n" +
+	"\x05proof\x18\x04 \x01(\v2\x18.nitrosigner.v1.KeyProofR\x05proof\",\n" +
 	"\rGetKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyIdJ\x04\b\x02\x10\x03\"7\n" +
 	"\x0eGetKeyResponse\x12%\n" +
@@ -1934,16 +1976,17 @@ var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(*GetStatsResponse)(nil),          // 33: nitrosigner.enclave.v1.GetStatsResponse
 	(*v1.Status)(nil),                 // 34: nitrosigner.v1.Status
 	(*v1.Key)(nil),                    // 35: nitrosigner.v1.Key
-	(v1.KeyState)(0),                  // 36: nitrosigner.v1.KeyState
-	(*v1.FreezeState)(nil),            // 37: nitrosigner.v1.FreezeState
-	(*v1.CreateKeyRequest)(nil),       // 38: nitrosigner.v1.CreateKeyRequest
-	(*v1.ListKeysRequest)(nil),        // 39: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 40: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 41: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 42: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 43: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 44: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 45: nitrosigner.v1.GetAttestationResponse
+	(*v1.KeyProof)(nil),               // 36: nitrosigner.v1.KeyProof
+	(v1.KeyState)(0),                  // 37: nitrosigner.v1.KeyState
+	(*v1.FreezeState)(nil),            // 38: nitrosigner.v1.FreezeState
+	(*v1.CreateKeyRequest)(nil),       // 39: nitrosigner.v1.CreateKeyRequest
+	(*v1.ListKeysRequest)(nil),        // 40: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 41: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 42: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 43: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 44: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 45: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 46: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	2,  // 0: nitrosigner.enclave.v1.LoadKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
@@ -1952,57 +1995,59 @@ var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	7,  // 3: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.enclave.v1.DescribedKey
 	35, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
 	34, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
-	36, // 6: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
-	2,  // 7: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	35, // 8: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
-	2,  // 9: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	35, // 10: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	37, // 11: nitrosigner.enclave.v1.SetFreezeRequest.state:type_name -> nitrosigner.v1.FreezeState
-	38, // 12: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	35, // 13: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	35, // 14: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	39, // 15: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	40, // 16: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	41, // 17: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	42, // 18: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	43, // 19: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	44, // 20: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	45, // 21: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
-	18, // 22: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
-	20, // 23: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
-	22, // 24: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
-	24, // 25: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
-	26, // 26: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
-	28, // 27: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
-	30, // 28: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	32, // 29: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
-	3,  // 30: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
-	5,  // 31: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
-	8,  // 32: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
-	10, // 33: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
-	12, // 34: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
-	14, // 35: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
-	16, // 36: nitrosigner.enclave.v1.EnclaveService.SetFreeze:input_type -> nitrosigner.enclave.v1.SetFreezeRequest
-	19, // 37: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	21, // 38: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	23, // 39: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	25, // 40: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	27, // 41: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	29, // 42: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	31, // 43: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	33, // 44: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
-	4,  // 45: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
-	6,  // 46: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
-	9,  // 47: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
-	11, // 48: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
-	13, // 49: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
-	15, // 50: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
-	17, // 51: nitrosigner.enclave.v1.EnclaveService.SetFreeze:output_type -> nitrosigner.enclave.v1.SetFreezeResponse
-	37, // [37:52] is the sub-list for method output_type
-	22, // [22:37] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	36, // 6: nitrosigner.enclave.v1.DescribedKey.proof:type_name -> nitrosigner.v1.KeyProof
+	37, // 7: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
+	2,  // 8: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	35, // 9: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
+	2,  // 10: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
+	35, // 11: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	38, // 12: nitrosigner.enclave.v1.SetFreezeRequest.state:type_name -> nitrosigner.v1.FreezeState
+	39, // 13: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	35, // 14: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	36, // 15: nitrosigner.enclave.v1.CreateKeyResponse.proof:type_name -> nitrosigner.v1.KeyProof
+	35, // 16: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	40, // 17: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	41, // 18: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	42, // 19: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	43, // 20: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	44, // 21: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	45, // 22: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	46, // 23: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	18, // 24: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
+	20, // 25: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
+	22, // 26: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
+	24, // 27: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
+	26, // 28: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
+	28, // 29: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
+	30, // 30: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
+	32, // 31: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	3,  // 32: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
+	5,  // 33: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
+	8,  // 34: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
+	10, // 35: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
+	12, // 36: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
+	14, // 37: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
+	16, // 38: nitrosigner.enclave.v1.EnclaveService.SetFreeze:input_type -> nitrosigner.enclave.v1.SetFreezeRequest
+	19, // 39: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	21, // 40: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	23, // 41: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	25, // 42: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	27, // 43: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	29, // 44: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	31, // 45: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	33, // 46: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	4,  // 47: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
+	6,  // 48: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
+	9,  // 49: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
+	11, // 50: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
+	13, // 51: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
+	15, // 52: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
+	17, // 53: nitrosigner.enclave.v1.EnclaveService.SetFreeze:output_type -> nitrosigner.enclave.v1.SetFreezeResponse
+	39, // [39:54] is the sub-list for method output_type
+	24, // [24:39] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_enclave_v1_enclave_proto_init() }

@@ -297,6 +297,7 @@ func Run(ctx context.Context, cfg Config) error {
 	svc := proxy.New(proxy.Config{
 		Enclave: lc, Store: st, CallTimeout: cfg.CallTimeout, Logger: log, OnKMSCredentials: onCreds,
 		FreezeFromStore: true,
+		FreezeMaxStale:  3 * cfg.FreezePoll,
 	})
 	push := func(ctx context.Context) error {
 		var err error

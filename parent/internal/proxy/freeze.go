@@ -30,8 +30,15 @@ import (
 // FreezeName is the store name of the freeze state.
 const FreezeName = "control/freeze"
 
-// errFreezeUnknown refuses signing before the freeze state was first read.
-var errFreezeUnknown = status.Error(codes.Unavailable, "the freeze state has not been read from the key store yet; retry")
+// errFreezeUnknown refuses signing before the freeze state was first read;
+// errFreezeStale when it has not been read for too long.
+var (
+	errFreezeUnknown = status.Error(codes.Unavailable, "the freeze state has not been read from the key store yet; retry")
+	errFreezeStale   = status.Error(codes.Unavailable, "the freeze state could not be read from the key store lately, so a freeze made through another parent could be missed; signing resumes when the store answers again")
+	// errFreezeBusy answers a change that could not take the freeze lock
+	// before its deadline (another change waits on a slow store).
+	errFreezeBusy = status.Error(codes.Unavailable, "another freeze change is in progress; retry")
+)
 
 // frozenErr returns the error a signing call gets now, nil when signing may
 // go ahead.
@@ -42,24 +49,43 @@ func (s *Service) frozenErr() error {
 		return errFreezeUnknown
 	case f.GetFrozen():
 		return enclavev1.FrozenError(f)
+	case s.freezeStale.Load():
+		return errFreezeStale
 	}
 	return nil
 }
 
 // SigningFrozen reports whether the freeze switch stops signing now, and
-// whether its state is known (read from the store at least once).
+// whether its state is known (read from the store at least once, and
+// lately).
 func (s *Service) SigningFrozen() (frozen, known bool) {
 	f := s.freeze.Load()
-	return f.GetFrozen(), f != nil
+	return f.GetFrozen(), f != nil && (f.GetFrozen() || !s.freezeStale.Load())
 }
+
+// lockFreeze takes the freeze lock, or gives up when ctx ends.
+func (s *Service) lockFreeze(ctx context.Context) error {
+	select {
+	case s.freezeLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) unlockFreeze() { <-s.freezeLock }
 
 // Freeze implements signerv1.SignerServiceServer.
 func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signerv1.FreezeResponse, error) {
 	if err := limits.CheckFreezeReason(r.GetReason()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "reason: %v", err)
 	}
-	s.freezeMu.Lock()
-	defer s.freezeMu.Unlock()
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	if err := s.lockFreeze(ctx); err != nil {
+		return nil, errFreezeBusy
+	}
+	defer s.unlockFreeze()
 	// A service already frozen (here, or by another parent) keeps its
 	// first reason and time.
 	cur, rerr := s.readFreeze(ctx)
@@ -76,21 +102,34 @@ func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signe
 		rerr = s.writeFreeze(ctx, st)
 	}
 	if rerr != nil {
-		return nil, status.Errorf(codes.Unavailable,
-			"signing is frozen on this parent, but the key store could not be written (%s), so other parents and a restart do not see it; retry", rerr)
+		// Kept until a sync writes it: the store's old "not frozen" must
+		// not undo it.
+		s.freezePending = st
+		s.log.ErrorContext(ctx, "freeze: the key store could not be written; this parent stays frozen and retries every poll", "err", rerr)
+		return nil, status.Error(codes.Unavailable,
+			"signing is frozen on this parent, but the key store could not be written (see the parent's log), so other parents and a restart do not see it yet; this parent retries the write every poll; retry to be sure")
 	}
+	s.freezePending = nil
 	return &signerv1.FreezeResponse{State: proto.CloneOf(st)}, nil
 }
 
 // Unfreeze implements signerv1.SignerServiceServer. The store is written
 // first: if that fails, signing stays frozen.
 func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*signerv1.UnfreezeResponse, error) {
-	s.freezeMu.Lock()
-	defer s.freezeMu.Unlock()
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	if err := s.lockFreeze(ctx); err != nil {
+		return nil, errFreezeBusy
+	}
+	defer s.unlockFreeze()
 	st := &signerv1.FreezeState{ChangedAtUnixMs: time.Now().UnixMilli()}
 	if err := s.writeFreeze(ctx, st); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "the key store could not be written (%s); signing stays frozen; retry", err)
+		s.log.ErrorContext(ctx, "unfreeze: the key store could not be written; signing stays frozen", "err", err)
+		return nil, status.Error(codes.Unavailable, "the key store could not be written (see the parent's log); signing stays frozen; retry")
 	}
+	s.freezePending = nil
+	s.freezeRead = time.Now()
+	s.freezeStale.Store(false)
 	s.applyFreeze(ctx, st, "unfreeze")
 	return &signerv1.UnfreezeResponse{State: proto.CloneOf(st)}, nil
 }
@@ -107,13 +146,34 @@ func (s *Service) GetFreezeState(context.Context, *signerv1.GetFreezeStateReques
 
 // SyncFreeze reads the freeze state from the store and applies it when it
 // differs from this parent's. The parent calls it at start and every poll
-// interval; until it first succeeds, signing is refused (Unavailable).
+// interval; until it first succeeds, signing is refused (Unavailable), and
+// so it is again while reads fail for longer than FreezeMaxStale. A freeze
+// whose store write failed is written first, and is never undone by the
+// store's older "not frozen".
 func (s *Service) SyncFreeze(ctx context.Context) error {
-	s.freezeMu.Lock()
-	defer s.freezeMu.Unlock()
-	st, err := s.readFreeze(ctx)
-	if err != nil {
+	if err := s.lockFreeze(ctx); err != nil {
 		return err
+	}
+	defer s.unlockFreeze()
+	st, err := s.readFreeze(ctx)
+	if err == nil && s.freezePending != nil && !st.GetFrozen() {
+		if err = s.writeFreeze(ctx, s.freezePending); err == nil {
+			s.log.WarnContext(ctx, "freeze written to the key store after an earlier failure")
+			st = s.freezePending
+		}
+	}
+	if err != nil {
+		if s.freezeMaxStale > 0 && !s.freezeRead.IsZero() && time.Since(s.freezeRead) > s.freezeMaxStale &&
+			!s.freezeStale.Swap(true) {
+			s.log.ErrorContext(ctx, "the freeze state could not be read from the key store for too long; signing is refused until it can",
+				"last_read", s.freezeRead, "err", err)
+		}
+		return err
+	}
+	s.freezePending = nil
+	s.freezeRead = time.Now()
+	if s.freezeStale.Swap(false) {
+		s.log.WarnContext(ctx, "the freeze state can be read from the key store again")
 	}
 	if cur := s.freeze.Load(); cur == nil || !proto.Equal(cur, st) {
 		s.applyFreeze(ctx, st, "store")
@@ -126,8 +186,10 @@ func (s *Service) SyncFreeze(ctx context.Context) error {
 // starts unfrozen. It waits for a change in progress, so that it cannot
 // overwrite a newer state with the one it read before.
 func (s *Service) PushFreeze(ctx context.Context) error {
-	s.freezeMu.Lock()
-	defer s.freezeMu.Unlock()
+	if err := s.lockFreeze(ctx); err != nil {
+		return err
+	}
+	defer s.unlockFreeze()
 	return s.pushFreezeLocked(ctx)
 }
 
@@ -140,9 +202,8 @@ func (s *Service) pushFreezeLocked(ctx context.Context) error {
 }
 
 // applyFreeze makes st this parent's state and tells the enclave; the
-// caller holds freezeMu. An
-// enclave that cannot be told now is told when it connects again; until
-// then this parent's own check holds.
+// caller holds the freeze lock. An enclave that cannot be told now is told
+// when it connects again; until then this parent's own check holds.
 func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, from string) {
 	was := s.freeze.Swap(st)
 	switch {

@@ -62,7 +62,8 @@ func validKeyID(id string) error {
 	return nil
 }
 
-// storeError turns a store failure into a status. Not found is NotFound;
+// storeError turns a store failure into a status. Not found is NotFound,
+// an oversized stored blob DataLoss (like any blob the enclave refuses);
 // anything else is Unavailable (the store is a dependency, not a bug).
 func (s *Service) storeError(ctx context.Context, what string, err error) error {
 	switch {
@@ -72,7 +73,11 @@ func (s *Service) storeError(ctx context.Context, what string, err error) error 
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded reading the key store")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")
-	case errors.Is(err, store.ErrInvalidName), errors.Is(err, store.ErrTooLarge):
+	case errors.Is(err, store.ErrTooLarge):
+		// Only a read meets this: the parent never writes such a blob.
+		s.log.ErrorContext(ctx, "key store holds an oversized blob", "op", what, "err", err)
+		return status.Error(codes.DataLoss, "sealed key refused: the stored blob is larger than any sealed blob (altered or not written by nitrosigner)")
+	case errors.Is(err, store.ErrInvalidName):
 		s.log.ErrorContext(ctx, "key store refused a request", "op", what, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
@@ -270,6 +275,8 @@ func (s *Service) loadOnce(ctx context.Context, ids []string) []error {
 // CreateKey implements signerv1.SignerServiceServer. The sealed KEK and key
 // are stored before the client hears of the key.
 func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (*signerv1.CreateKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	var out enclavev1.CreateKeyResponse
 	if err := s.call(ctx, enclavev1.Method_METHOD_CREATE_KEY, &enclavev1.CreateKeyRequest{Request: r}, &out); err != nil {
 		return nil, err
@@ -301,6 +308,8 @@ func (s *Service) CreateKey(ctx context.Context, r *signerv1.CreateKeyRequest) (
 // stored blob, describes the key and signs its statement (with an
 // attestation document over the client's nonce, if one was sent).
 func (s *Service) GetKey(ctx context.Context, r *signerv1.GetKeyRequest) (*signerv1.GetKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}
@@ -358,6 +367,8 @@ func (s *Service) describeOnce(ctx context.Context, req *enclavev1.DescribeKeysR
 // ListKeys implements signerv1.SignerServiceServer: a page of the store's
 // keys, in key id order, each opened and described by the enclave.
 func (s *Service) ListKeys(ctx context.Context, r *signerv1.ListKeysRequest) (*signerv1.ListKeysResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	size := int(r.GetPageSize())
 	switch {
 	case size < 0 || size > MaxPageSize:
@@ -530,6 +541,8 @@ func (s *Service) setState(ctx context.Context, id string, st signerv1.KeyState)
 
 // DisableKey implements signerv1.SignerServiceServer.
 func (s *Service) DisableKey(ctx context.Context, r *signerv1.DisableKeyRequest) (*signerv1.DisableKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	k, err := s.setState(ctx, r.GetKeyId(), signerv1.KeyState_KEY_STATE_DISABLED)
 	if err != nil {
 		return nil, err
@@ -540,6 +553,8 @@ func (s *Service) DisableKey(ctx context.Context, r *signerv1.DisableKeyRequest)
 
 // EnableKey implements signerv1.SignerServiceServer.
 func (s *Service) EnableKey(ctx context.Context, r *signerv1.EnableKeyRequest) (*signerv1.EnableKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	k, err := s.setState(ctx, r.GetKeyId(), signerv1.KeyState_KEY_STATE_ENABLED)
 	if err != nil {
 		return nil, err
@@ -551,6 +566,8 @@ func (s *Service) EnableKey(ctx context.Context, r *signerv1.EnableKeyRequest) (
 // RotateKey implements signerv1.SignerServiceServer. The old blob stays in
 // place until the new one (under a new KEK) replaces it.
 func (s *Service) RotateKey(ctx context.Context, r *signerv1.RotateKeyRequest) (*signerv1.RotateKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	k, err := s.reseal(ctx, r.GetKeyId(), func(cur *enclavev1.SealedBlobs) (*signerv1.Key, []byte, []byte, error) {
 		var out enclavev1.RotateKeyResponse
 		err := s.call(ctx, enclavev1.Method_METHOD_ROTATE_KEY, &enclavev1.RotateKeyRequest{
@@ -572,6 +589,8 @@ func (s *Service) RotateKey(ctx context.Context, r *signerv1.RotateKeyRequest) (
 // removed from the store (all versions), then from the enclave's cache.
 // Without the blob the key cannot be opened again.
 func (s *Service) DeleteKey(ctx context.Context, r *signerv1.DeleteKeyRequest) (*signerv1.DeleteKeyResponse, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := validKeyID(r.GetKeyId()); err != nil {
 		return nil, err
 	}

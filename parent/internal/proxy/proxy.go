@@ -9,7 +9,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +65,12 @@ type Config struct {
 	// refused (Unavailable) until [Service.SyncFreeze] first reads it from
 	// the store. Without it the service starts not frozen.
 	FreezeFromStore bool
+	// FreezeMaxStale, if positive, makes the freeze state unknown again
+	// (signing refused, Unavailable) when [Service.SyncFreeze] has not read
+	// the store for that long, so that a parent cut off from the store does
+	// not miss a freeze made through another. The parent uses three poll
+	// intervals.
+	FreezeMaxStale time.Duration
 	// Logger receives operator logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -81,10 +86,20 @@ type Service struct {
 	keks    kekCache
 	loads   singleflight.Group
 	onCreds func(ctx context.Context) error
-	// freeze is the signing switch (nil: not read from the store yet);
-	// freezeMu orders its changes.
-	freeze   atomic.Pointer[signerv1.FreezeState]
-	freezeMu sync.Mutex
+	// freeze is the signing switch (nil: not read from the store yet).
+	freeze atomic.Pointer[signerv1.FreezeState]
+	// freezeStale is set while the store has not been read for longer
+	// than freezeMaxStale: the state is then unknown again.
+	freezeStale    atomic.Bool
+	freezeMaxStale time.Duration
+	// freezeLock (a one-slot semaphore, so that waiting honours contexts)
+	// orders changes of the freeze state and guards the fields below.
+	freezeLock chan struct{}
+	// freezeRead is when the store's state was last read.
+	freezeRead time.Time
+	// freezePending is a freeze applied here whose store write failed;
+	// every sync retries it, and no stored "not frozen" undoes it.
+	freezePending *signerv1.FreezeState
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -100,11 +115,20 @@ func New(cfg Config) *Service {
 	s := &Service{
 		enclave: cfg.Enclave, store: cfg.Store, timeout: cfg.CallTimeout, log: cfg.Logger,
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
+		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
 	if !cfg.FreezeFromStore {
 		s.freeze.Store(&signerv1.FreezeState{})
 	}
 	return s
+}
+
+// bounded gives a key-management or freeze call the parent's own deadline
+// (CallTimeout, or the client's if sooner) for all of its store and enclave
+// work: a client without a deadline must not hold a call open forever on a
+// store that stopped answering.
+func (s *Service) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 func (s *Service) call(ctx context.Context, m enclavev1.Method, req, resp proto.Message) error {
@@ -239,6 +263,10 @@ func (s *Service) signBatch(ctx context.Context, r *signerv1.SignBatchRequest) (
 		at = append(at, i)
 	}
 	if len(at) > 0 {
+		// As in Sign: a freeze answered during the loads holds here too.
+		if err := s.frozenErr(); err != nil {
+			return nil, err
+		}
 		var out2 enclavev1.SignBatchResponse
 		if err := s.call(ctx, enclavev1.Method_METHOD_SIGN_BATCH, &enclavev1.SignBatchRequest{Request: again}, &out2); err != nil {
 			return nil, err

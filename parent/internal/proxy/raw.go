@@ -144,6 +144,11 @@ func (s *Service) signRaw(ctx context.Context, in *rawMessage) (*rawMessage, err
 	if lerr := s.loadOne(ctx, id); lerr != nil {
 		return nil, lerr
 	}
+	// A load can take long (store, KMS): a freeze answered meanwhile must
+	// hold for this call too.
+	if err := s.frozenErr(); err != nil {
+		return nil, err
+	}
 	return s.signRawOnce(ctx, in)
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // lockFile is the name, in the store's root, of the file [Dir] flocks around
@@ -73,9 +74,33 @@ func NewDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	// A process that died in the middle of a Put left its temporary file,
+	// possibly a second link to a sealed blob that a later Delete would not
+	// shred. Files younger than staleTemp may be another process's Put in
+	// progress.
+	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		if ok, _ := filepath.Match(tempPattern, e.Name()); !ok {
+			return nil
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
 	unlock()
+	if err != nil {
+		return nil, fmt.Errorf("store: removing leftover temporary files: %w", err)
+	}
 	return d, nil
 }
+
+// staleTemp is the age past which a temporary file is a dead Put's.
+const staleTemp = time.Minute
 
 // Root returns the store's absolute root directory.
 func (d *Dir) Root() string { return d.root }

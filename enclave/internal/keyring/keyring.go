@@ -128,6 +128,23 @@ const (
 // deletedGen marks a deleted key in the generation floor.
 const deletedGen = math.MaxUint32
 
+// maxMarks bounds the generation floor and the disable marks, which a
+// parent could otherwise grow without end (EvictKey of made-up ids). When
+// full, an arbitrary mark makes room: the parent can drop them all anyway by
+// restarting the enclave (docs/sealing.md, rollback).
+const maxMarks = 1 << 16
+
+// markLocked sets m[id] = v, making room in m if it is full.
+func markLocked(m map[[16]byte]uint32, id [16]byte, v uint32) {
+	if _, ok := m[id]; !ok && len(m) >= maxMarks {
+		for k := range m { // map order is random
+			delete(m, k)
+			break
+		}
+	}
+	m[id] = v
+}
+
 // kmsTimeout bounds one KEK unwrap, which may serve many callers.
 const kmsTimeout = 30 * time.Second
 
@@ -157,10 +174,15 @@ type Keyring struct {
 	// floor remembers, for keys no longer cached, the highest generation
 	// seen (only when above 1) or deletedGen, so that an older blob stays
 	// refused after eviction for the rest of this enclave's life.
-	floor   map[[16]byte]uint32
-	keks    map[[16]byte]*kek
-	current map[string]*kek // per KMS key ARN: the KEK new seals go under
-	closed  bool
+	floor map[[16]byte]uint32
+	// disabledBelow remembers, per key, the generation of a disabled blob
+	// this enclave sealed, whose store write may not have landed: a blob
+	// older than it loads disabled, so a disable holds even after the
+	// cached key is evicted. It is dropped once that generation is cached.
+	disabledBelow map[[16]byte]uint32
+	keks          map[[16]byte]*kek
+	current       map[string]*kek // per KMS key ARN: the KEK new seals go under
+	closed        bool
 
 	unwrap   singleflight.Group
 	newKEK   sync.Mutex
@@ -199,12 +221,13 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Keyring{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		index:   make(map[[16]byte]uint32),
-		floor:   make(map[[16]byte]uint32),
-		keks:    make(map[[16]byte]*kek),
-		current: make(map[string]*kek),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		index:         make(map[[16]byte]uint32),
+		floor:         make(map[[16]byte]uint32),
+		disabledBelow: make(map[[16]byte]uint32),
+		keks:          make(map[[16]byte]*kek),
+		current:       make(map[string]*kek),
 	}, nil
 }
 
@@ -495,7 +518,7 @@ func (r *Keyring) checkGenLocked(id [16]byte, gen uint64) error {
 func (r *Keyring) dropLocked(id [16]byte, i uint32) {
 	s := r.slotLocked(i)
 	if s.gen > 1 && r.floor[id] < s.gen {
-		r.floor[id] = s.gen
+		markLocked(r.floor, id, s.gen)
 	}
 	*s = slot{}
 	delete(r.index, id)
@@ -509,6 +532,15 @@ func (r *Keyring) dropLocked(id [16]byte, i uint32) {
 func (r *Keyring) insertLocked(id [16]byte, s *slot) error {
 	if r.closed {
 		return ErrClosed
+	}
+	if len(r.disabledBelow) > 0 {
+		if m, ok := r.disabledBelow[id]; ok {
+			if s.gen < m {
+				s.flags &^= flagEnabled
+			} else {
+				delete(r.disabledBelow, id) // the cached generation carries it
+			}
+		}
 	}
 	if i, ok := r.index[id]; ok {
 		old := r.slotLocked(i)
@@ -855,17 +887,32 @@ func (r *Keyring) SetState(ctx context.Context, id string, state signerv1.KeySta
 		return nil, err
 	}
 	defer clear(priv)
-	if state != signerv1.KeyState_KEY_STATE_ENABLED {
+	bid, _ := seal.ParseID(seal.KeyIDPrefix, id)
+	unchanged := k.Header.State == state
+	switch {
+	case state != signerv1.KeyState_KEY_STATE_ENABLED:
 		// Disabling fails closed: the cached key stops signing now, before
-		// the new blob is stored; enabling waits for the store.
-		bid, _ := seal.ParseID(seal.KeyIDPrefix, id)
+		// the new blob is stored, and an older blob loaded after an
+		// eviction loads disabled; enabling waits for the store.
 		r.mu.Lock()
 		if i, ok := r.index[bid]; ok {
 			r.slotLocked(i).flags &^= flagEnabled
 		}
+		if !unchanged && k.Header.Generation < deletedGen-1 {
+			markLocked(r.disabledBelow, bid, uint32(k.Header.Generation)+1)
+		}
+		r.mu.Unlock()
+	case unchanged:
+		// The current blob says enabled: a disable whose blob was never
+		// stored is undone, in the cache too.
+		r.mu.Lock()
+		delete(r.disabledBelow, bid)
+		if i, ok := r.index[bid]; ok && uint64(r.slotLocked(i).gen) == k.Header.Generation {
+			r.slotLocked(i).flags |= flagEnabled
+		}
 		r.mu.Unlock()
 	}
-	if k.Header.State == state {
+	if unchanged {
 		return &Resealed{Info: Info{Header: k.Header, KMSKeyARN: kk.arn}, SealedKey: b.SealedKey, Unchanged: true}, nil
 	}
 	h := cloneHeader(k.Header)
@@ -932,7 +979,8 @@ func (r *Keyring) Evict(id string, deleted bool) {
 		r.dropLocked(bid, i)
 	}
 	if deleted {
-		r.floor[bid] = deletedGen
+		markLocked(r.floor, bid, deletedGen)
+		delete(r.disabledBelow, bid)
 	}
 }
 

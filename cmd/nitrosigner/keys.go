@@ -232,7 +232,7 @@ func (c *cli) keysGet(ctx context.Context, args []string) error {
 }
 
 var lifecycleHelp = map[string][2]string{
-	"disable": {disableSynopsis, "Stop a key from signing. Takes effect at once and survives restarts."},
+	"disable": {disableSynopsis, "Stop a key from signing. Takes effect at once on the instance that serves the call and survives\nrestarts; with several instances, see docs/deployment.md §12."},
 	"enable":  {enableSynopsis, "Let a disabled key sign again."},
 	"rotate": {rotateSynopsis, `Re-seal a key under a new data key (KEK), from the enclave's default KMS key or
 from --kms-key, which must be one the enclave trusts. The key, its public key

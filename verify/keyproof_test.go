@@ -103,11 +103,15 @@ func TestFetchKey(t *testing.T) {
 		{name: "verified"},
 		{name: "public key swapped", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) { r.Key.PublicKey = attackerPub },
 			wantErr: verify.ErrKeyProof, want: "public key differs"},
-		{name: "address swapped", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) { r.Key.Addresses.Ethereum = "0x6666666666666666666666666666666666666666" },
+		{name: "address swapped", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) {
+			r.Key.Addresses.Ethereum = "0x6666666666666666666666666666666666666666"
+		},
 			wantErr: verify.ErrKeyProof, want: "addresses differ"},
 		{name: "address added", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) { r.Key.Addresses.Solana = "attacker" },
 			wantErr: verify.ErrKeyProof, want: "addresses differ"},
-		{name: "algorithm swapped", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) { r.Key.Algorithm = signerv1.Algorithm_ALGORITHM_P256 },
+		{name: "algorithm swapped", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) {
+			r.Key.Algorithm = signerv1.Algorithm_ALGORITHM_P256
+		},
 			wantErr: verify.ErrKeyProof, want: "algorithm differs"},
 		{name: "statement swapped too", tamper: func(_ *keyEnclave, _ []byte, r *signerv1.GetKeyResponse) {
 			r.Key.PublicKey = attackerPub

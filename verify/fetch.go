@@ -29,24 +29,13 @@ var _ Client = signerv1.SignerServiceClient(nil)
 // wrapping the sentinel of [Verify] or [ErrIdentity]. In both cases the
 // Result is nil.
 func Fetch(ctx context.Context, client Client, opts Options) (*Result, error) {
-	if len(opts.PCRs) == 0 && !opts.AnyImage {
-		return nil, ErrNoPCRs
+	if err := opts.prepareRequest(); err != nil {
+		return nil, err
 	}
-	nonce := opts.Nonce
-	if nonce == nil {
-		var err error
-		if nonce, err = NewNonce(opts.Rand); err != nil {
-			return nil, err
-		}
-	}
-	if len(nonce) == 0 || len(nonce) > MaxNonceSize {
-		return nil, fmt.Errorf("verify: nonce is %d bytes, want 1..%d", len(nonce), MaxNonceSize)
-	}
-	resp, err := client.GetAttestation(ctx, &signerv1.GetAttestationRequest{Nonce: nonce})
+	resp, err := client.GetAttestation(ctx, &signerv1.GetAttestationRequest{Nonce: opts.Nonce})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRequest, err)
 	}
-	opts.Nonce = nonce
 	res, err := Verify(resp.GetDocument(), opts)
 	if err != nil {
 		return nil, err
@@ -62,4 +51,23 @@ func Fetch(ctx context.Context, client Client, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("%w: identity in the response differs from the one in the document's user_data", ErrIdentity)
 	}
 	return res, nil
+}
+
+// prepareRequest checks, before any request, that opts pin the image (or
+// say AnyImage), and sets Nonce to a fresh [NewNonce] unless given; the
+// nonce must be 1..MaxNonceSize bytes.
+func (o *Options) prepareRequest() error {
+	if len(o.PCRs) == 0 && !o.AnyImage {
+		return ErrNoPCRs
+	}
+	if o.Nonce == nil {
+		var err error
+		if o.Nonce, err = NewNonce(o.Rand); err != nil {
+			return err
+		}
+	}
+	if len(o.Nonce) == 0 || len(o.Nonce) > MaxNonceSize {
+		return fmt.Errorf("verify: nonce is %d bytes, want 1..%d", len(o.Nonce), MaxNonceSize)
+	}
+	return nil
 }

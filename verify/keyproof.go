@@ -113,17 +113,8 @@ var _ KeyClient = signerv1.SignerServiceClient(nil)
 // that relayed the answer did. A failed request wraps [ErrRequest] and the
 // gRPC error.
 func FetchKey(ctx context.Context, client KeyClient, id string, opts Options) (*signerv1.Key, *Result, error) {
-	if len(opts.PCRs) == 0 && !opts.AnyImage {
-		return nil, nil, ErrNoPCRs
-	}
-	if opts.Nonce == nil {
-		var err error
-		if opts.Nonce, err = NewNonce(opts.Rand); err != nil {
-			return nil, nil, err
-		}
-	}
-	if len(opts.Nonce) == 0 || len(opts.Nonce) > MaxNonceSize {
-		return nil, nil, fmt.Errorf("verify: nonce is %d bytes, want 1..%d", len(opts.Nonce), MaxNonceSize)
+	if err := opts.prepareRequest(); err != nil {
+		return nil, nil, err
 	}
 	resp, err := client.GetKey(ctx, &signerv1.GetKeyRequest{KeyId: id, AttestationNonce: opts.Nonce})
 	if err != nil {

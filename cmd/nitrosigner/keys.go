@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -187,18 +189,9 @@ func listAll(ctx context.Context, client signerv1.SignerServiceClient, pageSize 
 func (c *cli) keysGet(ctx context.Context, args []string) error {
 	fs := newFlagSet("keys get")
 	vf := addVerifyFlags(fs, "check that an attested enclave vouches for the key's public key and addresses; exit with status 1 if not")
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, c.stdout, getSynopsis, "Show the public description of one key."+keyVerifyHelp); err != nil {
+	id, err := parseWithID(fs, args, c.stdout, getSynopsis, "Show the public description of one key."+keyVerifyHelp, "keys get")
+	if err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	} else if fs.NArg() != 0 || id == "" {
-		return usagef(getSynopsis, "keys get: want exactly one key id")
 	}
 	opts, err := vf.options(fs, getSynopsis)
 	if err != nil {
@@ -253,18 +246,9 @@ func (c *cli) keysLifecycle(ctx context.Context, sub string, args []string) erro
 	case "delete":
 		yes = fs.Bool("yes", false, "confirm that the key is to be destroyed")
 	}
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, c.stdout, synopsis, help); err != nil {
+	id, err := parseWithID(fs, args, c.stdout, synopsis, help, "keys "+sub)
+	if err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	} else if fs.NArg() != 0 || id == "" {
-		return usagef(synopsis, "keys %s: want exactly one key id", sub)
 	}
 	if yes != nil && !*yes {
 		return usagef(synopsis, "keys delete destroys the key for good; add --yes to confirm")
@@ -433,4 +417,22 @@ func sortedLabels(labels map[string]string) []string {
 		out = append(out, k+"="+labels[k])
 	}
 	return out
+}
+
+// parseWithID parses the flags of a command that takes exactly one key id,
+// given before or after the flags.
+func parseWithID(fs *flag.FlagSet, args []string, stdout io.Writer, synopsis, help, cmd string) (string, error) {
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stdout, synopsis, help); err != nil {
+		return "", err
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	} else if fs.NArg() != 0 || id == "" {
+		return "", usagef(synopsis, "%s: want exactly one key id", cmd)
+	}
+	return id, nil
 }

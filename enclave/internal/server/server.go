@@ -134,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ud, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg.Identity)
+	ud, err := deterministic.Marshal(cfg.Identity)
 	if err != nil {
 		return nil, fmt.Errorf("server: encode identity: %w", err)
 	}

@@ -309,6 +309,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if ferr := svc.PushFreeze(ctx); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("freeze state: %w", ferr))
 		}
+		// A restarted enclave learns the changes made while it was down
+		// now rather than at the next poll.
+		cctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
+		defer cancel()
+		if cerr := svc.SyncChanges(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("key change log: %w", cerr))
+		}
 		return err
 	}
 	onConnect.Store(&push)
@@ -515,8 +522,10 @@ func syncFreeze(ctx context.Context, svc *proxy.Service, timeout time.Duration) 
 
 // pollFreeze reads the freeze state from the store every interval; while it
 // has never been read (signing refused), every second at most. failing says
-// whether the read before it failed.
+// whether the read before it failed. Each round also hands the enclave the
+// key changes made through other parents (the store's change log).
 func pollFreeze(ctx context.Context, svc *proxy.Service, every, timeout time.Duration, failing bool, log *slog.Logger) {
+	changesFailing := false
 	for {
 		wait := every
 		if _, known := svc.SigningFrozen(); !known {
@@ -537,5 +546,17 @@ func pollFreeze(ctx context.Context, svc *proxy.Service, every, timeout time.Dur
 			log.InfoContext(ctx, "freeze state read from the store again")
 		}
 		failing = err != nil
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = svc.SyncChanges(cctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !changesFailing:
+			log.WarnContext(ctx, "applying the key change log failed; retrying", "err", err)
+		case err == nil && changesFailing:
+			log.InfoContext(ctx, "key change log applied again")
+		}
+		changesFailing = err != nil
 	}
 }

@@ -984,6 +984,47 @@ func (r *Keyring) Evict(id string, deleted bool) {
 	}
 }
 
+// Supersede applies a change made through another parent sharing the key
+// store: generation gen of key id was stored. A cached copy older than gen
+// is dropped, zeroized, and no blob older than gen loads again (ErrStale),
+// so the key's next use loads the stored state. A cached copy at gen or
+// newer stays. It reports whether a cached copy was dropped.
+func (r *Keyring) Supersede(id string, gen uint64) bool {
+	bid, ok := seal.ParseID(seal.KeyIDPrefix, id)
+	if !ok {
+		return false
+	}
+	g := uint32(min(gen, deletedGen-1))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dropped := false
+	if i, ok := r.index[bid]; ok {
+		if r.slotLocked(i).gen >= g {
+			return false
+		}
+		r.dropLocked(bid, i)
+		dropped = true
+	}
+	if f := r.floor[bid]; g > 1 && f < g { // a deletion mark (the maximum) stays
+		markLocked(r.floor, bid, g)
+	}
+	return dropped
+}
+
+// EvictAll drops every cached key, zeroizing it, for a parent that cannot
+// tell which changes made through other parents this enclave missed. It
+// returns how many keys were dropped. Their generations go to the floor as
+// far as its bound allows.
+func (r *Keyring) EvictAll() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.index)
+	for id, i := range r.index {
+		r.dropLocked(id, i)
+	}
+	return n
+}
+
 // Close zeroizes every cached key and drops every KEK.
 func (r *Keyring) Close() error {
 	r.mu.Lock()

@@ -67,6 +67,8 @@ type Keyring interface {
 	SetState(ctx context.Context, id string, state signerv1.KeyState, b keyring.Blobs) (*keyring.Resealed, error)
 	Rotate(ctx context.Context, id, kmsKeyARN string, b keyring.Blobs) (*keyring.Resealed, error)
 	Evict(id string, deleted bool)
+	Supersede(id string, gen uint64) bool
+	EvictAll() int
 	Len() int
 	KMSCalls() uint64
 	KEKs() int
@@ -112,6 +114,10 @@ type Server struct {
 	log      *slog.Logger
 	// frozen is the signing switch: nil lets signing run, a state stops it.
 	frozen atomic.Pointer[signerv1.FreezeState]
+	// changeMu orders ApplyKeyChanges calls; changeSeq is the change-log
+	// position applied.
+	changeMu  sync.Mutex
+	changeSeq uint64
 }
 
 // New checks cfg and returns a server.
@@ -205,6 +211,11 @@ func (s *Server) Handle(ctx context.Context, method uint16, req, resp []byte) ([
 		in := new(enclavev1.SetCredentialsRequest)
 		if err = unmarshal(req, in); err == nil {
 			out, err = s.setCredentials(in)
+		}
+	case enclavev1.Method_METHOD_APPLY_KEY_CHANGES:
+		in := new(enclavev1.ApplyKeyChangesRequest)
+		if err = unmarshal(req, in); err == nil {
+			out, err = s.applyKeyChanges(ctx, in)
 		}
 	case enclavev1.Method_METHOD_SET_FREEZE:
 		in := new(enclavev1.SetFreezeRequest)

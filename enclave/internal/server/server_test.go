@@ -283,6 +283,9 @@ func FuzzHandle(f *testing.F) {
 	seed(enclavev1.Method_METHOD_SET_CREDENTIALS, &enclavev1.SetCredentialsRequest{AccessKeyId: "a", SecretAccessKey: "b"})
 	seed(enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: &signerv1.FreezeState{Frozen: true, Reason: "r", ChangedAtUnixMs: 1}})
 	seed(enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: &signerv1.FreezeState{}})
+	seed(enclavev1.Method_METHOD_APPLY_KEY_CHANGES, &enclavev1.ApplyKeyChangesRequest{Seq: 3, Changes: []*enclavev1.KeyChange{
+		{KeyId: blobs.KeyId, Generation: 2}, {KeyId: ed.GetKeyId(), Deleted: true}}})
+	seed(enclavev1.Method_METHOD_APPLY_KEY_CHANGES, &enclavev1.ApplyKeyChangesRequest{Seq: 4, EvictAll: true})
 	f.Fuzz(func(t *testing.T, method uint16, req []byte) {
 		out, err := s.Handle(context.Background(), method, req, nil)
 		if err != nil {

@@ -51,16 +51,18 @@ func (s *Service) frozenErr() error {
 		return enclavev1.FrozenError(f)
 	case s.freezeStale.Load():
 		return errFreezeStale
+	case s.changesStale.Load():
+		return errChangesStale
 	}
 	return nil
 }
 
 // SigningFrozen reports whether the freeze switch stops signing now, and
 // whether its state is known (read from the store at least once, and
-// lately).
+// lately, as is the key change log).
 func (s *Service) SigningFrozen() (frozen, known bool) {
 	f := s.freeze.Load()
-	return f.GetFrozen(), f != nil && (f.GetFrozen() || !s.freezeStale.Load())
+	return f.GetFrozen(), f != nil && (f.GetFrozen() || !s.freezeStale.Load() && !s.changesStale.Load())
 }
 
 // lockFreeze takes the freeze lock, or gives up when ctx ends.

@@ -80,6 +80,13 @@ func (f *failingStore) Put(ctx context.Context, name string, data []byte, cond s
 	return f.Store.Put(ctx, name, data, cond)
 }
 
+func (f *failingStore) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if f.failing() {
+		return nil, errors.New("store down")
+	}
+	return f.Store.List(ctx, prefix, after, limit)
+}
+
 func newFreezeService(t *testing.T, st store.Store, fromStore bool) (*proxy.Service, *freezeEnclave) {
 	t.Helper()
 	enc := &freezeEnclave{}

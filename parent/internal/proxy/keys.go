@@ -524,8 +524,28 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 				return nil, status.Errorf(codes.Unavailable, "the new key state is stored, but the enclave could not be updated (%s); retry", status.Convert(eerr).Message())
 			}
 		}
+		// Also when nothing changed: a retry after a failed record writes
+		// it.
+		if err := s.noteChange(ctx, &enclavev1.KeyChange{KeyId: id, Generation: key.GetSealing().GetGeneration()}); err != nil {
+			return nil, err
+		}
 		return key, nil
 	}
+}
+
+// noteChange appends a change made through this parent to the change log,
+// for the enclaves of other parents sharing the store. Its failure is the
+// client's error: those enclaves may act on the old state until they
+// reload the key, and a retry of the call records it.
+func (s *Service) noteChange(ctx context.Context, c *enclavev1.KeyChange) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	if err := s.recordChange(ctx, c); err != nil {
+		s.log.ErrorContext(ctx, "a key change could not be appended to the key store's change log; other parents' enclaves may act on the key's old state",
+			"key_id", c.GetKeyId(), "err", err)
+		return status.Error(codes.Unavailable, "the change is stored and in force on this instance, but it could not be recorded for other instances sharing the key store (see the parent's log), which may act on the old state until they reload the key; retry the call")
+	}
+	return nil
 }
 
 func (s *Service) setState(ctx context.Context, id string, st signerv1.KeyState) (*signerv1.Key, error) {
@@ -606,6 +626,11 @@ func (s *Service) DeleteKey(ctx context.Context, r *signerv1.DeleteKeyRequest) (
 		// until then.
 		s.log.ErrorContext(ctx, "key blob deleted but the enclave did not evict it", "key_id", r.GetKeyId(), "err", err)
 		return nil, status.Errorf(codes.Unavailable, "key blob deleted, but the enclave could not be told to drop the key: %v", status.Convert(err).Message())
+	}
+	// Also when the blob was already gone: a retry after a failed record
+	// writes it.
+	if err := s.noteChange(ctx, &enclavev1.KeyChange{KeyId: r.GetKeyId(), Deleted: true}); err != nil {
+		return nil, err
 	}
 	if derr != nil {
 		return nil, s.storeError(ctx, "delete key", derr)

@@ -71,7 +71,7 @@ func (f *lifecycleEnclave) Call(_ context.Context, method uint16, req, resp prot
 		in := req.(*enclavev1.SetKeyStateRequest)
 		f.record("state " + in.GetKeyId())
 		out := resp.(*enclavev1.SetKeyStateResponse)
-		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState()}
+		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState(), Sealing: &signerv1.Sealing{KekId: testKEK, Generation: 2}}
 		out.SealedKey = sealedKey(f.t, in.GetKeyId(), 2)
 		if f.unchanged {
 			out.SealedKey = in.GetCurrent().GetSealedKey()

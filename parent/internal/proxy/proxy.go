@@ -100,6 +100,11 @@ type Service struct {
 	// freezePending is a freeze applied here whose store write failed;
 	// every sync retries it, and no stored "not frozen" undoes it.
 	freezePending *signerv1.FreezeState
+	// changes is this parent's view of the key change log (changes.go);
+	// changesStale is set while it has not been read for longer than
+	// freezeMaxStale.
+	changes      changeLog
+	changesStale atomic.Bool
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -117,6 +122,7 @@ func New(cfg Config) *Service {
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
 		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
+	s.changes.lim = changeLimits{keep: changeKeep, pruneEvery: changePruneEvery, catchUp: changeCatchUp}
 	if !cfg.FreezeFromStore {
 		s.freeze.Store(&signerv1.FreezeState{})
 	}

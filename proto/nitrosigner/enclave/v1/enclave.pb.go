@@ -34,22 +34,23 @@ const (
 type Method int32
 
 const (
-	Method_METHOD_UNSPECIFIED     Method = 0
-	Method_METHOD_PING            Method = 1
-	Method_METHOD_CREATE_KEY      Method = 2
-	Method_METHOD_GET_KEY         Method = 3
-	Method_METHOD_LIST_KEYS       Method = 4
-	Method_METHOD_SIGN            Method = 5
-	Method_METHOD_SIGN_BATCH      Method = 6
-	Method_METHOD_GET_ATTESTATION Method = 7
-	Method_METHOD_GET_STATS       Method = 8
-	Method_METHOD_LOAD_KEYS       Method = 9
-	Method_METHOD_DESCRIBE_KEYS   Method = 10
-	Method_METHOD_SET_KEY_STATE   Method = 11
-	Method_METHOD_ROTATE_KEY      Method = 12
-	Method_METHOD_EVICT_KEY       Method = 13
-	Method_METHOD_SET_CREDENTIALS Method = 14
-	Method_METHOD_SET_FREEZE      Method = 15 // 15..: audit.
+	Method_METHOD_UNSPECIFIED       Method = 0
+	Method_METHOD_PING              Method = 1
+	Method_METHOD_CREATE_KEY        Method = 2
+	Method_METHOD_GET_KEY           Method = 3
+	Method_METHOD_LIST_KEYS         Method = 4
+	Method_METHOD_SIGN              Method = 5
+	Method_METHOD_SIGN_BATCH        Method = 6
+	Method_METHOD_GET_ATTESTATION   Method = 7
+	Method_METHOD_GET_STATS         Method = 8
+	Method_METHOD_LOAD_KEYS         Method = 9
+	Method_METHOD_DESCRIBE_KEYS     Method = 10
+	Method_METHOD_SET_KEY_STATE     Method = 11
+	Method_METHOD_ROTATE_KEY        Method = 12
+	Method_METHOD_EVICT_KEY         Method = 13
+	Method_METHOD_SET_CREDENTIALS   Method = 14
+	Method_METHOD_SET_FREEZE        Method = 15
+	Method_METHOD_APPLY_KEY_CHANGES Method = 16
 )
 
 // Enum value maps for Method.
@@ -71,24 +72,26 @@ var (
 		13: "METHOD_EVICT_KEY",
 		14: "METHOD_SET_CREDENTIALS",
 		15: "METHOD_SET_FREEZE",
+		16: "METHOD_APPLY_KEY_CHANGES",
 	}
 	Method_value = map[string]int32{
-		"METHOD_UNSPECIFIED":     0,
-		"METHOD_PING":            1,
-		"METHOD_CREATE_KEY":      2,
-		"METHOD_GET_KEY":         3,
-		"METHOD_LIST_KEYS":       4,
-		"METHOD_SIGN":            5,
-		"METHOD_SIGN_BATCH":      6,
-		"METHOD_GET_ATTESTATION": 7,
-		"METHOD_GET_STATS":       8,
-		"METHOD_LOAD_KEYS":       9,
-		"METHOD_DESCRIBE_KEYS":   10,
-		"METHOD_SET_KEY_STATE":   11,
-		"METHOD_ROTATE_KEY":      12,
-		"METHOD_EVICT_KEY":       13,
-		"METHOD_SET_CREDENTIALS": 14,
-		"METHOD_SET_FREEZE":      15,
+		"METHOD_UNSPECIFIED":       0,
+		"METHOD_PING":              1,
+		"METHOD_CREATE_KEY":        2,
+		"METHOD_GET_KEY":           3,
+		"METHOD_LIST_KEYS":         4,
+		"METHOD_SIGN":              5,
+		"METHOD_SIGN_BATCH":        6,
+		"METHOD_GET_ATTESTATION":   7,
+		"METHOD_GET_STATS":         8,
+		"METHOD_LOAD_KEYS":         9,
+		"METHOD_DESCRIBE_KEYS":     10,
+		"METHOD_SET_KEY_STATE":     11,
+		"METHOD_ROTATE_KEY":        12,
+		"METHOD_EVICT_KEY":         13,
+		"METHOD_SET_CREDENTIALS":   14,
+		"METHOD_SET_FREEZE":        15,
+		"METHOD_APPLY_KEY_CHANGES": 16,
 	}
 )
 
@@ -818,6 +821,180 @@ func (*EvictKeyResponse) Descriptor() ([]byte, []int) {
 	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{11}
 }
 
+// KeyChange is one entry of the change log that parents sharing a key store
+// keep in it (under changes/): a key was re-sealed (disabled, enabled,
+// rotated) into a new generation, or deleted.
+type KeyChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The generation of the new blob; 0 when deleted.
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Deleted       bool   `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyChange) Reset() {
+	*x = KeyChange{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyChange) ProtoMessage() {}
+
+func (x *KeyChange) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyChange.ProtoReflect.Descriptor instead.
+func (*KeyChange) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *KeyChange) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *KeyChange) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *KeyChange) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+type ApplyKeyChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The change-log position these changes bring the enclave to (the
+	// sequence number of the last one). 0, with nothing else set, only asks
+	// for the enclave's position.
+	Seq     uint64       `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Changes []*KeyChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Drop every cached key first: the parent cannot tell which changes this
+	// enclave missed (the log no longer holds them).
+	EvictAll      bool `protobuf:"varint,3,opt,name=evict_all,json=evictAll,proto3" json:"evict_all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyKeyChangesRequest) Reset() {
+	*x = ApplyKeyChangesRequest{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyKeyChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyKeyChangesRequest) ProtoMessage() {}
+
+func (x *ApplyKeyChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyKeyChangesRequest.ProtoReflect.Descriptor instead.
+func (*ApplyKeyChangesRequest) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ApplyKeyChangesRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ApplyKeyChangesRequest) GetChanges() []*KeyChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ApplyKeyChangesRequest) GetEvictAll() bool {
+	if x != nil {
+		return x.EvictAll
+	}
+	return false
+}
+
+type ApplyKeyChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The highest position applied since the enclave started; 0 if none.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyKeyChangesResponse) Reset() {
+	*x = ApplyKeyChangesResponse{}
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyKeyChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyKeyChangesResponse) ProtoMessage() {}
+
+func (x *ApplyKeyChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyKeyChangesResponse.ProtoReflect.Descriptor instead.
+func (*ApplyKeyChangesResponse) Descriptor() ([]byte, []int) {
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ApplyKeyChangesResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type SetCredentialsRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
@@ -831,7 +1008,7 @@ type SetCredentialsRequest struct {
 
 func (x *SetCredentialsRequest) Reset() {
 	*x = SetCredentialsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1020,7 @@ func (x *SetCredentialsRequest) String() string {
 func (*SetCredentialsRequest) ProtoMessage() {}
 
 func (x *SetCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[12]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1033,7 @@ func (x *SetCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*SetCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{12}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetCredentialsRequest) GetAccessKeyId() string {
@@ -895,7 +1072,7 @@ type SetCredentialsResponse struct {
 
 func (x *SetCredentialsResponse) Reset() {
 	*x = SetCredentialsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1084,7 @@ func (x *SetCredentialsResponse) String() string {
 func (*SetCredentialsResponse) ProtoMessage() {}
 
 func (x *SetCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[13]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1097,7 @@ func (x *SetCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*SetCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{13}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
 }
 
 type SetFreezeRequest struct {
@@ -932,7 +1109,7 @@ type SetFreezeRequest struct {
 
 func (x *SetFreezeRequest) Reset() {
 	*x = SetFreezeRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1121,7 @@ func (x *SetFreezeRequest) String() string {
 func (*SetFreezeRequest) ProtoMessage() {}
 
 func (x *SetFreezeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[14]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1134,7 @@ func (x *SetFreezeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFreezeRequest.ProtoReflect.Descriptor instead.
 func (*SetFreezeRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{14}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetFreezeRequest) GetState() *v1.FreezeState {
@@ -975,7 +1152,7 @@ type SetFreezeResponse struct {
 
 func (x *SetFreezeResponse) Reset() {
 	*x = SetFreezeResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1164,7 @@ func (x *SetFreezeResponse) String() string {
 func (*SetFreezeResponse) ProtoMessage() {}
 
 func (x *SetFreezeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[15]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1177,7 @@ func (x *SetFreezeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFreezeResponse.ProtoReflect.Descriptor instead.
 func (*SetFreezeResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{15}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
 }
 
 type PingRequest struct {
@@ -1011,7 +1188,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1200,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[16]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1213,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{16}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
 }
 
 type PingResponse struct {
@@ -1049,7 +1226,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1238,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[17]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1251,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{17}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PingResponse) GetVersion() string {
@@ -1093,7 +1270,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1282,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[18]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1295,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{18}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateKeyRequest) GetRequest() *v1.CreateKeyRequest {
@@ -1145,7 +1322,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1334,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[19]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1347,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{19}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateKeyResponse) GetKey() *v1.Key {
@@ -1210,7 +1387,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1399,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[20]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1412,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{20}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -1254,7 +1431,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1443,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[21]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1456,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{21}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetKeyResponse) GetKey() *v1.Key {
@@ -1298,7 +1475,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1487,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[22]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1500,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{22}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListKeysRequest) GetRequest() *v1.ListKeysRequest {
@@ -1342,7 +1519,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1531,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[23]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1544,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{23}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListKeysResponse) GetResponse() *v1.ListKeysResponse {
@@ -1386,7 +1563,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1575,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[24]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1588,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{24}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SignRequest) GetRequest() *v1.SignRequest {
@@ -1430,7 +1607,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1619,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[25]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1632,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{25}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SignResponse) GetResponse() *v1.SignResponse {
@@ -1474,7 +1651,7 @@ type SignBatchRequest struct {
 
 func (x *SignBatchRequest) Reset() {
 	*x = SignBatchRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1663,7 @@ func (x *SignBatchRequest) String() string {
 func (*SignBatchRequest) ProtoMessage() {}
 
 func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[26]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1676,7 @@ func (x *SignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchRequest.ProtoReflect.Descriptor instead.
 func (*SignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{26}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SignBatchRequest) GetRequest() *v1.SignBatchRequest {
@@ -1518,7 +1695,7 @@ type SignBatchResponse struct {
 
 func (x *SignBatchResponse) Reset() {
 	*x = SignBatchResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1707,7 @@ func (x *SignBatchResponse) String() string {
 func (*SignBatchResponse) ProtoMessage() {}
 
 func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[27]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1720,7 @@ func (x *SignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignBatchResponse.ProtoReflect.Descriptor instead.
 func (*SignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{27}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SignBatchResponse) GetResponse() *v1.SignBatchResponse {
@@ -1562,7 +1739,7 @@ type GetAttestationRequest struct {
 
 func (x *GetAttestationRequest) Reset() {
 	*x = GetAttestationRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1751,7 @@ func (x *GetAttestationRequest) String() string {
 func (*GetAttestationRequest) ProtoMessage() {}
 
 func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[28]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1764,7 @@ func (x *GetAttestationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationRequest.ProtoReflect.Descriptor instead.
 func (*GetAttestationRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{28}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetAttestationRequest) GetNonce() []byte {
@@ -1606,7 +1783,7 @@ type GetAttestationResponse struct {
 
 func (x *GetAttestationResponse) Reset() {
 	*x = GetAttestationResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1795,7 @@ func (x *GetAttestationResponse) String() string {
 func (*GetAttestationResponse) ProtoMessage() {}
 
 func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[29]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1808,7 @@ func (x *GetAttestationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttestationResponse.ProtoReflect.Descriptor instead.
 func (*GetAttestationResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{29}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetAttestationResponse) GetResponse() *v1.GetAttestationResponse {
@@ -1649,7 +1826,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1838,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[30]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1851,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{30}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{33}
 }
 
 // GetStatsResponse holds counters of the enclave process. None of them
@@ -1701,7 +1878,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1890,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[31]
+	mi := &file_nitrosigner_enclave_v1_enclave_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1903,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{31}
+	return file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetStatsResponse) GetUserCpuMicros() uint64 {
@@ -1831,7 +2008,19 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x0fEvictKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\"\x12\n" +
-	"\x10EvictKeyResponse\"\xb4\x01\n" +
+	"\x10EvictKeyResponse\"\\\n" +
+	"\tKeyChange\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"\x84\x01\n" +
+	"\x16ApplyKeyChangesRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12;\n" +
+	"\achanges\x18\x02 \x03(\v2!.nitrosigner.enclave.v1.KeyChangeR\achanges\x12\x1b\n" +
+	"\tevict_all\x18\x03 \x01(\bR\bevictAll\"+\n" +
+	"\x17ApplyKeyChangesResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xb4\x01\n" +
 	"\x15SetCredentialsRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
@@ -1886,7 +2075,7 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"goroutines\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tkms_calls\x18\a \x01(\x04R\bkmsCalls\x12\x12\n" +
-	"\x04keks\x18\b \x01(\x04R\x04keks*\xf6\x02\n" +
+	"\x04keks\x18\b \x01(\x04R\x04keks*\x94\x03\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +
@@ -1904,10 +2093,11 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x11METHOD_ROTATE_KEY\x10\f\x12\x14\n" +
 	"\x10METHOD_EVICT_KEY\x10\r\x12\x1a\n" +
 	"\x16METHOD_SET_CREDENTIALS\x10\x0e\x12\x15\n" +
-	"\x11METHOD_SET_FREEZE\x10\x0f*O\n" +
+	"\x11METHOD_SET_FREEZE\x10\x0f\x12\x1c\n" +
+	"\x18METHOD_APPLY_KEY_CHANGES\x10\x10*O\n" +
 	"\fErrorMessage\x12\x1d\n" +
 	"\x19ERROR_MESSAGE_UNSPECIFIED\x10\x00\x12 \n" +
-	"\x1cERROR_MESSAGE_KEY_NOT_LOADED\x10\x012\xc8\v\n" +
+	"\x1cERROR_MESSAGE_KEY_NOT_LOADED\x10\x012\xbc\f\n" +
 	"\x0eEnclaveService\x12Q\n" +
 	"\x04Ping\x12#.nitrosigner.enclave.v1.PingRequest\x1a$.nitrosigner.enclave.v1.PingResponse\x12`\n" +
 	"\tCreateKey\x12(.nitrosigner.enclave.v1.CreateKeyRequest\x1a).nitrosigner.enclave.v1.CreateKeyResponse\x12W\n" +
@@ -1923,7 +2113,8 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\tRotateKey\x12(.nitrosigner.enclave.v1.RotateKeyRequest\x1a).nitrosigner.enclave.v1.RotateKeyResponse\x12]\n" +
 	"\bEvictKey\x12'.nitrosigner.enclave.v1.EvictKeyRequest\x1a(.nitrosigner.enclave.v1.EvictKeyResponse\x12o\n" +
 	"\x0eSetCredentials\x12-.nitrosigner.enclave.v1.SetCredentialsRequest\x1a..nitrosigner.enclave.v1.SetCredentialsResponse\x12`\n" +
-	"\tSetFreeze\x12(.nitrosigner.enclave.v1.SetFreezeRequest\x1a).nitrosigner.enclave.v1.SetFreezeResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
+	"\tSetFreeze\x12(.nitrosigner.enclave.v1.SetFreezeRequest\x1a).nitrosigner.enclave.v1.SetFreezeResponse\x12r\n" +
+	"\x0fApplyKeyChanges\x12..nitrosigner.enclave.v1.ApplyKeyChangesRequest\x1a/.nitrosigner.enclave.v1.ApplyKeyChangesResponseBKZIgithub.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1;enclavev1b\x06proto3"
 
 var (
 	file_nitrosigner_enclave_v1_enclave_proto_rawDescOnce sync.Once
@@ -1938,7 +2129,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_rawDescGZIP() []byte {
 }
 
 var file_nitrosigner_enclave_v1_enclave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_nitrosigner_enclave_v1_enclave_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(Method)(0),                       // 0: nitrosigner.enclave.v1.Method
 	(ErrorMessage)(0),                 // 1: nitrosigner.enclave.v1.ErrorMessage
@@ -1954,100 +2145,106 @@ var file_nitrosigner_enclave_v1_enclave_proto_goTypes = []any{
 	(*RotateKeyResponse)(nil),         // 11: nitrosigner.enclave.v1.RotateKeyResponse
 	(*EvictKeyRequest)(nil),           // 12: nitrosigner.enclave.v1.EvictKeyRequest
 	(*EvictKeyResponse)(nil),          // 13: nitrosigner.enclave.v1.EvictKeyResponse
-	(*SetCredentialsRequest)(nil),     // 14: nitrosigner.enclave.v1.SetCredentialsRequest
-	(*SetCredentialsResponse)(nil),    // 15: nitrosigner.enclave.v1.SetCredentialsResponse
-	(*SetFreezeRequest)(nil),          // 16: nitrosigner.enclave.v1.SetFreezeRequest
-	(*SetFreezeResponse)(nil),         // 17: nitrosigner.enclave.v1.SetFreezeResponse
-	(*PingRequest)(nil),               // 18: nitrosigner.enclave.v1.PingRequest
-	(*PingResponse)(nil),              // 19: nitrosigner.enclave.v1.PingResponse
-	(*CreateKeyRequest)(nil),          // 20: nitrosigner.enclave.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),         // 21: nitrosigner.enclave.v1.CreateKeyResponse
-	(*GetKeyRequest)(nil),             // 22: nitrosigner.enclave.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),            // 23: nitrosigner.enclave.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),           // 24: nitrosigner.enclave.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),          // 25: nitrosigner.enclave.v1.ListKeysResponse
-	(*SignRequest)(nil),               // 26: nitrosigner.enclave.v1.SignRequest
-	(*SignResponse)(nil),              // 27: nitrosigner.enclave.v1.SignResponse
-	(*SignBatchRequest)(nil),          // 28: nitrosigner.enclave.v1.SignBatchRequest
-	(*SignBatchResponse)(nil),         // 29: nitrosigner.enclave.v1.SignBatchResponse
-	(*GetAttestationRequest)(nil),     // 30: nitrosigner.enclave.v1.GetAttestationRequest
-	(*GetAttestationResponse)(nil),    // 31: nitrosigner.enclave.v1.GetAttestationResponse
-	(*GetStatsRequest)(nil),           // 32: nitrosigner.enclave.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),          // 33: nitrosigner.enclave.v1.GetStatsResponse
-	(*v1.Status)(nil),                 // 34: nitrosigner.v1.Status
-	(*v1.Key)(nil),                    // 35: nitrosigner.v1.Key
-	(*v1.KeyProof)(nil),               // 36: nitrosigner.v1.KeyProof
-	(v1.KeyState)(0),                  // 37: nitrosigner.v1.KeyState
-	(*v1.FreezeState)(nil),            // 38: nitrosigner.v1.FreezeState
-	(*v1.CreateKeyRequest)(nil),       // 39: nitrosigner.v1.CreateKeyRequest
-	(*v1.ListKeysRequest)(nil),        // 40: nitrosigner.v1.ListKeysRequest
-	(*v1.ListKeysResponse)(nil),       // 41: nitrosigner.v1.ListKeysResponse
-	(*v1.SignRequest)(nil),            // 42: nitrosigner.v1.SignRequest
-	(*v1.SignResponse)(nil),           // 43: nitrosigner.v1.SignResponse
-	(*v1.SignBatchRequest)(nil),       // 44: nitrosigner.v1.SignBatchRequest
-	(*v1.SignBatchResponse)(nil),      // 45: nitrosigner.v1.SignBatchResponse
-	(*v1.GetAttestationResponse)(nil), // 46: nitrosigner.v1.GetAttestationResponse
+	(*KeyChange)(nil),                 // 14: nitrosigner.enclave.v1.KeyChange
+	(*ApplyKeyChangesRequest)(nil),    // 15: nitrosigner.enclave.v1.ApplyKeyChangesRequest
+	(*ApplyKeyChangesResponse)(nil),   // 16: nitrosigner.enclave.v1.ApplyKeyChangesResponse
+	(*SetCredentialsRequest)(nil),     // 17: nitrosigner.enclave.v1.SetCredentialsRequest
+	(*SetCredentialsResponse)(nil),    // 18: nitrosigner.enclave.v1.SetCredentialsResponse
+	(*SetFreezeRequest)(nil),          // 19: nitrosigner.enclave.v1.SetFreezeRequest
+	(*SetFreezeResponse)(nil),         // 20: nitrosigner.enclave.v1.SetFreezeResponse
+	(*PingRequest)(nil),               // 21: nitrosigner.enclave.v1.PingRequest
+	(*PingResponse)(nil),              // 22: nitrosigner.enclave.v1.PingResponse
+	(*CreateKeyRequest)(nil),          // 23: nitrosigner.enclave.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),         // 24: nitrosigner.enclave.v1.CreateKeyResponse
+	(*GetKeyRequest)(nil),             // 25: nitrosigner.enclave.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),            // 26: nitrosigner.enclave.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),           // 27: nitrosigner.enclave.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),          // 28: nitrosigner.enclave.v1.ListKeysResponse
+	(*SignRequest)(nil),               // 29: nitrosigner.enclave.v1.SignRequest
+	(*SignResponse)(nil),              // 30: nitrosigner.enclave.v1.SignResponse
+	(*SignBatchRequest)(nil),          // 31: nitrosigner.enclave.v1.SignBatchRequest
+	(*SignBatchResponse)(nil),         // 32: nitrosigner.enclave.v1.SignBatchResponse
+	(*GetAttestationRequest)(nil),     // 33: nitrosigner.enclave.v1.GetAttestationRequest
+	(*GetAttestationResponse)(nil),    // 34: nitrosigner.enclave.v1.GetAttestationResponse
+	(*GetStatsRequest)(nil),           // 35: nitrosigner.enclave.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),          // 36: nitrosigner.enclave.v1.GetStatsResponse
+	(*v1.Status)(nil),                 // 37: nitrosigner.v1.Status
+	(*v1.Key)(nil),                    // 38: nitrosigner.v1.Key
+	(*v1.KeyProof)(nil),               // 39: nitrosigner.v1.KeyProof
+	(v1.KeyState)(0),                  // 40: nitrosigner.v1.KeyState
+	(*v1.FreezeState)(nil),            // 41: nitrosigner.v1.FreezeState
+	(*v1.CreateKeyRequest)(nil),       // 42: nitrosigner.v1.CreateKeyRequest
+	(*v1.ListKeysRequest)(nil),        // 43: nitrosigner.v1.ListKeysRequest
+	(*v1.ListKeysResponse)(nil),       // 44: nitrosigner.v1.ListKeysResponse
+	(*v1.SignRequest)(nil),            // 45: nitrosigner.v1.SignRequest
+	(*v1.SignResponse)(nil),           // 46: nitrosigner.v1.SignResponse
+	(*v1.SignBatchRequest)(nil),       // 47: nitrosigner.v1.SignBatchRequest
+	(*v1.SignBatchResponse)(nil),      // 48: nitrosigner.v1.SignBatchResponse
+	(*v1.GetAttestationResponse)(nil), // 49: nitrosigner.v1.GetAttestationResponse
 }
 var file_nitrosigner_enclave_v1_enclave_proto_depIdxs = []int32{
 	2,  // 0: nitrosigner.enclave.v1.LoadKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	34, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
+	37, // 1: nitrosigner.enclave.v1.LoadKeysResponse.results:type_name -> nitrosigner.v1.Status
 	2,  // 2: nitrosigner.enclave.v1.DescribeKeysRequest.keys:type_name -> nitrosigner.enclave.v1.SealedBlobs
 	7,  // 3: nitrosigner.enclave.v1.DescribeKeysResponse.keys:type_name -> nitrosigner.enclave.v1.DescribedKey
-	35, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
-	34, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
-	36, // 6: nitrosigner.enclave.v1.DescribedKey.proof:type_name -> nitrosigner.v1.KeyProof
-	37, // 7: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
+	38, // 4: nitrosigner.enclave.v1.DescribedKey.key:type_name -> nitrosigner.v1.Key
+	37, // 5: nitrosigner.enclave.v1.DescribedKey.error:type_name -> nitrosigner.v1.Status
+	39, // 6: nitrosigner.enclave.v1.DescribedKey.proof:type_name -> nitrosigner.v1.KeyProof
+	40, // 7: nitrosigner.enclave.v1.SetKeyStateRequest.state:type_name -> nitrosigner.v1.KeyState
 	2,  // 8: nitrosigner.enclave.v1.SetKeyStateRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	35, // 9: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
+	38, // 9: nitrosigner.enclave.v1.SetKeyStateResponse.key:type_name -> nitrosigner.v1.Key
 	2,  // 10: nitrosigner.enclave.v1.RotateKeyRequest.current:type_name -> nitrosigner.enclave.v1.SealedBlobs
-	35, // 11: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	38, // 12: nitrosigner.enclave.v1.SetFreezeRequest.state:type_name -> nitrosigner.v1.FreezeState
-	39, // 13: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
-	35, // 14: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
-	36, // 15: nitrosigner.enclave.v1.CreateKeyResponse.proof:type_name -> nitrosigner.v1.KeyProof
-	35, // 16: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
-	40, // 17: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
-	41, // 18: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
-	42, // 19: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
-	43, // 20: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
-	44, // 21: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
-	45, // 22: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
-	46, // 23: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
-	18, // 24: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
-	20, // 25: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
-	22, // 26: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
-	24, // 27: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
-	26, // 28: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
-	28, // 29: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
-	30, // 30: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
-	32, // 31: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
-	3,  // 32: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
-	5,  // 33: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
-	8,  // 34: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
-	10, // 35: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
-	12, // 36: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
-	14, // 37: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
-	16, // 38: nitrosigner.enclave.v1.EnclaveService.SetFreeze:input_type -> nitrosigner.enclave.v1.SetFreezeRequest
-	19, // 39: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
-	21, // 40: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
-	23, // 41: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
-	25, // 42: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
-	27, // 43: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
-	29, // 44: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
-	31, // 45: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
-	33, // 46: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
-	4,  // 47: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
-	6,  // 48: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
-	9,  // 49: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
-	11, // 50: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
-	13, // 51: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
-	15, // 52: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
-	17, // 53: nitrosigner.enclave.v1.EnclaveService.SetFreeze:output_type -> nitrosigner.enclave.v1.SetFreezeResponse
-	39, // [39:54] is the sub-list for method output_type
-	24, // [24:39] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	38, // 11: nitrosigner.enclave.v1.RotateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	14, // 12: nitrosigner.enclave.v1.ApplyKeyChangesRequest.changes:type_name -> nitrosigner.enclave.v1.KeyChange
+	41, // 13: nitrosigner.enclave.v1.SetFreezeRequest.state:type_name -> nitrosigner.v1.FreezeState
+	42, // 14: nitrosigner.enclave.v1.CreateKeyRequest.request:type_name -> nitrosigner.v1.CreateKeyRequest
+	38, // 15: nitrosigner.enclave.v1.CreateKeyResponse.key:type_name -> nitrosigner.v1.Key
+	39, // 16: nitrosigner.enclave.v1.CreateKeyResponse.proof:type_name -> nitrosigner.v1.KeyProof
+	38, // 17: nitrosigner.enclave.v1.GetKeyResponse.key:type_name -> nitrosigner.v1.Key
+	43, // 18: nitrosigner.enclave.v1.ListKeysRequest.request:type_name -> nitrosigner.v1.ListKeysRequest
+	44, // 19: nitrosigner.enclave.v1.ListKeysResponse.response:type_name -> nitrosigner.v1.ListKeysResponse
+	45, // 20: nitrosigner.enclave.v1.SignRequest.request:type_name -> nitrosigner.v1.SignRequest
+	46, // 21: nitrosigner.enclave.v1.SignResponse.response:type_name -> nitrosigner.v1.SignResponse
+	47, // 22: nitrosigner.enclave.v1.SignBatchRequest.request:type_name -> nitrosigner.v1.SignBatchRequest
+	48, // 23: nitrosigner.enclave.v1.SignBatchResponse.response:type_name -> nitrosigner.v1.SignBatchResponse
+	49, // 24: nitrosigner.enclave.v1.GetAttestationResponse.response:type_name -> nitrosigner.v1.GetAttestationResponse
+	21, // 25: nitrosigner.enclave.v1.EnclaveService.Ping:input_type -> nitrosigner.enclave.v1.PingRequest
+	23, // 26: nitrosigner.enclave.v1.EnclaveService.CreateKey:input_type -> nitrosigner.enclave.v1.CreateKeyRequest
+	25, // 27: nitrosigner.enclave.v1.EnclaveService.GetKey:input_type -> nitrosigner.enclave.v1.GetKeyRequest
+	27, // 28: nitrosigner.enclave.v1.EnclaveService.ListKeys:input_type -> nitrosigner.enclave.v1.ListKeysRequest
+	29, // 29: nitrosigner.enclave.v1.EnclaveService.Sign:input_type -> nitrosigner.enclave.v1.SignRequest
+	31, // 30: nitrosigner.enclave.v1.EnclaveService.SignBatch:input_type -> nitrosigner.enclave.v1.SignBatchRequest
+	33, // 31: nitrosigner.enclave.v1.EnclaveService.GetAttestation:input_type -> nitrosigner.enclave.v1.GetAttestationRequest
+	35, // 32: nitrosigner.enclave.v1.EnclaveService.GetStats:input_type -> nitrosigner.enclave.v1.GetStatsRequest
+	3,  // 33: nitrosigner.enclave.v1.EnclaveService.LoadKeys:input_type -> nitrosigner.enclave.v1.LoadKeysRequest
+	5,  // 34: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:input_type -> nitrosigner.enclave.v1.DescribeKeysRequest
+	8,  // 35: nitrosigner.enclave.v1.EnclaveService.SetKeyState:input_type -> nitrosigner.enclave.v1.SetKeyStateRequest
+	10, // 36: nitrosigner.enclave.v1.EnclaveService.RotateKey:input_type -> nitrosigner.enclave.v1.RotateKeyRequest
+	12, // 37: nitrosigner.enclave.v1.EnclaveService.EvictKey:input_type -> nitrosigner.enclave.v1.EvictKeyRequest
+	17, // 38: nitrosigner.enclave.v1.EnclaveService.SetCredentials:input_type -> nitrosigner.enclave.v1.SetCredentialsRequest
+	19, // 39: nitrosigner.enclave.v1.EnclaveService.SetFreeze:input_type -> nitrosigner.enclave.v1.SetFreezeRequest
+	15, // 40: nitrosigner.enclave.v1.EnclaveService.ApplyKeyChanges:input_type -> nitrosigner.enclave.v1.ApplyKeyChangesRequest
+	22, // 41: nitrosigner.enclave.v1.EnclaveService.Ping:output_type -> nitrosigner.enclave.v1.PingResponse
+	24, // 42: nitrosigner.enclave.v1.EnclaveService.CreateKey:output_type -> nitrosigner.enclave.v1.CreateKeyResponse
+	26, // 43: nitrosigner.enclave.v1.EnclaveService.GetKey:output_type -> nitrosigner.enclave.v1.GetKeyResponse
+	28, // 44: nitrosigner.enclave.v1.EnclaveService.ListKeys:output_type -> nitrosigner.enclave.v1.ListKeysResponse
+	30, // 45: nitrosigner.enclave.v1.EnclaveService.Sign:output_type -> nitrosigner.enclave.v1.SignResponse
+	32, // 46: nitrosigner.enclave.v1.EnclaveService.SignBatch:output_type -> nitrosigner.enclave.v1.SignBatchResponse
+	34, // 47: nitrosigner.enclave.v1.EnclaveService.GetAttestation:output_type -> nitrosigner.enclave.v1.GetAttestationResponse
+	36, // 48: nitrosigner.enclave.v1.EnclaveService.GetStats:output_type -> nitrosigner.enclave.v1.GetStatsResponse
+	4,  // 49: nitrosigner.enclave.v1.EnclaveService.LoadKeys:output_type -> nitrosigner.enclave.v1.LoadKeysResponse
+	6,  // 50: nitrosigner.enclave.v1.EnclaveService.DescribeKeys:output_type -> nitrosigner.enclave.v1.DescribeKeysResponse
+	9,  // 51: nitrosigner.enclave.v1.EnclaveService.SetKeyState:output_type -> nitrosigner.enclave.v1.SetKeyStateResponse
+	11, // 52: nitrosigner.enclave.v1.EnclaveService.RotateKey:output_type -> nitrosigner.enclave.v1.RotateKeyResponse
+	13, // 53: nitrosigner.enclave.v1.EnclaveService.EvictKey:output_type -> nitrosigner.enclave.v1.EvictKeyResponse
+	18, // 54: nitrosigner.enclave.v1.EnclaveService.SetCredentials:output_type -> nitrosigner.enclave.v1.SetCredentialsResponse
+	20, // 55: nitrosigner.enclave.v1.EnclaveService.SetFreeze:output_type -> nitrosigner.enclave.v1.SetFreezeResponse
+	16, // 56: nitrosigner.enclave.v1.EnclaveService.ApplyKeyChanges:output_type -> nitrosigner.enclave.v1.ApplyKeyChangesResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_nitrosigner_enclave_v1_enclave_proto_init() }
@@ -2061,7 +2258,7 @@ func file_nitrosigner_enclave_v1_enclave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_nitrosigner_enclave_v1_enclave_proto_rawDesc), len(file_nitrosigner_enclave_v1_enclave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

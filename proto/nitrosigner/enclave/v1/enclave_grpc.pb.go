@@ -27,21 +27,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EnclaveService_Ping_FullMethodName           = "/nitrosigner.enclave.v1.EnclaveService/Ping"
-	EnclaveService_CreateKey_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/CreateKey"
-	EnclaveService_GetKey_FullMethodName         = "/nitrosigner.enclave.v1.EnclaveService/GetKey"
-	EnclaveService_ListKeys_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/ListKeys"
-	EnclaveService_Sign_FullMethodName           = "/nitrosigner.enclave.v1.EnclaveService/Sign"
-	EnclaveService_SignBatch_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/SignBatch"
-	EnclaveService_GetAttestation_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/GetAttestation"
-	EnclaveService_GetStats_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/GetStats"
-	EnclaveService_LoadKeys_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/LoadKeys"
-	EnclaveService_DescribeKeys_FullMethodName   = "/nitrosigner.enclave.v1.EnclaveService/DescribeKeys"
-	EnclaveService_SetKeyState_FullMethodName    = "/nitrosigner.enclave.v1.EnclaveService/SetKeyState"
-	EnclaveService_RotateKey_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/RotateKey"
-	EnclaveService_EvictKey_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/EvictKey"
-	EnclaveService_SetCredentials_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/SetCredentials"
-	EnclaveService_SetFreeze_FullMethodName      = "/nitrosigner.enclave.v1.EnclaveService/SetFreeze"
+	EnclaveService_Ping_FullMethodName            = "/nitrosigner.enclave.v1.EnclaveService/Ping"
+	EnclaveService_CreateKey_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/CreateKey"
+	EnclaveService_GetKey_FullMethodName          = "/nitrosigner.enclave.v1.EnclaveService/GetKey"
+	EnclaveService_ListKeys_FullMethodName        = "/nitrosigner.enclave.v1.EnclaveService/ListKeys"
+	EnclaveService_Sign_FullMethodName            = "/nitrosigner.enclave.v1.EnclaveService/Sign"
+	EnclaveService_SignBatch_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/SignBatch"
+	EnclaveService_GetAttestation_FullMethodName  = "/nitrosigner.enclave.v1.EnclaveService/GetAttestation"
+	EnclaveService_GetStats_FullMethodName        = "/nitrosigner.enclave.v1.EnclaveService/GetStats"
+	EnclaveService_LoadKeys_FullMethodName        = "/nitrosigner.enclave.v1.EnclaveService/LoadKeys"
+	EnclaveService_DescribeKeys_FullMethodName    = "/nitrosigner.enclave.v1.EnclaveService/DescribeKeys"
+	EnclaveService_SetKeyState_FullMethodName     = "/nitrosigner.enclave.v1.EnclaveService/SetKeyState"
+	EnclaveService_RotateKey_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/RotateKey"
+	EnclaveService_EvictKey_FullMethodName        = "/nitrosigner.enclave.v1.EnclaveService/EvictKey"
+	EnclaveService_SetCredentials_FullMethodName  = "/nitrosigner.enclave.v1.EnclaveService/SetCredentials"
+	EnclaveService_SetFreeze_FullMethodName       = "/nitrosigner.enclave.v1.EnclaveService/SetFreeze"
+	EnclaveService_ApplyKeyChanges_FullMethodName = "/nitrosigner.enclave.v1.EnclaveService/ApplyKeyChanges"
 )
 
 // EnclaveServiceClient is the client API for EnclaveService service.
@@ -81,6 +82,11 @@ type EnclaveServiceClient interface {
 	// fail with FailedPrecondition. The parent sends it on every change and
 	// on every new connection.
 	SetFreeze(ctx context.Context, in *SetFreezeRequest, opts ...grpc.CallOption) (*SetFreezeResponse, error)
+	// ApplyKeyChanges brings the cache up to changes made through other
+	// parents sharing the key store (their change log): a cached key older
+	// than a change is dropped, and no older blob of it loads again. The
+	// parent calls it every freeze poll.
+	ApplyKeyChanges(ctx context.Context, in *ApplyKeyChangesRequest, opts ...grpc.CallOption) (*ApplyKeyChangesResponse, error)
 }
 
 type enclaveServiceClient struct {
@@ -241,6 +247,16 @@ func (c *enclaveServiceClient) SetFreeze(ctx context.Context, in *SetFreezeReque
 	return out, nil
 }
 
+func (c *enclaveServiceClient) ApplyKeyChanges(ctx context.Context, in *ApplyKeyChangesRequest, opts ...grpc.CallOption) (*ApplyKeyChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyKeyChangesResponse)
+	err := c.cc.Invoke(ctx, EnclaveService_ApplyKeyChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnclaveServiceServer is the server API for EnclaveService service.
 // All implementations must embed UnimplementedEnclaveServiceServer
 // for forward compatibility.
@@ -278,6 +294,11 @@ type EnclaveServiceServer interface {
 	// fail with FailedPrecondition. The parent sends it on every change and
 	// on every new connection.
 	SetFreeze(context.Context, *SetFreezeRequest) (*SetFreezeResponse, error)
+	// ApplyKeyChanges brings the cache up to changes made through other
+	// parents sharing the key store (their change log): a cached key older
+	// than a change is dropped, and no older blob of it loads again. The
+	// parent calls it every freeze poll.
+	ApplyKeyChanges(context.Context, *ApplyKeyChangesRequest) (*ApplyKeyChangesResponse, error)
 	mustEmbedUnimplementedEnclaveServiceServer()
 }
 
@@ -332,6 +353,9 @@ func (UnimplementedEnclaveServiceServer) SetCredentials(context.Context, *SetCre
 }
 func (UnimplementedEnclaveServiceServer) SetFreeze(context.Context, *SetFreezeRequest) (*SetFreezeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetFreeze not implemented")
+}
+func (UnimplementedEnclaveServiceServer) ApplyKeyChanges(context.Context, *ApplyKeyChangesRequest) (*ApplyKeyChangesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ApplyKeyChanges not implemented")
 }
 func (UnimplementedEnclaveServiceServer) mustEmbedUnimplementedEnclaveServiceServer() {}
 func (UnimplementedEnclaveServiceServer) testEmbeddedByValue()                        {}
@@ -624,6 +648,24 @@ func _EnclaveService_SetFreeze_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnclaveService_ApplyKeyChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyKeyChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnclaveServiceServer).ApplyKeyChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnclaveService_ApplyKeyChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnclaveServiceServer).ApplyKeyChanges(ctx, req.(*ApplyKeyChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnclaveService_ServiceDesc is the grpc.ServiceDesc for EnclaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -690,6 +732,10 @@ var EnclaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetFreeze",
 			Handler:    _EnclaveService_SetFreeze_Handler,
+		},
+		{
+			MethodName: "ApplyKeyChanges",
+			Handler:    _EnclaveService_ApplyKeyChanges_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

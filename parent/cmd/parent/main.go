@@ -39,7 +39,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.ClientCAFile, "tls-client-ca", "", "require client certificates from these CAs (mTLS)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", parent.DefaultCallTimeout, "deadline for every call forwarded to the enclave")
 	fs.DurationVar(&cfg.HealthInterval, "health-interval", 2*time.Second, "how often the enclave is pinged for the gRPC health status (also at once when the link to it breaks or is made); when a ping and every other call go unanswered this long, the link is reset and the calls waiting on it fail with Unavailable")
-	fs.DurationVar(&cfg.FreezePoll, "freeze-poll", parent.DefaultFreezePoll, "how often the freeze state is read from the store, so that a freeze made through another parent sharing it stops signing here too")
+	fs.DurationVar(&cfg.FreezePoll, "freeze-poll", parent.DefaultFreezePoll, "how often the freeze state and the key change log are read from the store, so that a freeze or a key change made through another parent sharing it holds here too")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (e.g. tcp://127.0.0.1:9464); empty = off")
 	fs.StringVar(&cfg.Store, "store", parent.DefaultStore, "sealed key store: dir:///path or s3://BUCKET/PREFIX?region=R[&sse=aws:kms&sse-kms-key-id=ARN]")
 	fs.StringVar(&cfg.KMSForwardListen, "kms-forward-listen", "", "run the KMS forwarder here (e.g. vsock://any:8000); empty = use AWS's vsock-proxy")

@@ -42,8 +42,8 @@ func startPair(t *testing.T, w *world, name string) *pair {
 	return p
 }
 
-// eventually asserts that B's signing with id fails with code within a few
-// polls.
+// signFailsSoon asserts that signing with id through c answers code within
+// a few polls.
 func signFailsSoon(t *testing.T, c signerv1.SignerServiceClient, id string, code codes.Code, why string) {
 	t.Helper()
 	var last error
@@ -112,23 +112,25 @@ func TestKeyChangesReachAnEnclaveWhoseParentRestarted(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	a := startPair(t, w, "a")
 	b := startPair(t, w, "b")
-	k := createKey(t, a.client, signerv1.Algorithm_ALGORITHM_ED25519)
-	// Another change first, so that B's enclave has a log position.
-	other := createKey(t, a.client, signerv1.Algorithm_ALGORITHM_ED25519)
-	_, err := a.client.DisableKey(ctx(t), &signerv1.DisableKeyRequest{KeyId: other.GetKeyId()})
+	k := createKey(t, a.client, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	_, err := signDigest(t, b.client, k.GetKeyId())
 	require.NoError(t, err)
-	sign := func(c signerv1.SignerServiceClient) error {
-		_, err := c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k.GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: []byte("m")}})
-		return err
-	}
-	require.NoError(t, sign(b.client))
-	time.Sleep(3 * testPoll) // B's enclave applies the log so far
+	// Another change first, which B follows, so that B's enclave has a log
+	// position when its parent stops.
+	other := createKey(t, a.client, signerv1.Algorithm_ALGORITHM_SECP256K1)
+	_, err = signDigest(t, b.client, other.GetKeyId())
+	require.NoError(t, err)
+	_, err = a.client.DisableKey(ctx(t), &signerv1.DisableKeyRequest{KeyId: other.GetKeyId()})
+	require.NoError(t, err)
+	signFailsSoon(t, b.client, other.GetKeyId(), codes.FailedPrecondition, "disabled through A")
 
 	b.stopParent()
 	_, err = a.client.DisableKey(ctx(t), &signerv1.DisableKeyRequest{KeyId: k.GetKeyId()})
 	require.NoError(t, err)
 	b.cfg.FreezePoll = time.Hour // only the sync on connecting can help
 	b.stopParent = startParent(t, b.cfg)
-	require.Eventually(t, func() bool { return status.Code(sign(b.client)) == codes.FailedPrecondition }, 5*time.Second, 20*time.Millisecond,
-		"B's enclave still signs with the key disabled while its parent was down")
+	require.Eventually(t, func() bool {
+		_, err := signDigest(t, b.client, k.GetKeyId())
+		return status.Code(err) == codes.FailedPrecondition
+	}, 5*time.Second, 20*time.Millisecond, "B's enclave still signs with the key disabled while its parent was down")
 }

@@ -101,3 +101,56 @@ func TestEvictAll(t *testing.T) {
 	_, err = signDigest(t, r, c.Header.KeyId)
 	require.NoError(t, err)
 }
+
+// gatedKMS blocks Decrypt until release is closed, and says when it is
+// blocked.
+type gatedKMS struct {
+	*keyringtest.FakeKMS
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedKMS) Decrypt(ctx context.Context, arn string, ct []byte, c map[string]string) ([]byte, string, error) {
+	close(g.entered)
+	<-g.release
+	return g.FakeKMS.Decrypt(ctx, arn, ct, c)
+}
+
+// EvictAll refuses the loads running when it comes (the change log's gap
+// path). B's parent read key K's generation-1 (enabled) blob and is loading
+// it (KEK unwrap in flight) when A disables K (generation 2) and B's
+// parent, too far behind to hand over the change, sends EvictAll. Unlike
+// Supersede(K, 2), EvictAll raises no floor for K; without the fence B
+// would cache the enabled generation 1 and, its position past the entry,
+// never learn of the disable.
+func TestEvictAllRefusesLoadsInFlight(t *testing.T) {
+	ctx := context.Background()
+	kms := keyringtest.New(arnA)
+	a, err := New(Config{KMS: kms, KMSKeys: []string{arnA}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	g := &gatedKMS{FakeKMS: kms, entered: make(chan struct{}), release: make(chan struct{})}
+	b, err := New(Config{KMS: g, KMSKeys: []string{arnA}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+
+	c, err := a.Create(ctx, signerv1.Algorithm_ALGORITHM_SECP256K1, nil)
+	require.NoError(t, err)
+	id := c.Header.KeyId
+	gen1 := blobs(c)
+
+	done := make(chan error, 1)
+	go func() { done <- b.Load(ctx, []Blobs{gen1})[0] }() // B's parent read gen 1 before A's write
+	<-g.entered
+
+	d, err := a.SetState(ctx, id, signerv1.KeyState_KEY_STATE_DISABLED, gen1)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, d.Header.Generation)
+	b.EvictAll() // the gap sync covering A's change
+	close(g.release)
+	loadErr := <-done
+
+	_, signErr := signDigest(t, b, id)
+	require.True(t, loadErr != nil || signErr != nil,
+		"a load that began before EvictAll installed the superseded, enabled generation 1; B signs with a key disabled through A")
+}

@@ -180,9 +180,12 @@ type Keyring struct {
 	// older than it loads disabled, so a disable holds even after the
 	// cached key is evicted. It is dropped once that generation is cached.
 	disabledBelow map[[16]byte]uint32
-	keks          map[[16]byte]*kek
-	current       map[string]*kek // per KMS key ARN: the KEK new seals go under
-	closed        bool
+	// evictions counts EvictAll calls: a load that began before one is
+	// refused (ErrStale).
+	evictions uint64
+	keks      map[[16]byte]*kek
+	current   map[string]*kek // per KMS key ARN: the KEK new seals go under
+	closed    bool
 
 	unwrap   singleflight.Group
 	newKEK   sync.Mutex
@@ -628,11 +631,21 @@ func (r *Keyring) loadRange(ctx context.Context, items []Blobs, errs []error) {
 		st      = loadState{failed: map[[16]byte]error{}}
 	)
 	defer func() { clear(pt[:cap(pt)]) }()
+	// A blob read before an EvictAll may be older than a change the
+	// enclave was not told of one by one: such a load is refused, and the
+	// parent reads the blob again.
+	r.mu.RLock()
+	epoch := r.evictions
+	r.mu.RUnlock()
 	flush := func() {
 		r.mu.Lock()
 		for j := range pending {
 			p := &pending[j]
-			errs[p.at] = r.insertLocked(p.id, &p.key)
+			if r.evictions != epoch {
+				errs[p.at] = ErrStale
+			} else {
+				errs[p.at] = r.insertLocked(p.id, &p.key)
+			}
 			p.key.key.Zero()
 		}
 		r.mu.Unlock()
@@ -1012,15 +1025,24 @@ func (r *Keyring) Supersede(id string, gen uint64) bool {
 }
 
 // EvictAll drops every cached key, zeroizing it, for a parent that cannot
-// tell which changes made through other parents this enclave missed. It
-// returns how many keys were dropped. Their generations go to the floor as
-// far as its bound allows.
+// tell which changes made through other parents this enclave missed, and
+// refuses (ErrStale) the keys of loads already running, whose blobs may be
+// older than such a change. It returns how many keys were dropped. Their
+// generations go to the floor while it has room: existing marks, deletions
+// among them, are never pushed out for them.
 func (r *Keyring) EvictAll() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.evictions++
 	n := len(r.index)
 	for id, i := range r.index {
-		r.dropLocked(id, i)
+		s := r.slotLocked(i)
+		if s.gen > 1 && len(r.floor) < maxMarks && r.floor[id] < s.gen {
+			r.floor[id] = s.gen
+		}
+		*s = slot{}
+		delete(r.index, id)
+		r.free = append(r.free, i)
 	}
 	return n
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	enclavev1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/enclave/v1"
 )
@@ -32,7 +33,11 @@ func (s *Server) applyKeyChanges(ctx context.Context, in *enclavev1.ApplyKeyChan
 	defer s.changeMu.Unlock()
 	if in.GetEvictAll() {
 		n := s.cfg.Keyring.EvictAll()
-		s.log.WarnContext(ctx, "every cached key dropped: the parent cannot tell which key changes this enclave missed",
+		lvl := slog.LevelWarn
+		if n == 0 {
+			lvl = slog.LevelInfo
+		}
+		s.log.Log(ctx, lvl, "every cached key dropped: the parent cannot tell which key changes this enclave missed",
 			"dropped", n, "seq", in.GetSeq())
 	}
 	for _, c := range in.GetChanges() {

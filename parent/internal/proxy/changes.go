@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -61,6 +63,11 @@ var errChangesStale = status.Error(codes.Unavailable, "key changes made through 
 
 func changeName(seq uint64) string { return fmt.Sprintf("%s%020d", changesPrefix, seq) }
 
+// maxChangeSeq bounds sequence numbers: an entry above it (anything that
+// can write to the store could add one) is not nitrosigner's, and must not
+// move every reader to the end of the number space.
+const maxChangeSeq = 1 << 62
+
 // parseChangeName returns the sequence number of a log entry's name.
 func parseChangeName(name string) (uint64, bool) {
 	s, ok := strings.CutPrefix(name, changesPrefix)
@@ -68,7 +75,7 @@ func parseChangeName(name string) (uint64, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil && n > 0
+	return n, err == nil && n > 0 && n <= maxChangeSeq
 }
 
 // decodeChange parses a log entry. The store is not trusted: a malformed
@@ -104,6 +111,43 @@ type changeLog struct {
 	pruneBelow, pruned uint64
 	pruning            bool
 	lim                changeLimits
+	// epoch counts the syncs that made the enclave drop every cached key;
+	// a key load that saw it change reads the key again ([Service.load]).
+	epoch atomic.Uint64
+	// unrecorded holds keys whose change could not be appended, so that a
+	// retry that changes nothing still appends it. Bounded by
+	// maxUnrecorded.
+	umu        sync.Mutex
+	unrecorded map[string]struct{}
+}
+
+// maxUnrecorded bounds changeLog.unrecorded; when full, an arbitrary key
+// makes room.
+const maxUnrecorded = 4096
+
+func (c *changeLog) markUnrecorded(id string) {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	if c.unrecorded == nil {
+		c.unrecorded = make(map[string]struct{})
+	}
+	if len(c.unrecorded) >= maxUnrecorded {
+		for k := range c.unrecorded {
+			delete(c.unrecorded, k)
+			break
+		}
+	}
+	c.unrecorded[id] = struct{}{}
+}
+
+// takeUnrecorded reports whether id's change still has to be appended, and
+// forgets it (a failed append marks it again).
+func (c *changeLog) takeUnrecorded(id string) bool {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	_, ok := c.unrecorded[id]
+	delete(c.unrecorded, id)
+	return ok
 }
 
 // seen notes that the log holds entries up to seq.
@@ -120,16 +164,17 @@ func (s *Service) recordChange(ctx context.Context, c *enclavev1.KeyChange) erro
 	if err != nil {
 		return err
 	}
+	// Where this parent last saw the log end is only a hint: the log may
+	// have moved on by more than it keeps, and a number it pruned must not
+	// be claimed again (every reader is past it). So list from there.
 	s.changes.mu.Lock()
-	next := s.changes.next
+	hint := s.changes.next
 	s.changes.mu.Unlock()
-	if next == 0 {
-		last, err := s.lastChange(ctx, 0)
-		if err != nil {
-			return err
-		}
-		next = last + 1
+	last, err := s.lastChange(ctx, max(hint, 1)-1)
+	if err != nil {
+		return err
 	}
+	next := last + 1
 	for range changeClaims {
 		_, err := s.store.Put(ctx, changeName(next), b, store.Cond{IfAbsent: true})
 		if errors.Is(err, store.ErrExists) {
@@ -189,37 +234,44 @@ func (s *Service) pruneChanges() {
 	}
 }
 
-// deleteChangesBelow deletes the log's entries numbered below below.
+// deleteChangesBelow deletes the log's entries numbered below below. Names
+// that are not entries are left alone.
 func (s *Service) deleteChangesBelow(ctx context.Context, below uint64) error {
+	after := ""
 	for {
-		names, err := s.listChanges(ctx, 0, 1000)
+		names, err := s.store.List(ctx, changesPrefix, after, 1000)
 		if err != nil {
-			return err
+			return fmt.Errorf("list %s: %w", changesPrefix, err)
 		}
-		n := 0
 		for _, name := range names {
-			if seq, ok := parseChangeName(name); !ok || seq >= below {
+			seq, ok := parseChangeName(name)
+			if ok && seq >= below {
 				return nil
 			}
-			if err := s.store.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
+			if ok {
+				if err := s.store.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
 			}
-			n++
 		}
-		if n < 1000 {
+		if len(names) < 1000 {
 			return nil
 		}
+		after = names[len(names)-1]
 	}
 }
 
 // lastChange returns the number of the log's last entry, after (the number
 // given) if none follows it.
 func (s *Service) lastChange(ctx context.Context, after uint64) (uint64, error) {
-	last := after
+	last, from := after, ""
+	if after > 0 {
+		from = changeName(after)
+	}
 	for {
-		names, err := s.listChanges(ctx, last, 1000)
+		names, err := s.store.List(ctx, changesPrefix, from, 1000)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("list %s: %w", changesPrefix, err)
 		}
 		for _, n := range names {
 			if seq, ok := parseChangeName(n); ok {
@@ -229,6 +281,7 @@ func (s *Service) lastChange(ctx context.Context, after uint64) (uint64, error) 
 		if len(names) < 1000 {
 			return last, nil
 		}
+		from = names[len(names)-1]
 	}
 }
 
@@ -324,7 +377,14 @@ func (s *Service) syncChangesLocked(ctx context.Context) error {
 			return errChangesStore{err}
 		}
 		req = &enclavev1.ApplyKeyChangesRequest{Seq: last, EvictAll: true}
-		s.log.WarnContext(ctx, "the enclave missed key changes the log no longer holds; it drops every cached key and loads them again on their next use",
+		// Loads running now may have read a blob older than a change
+		// the enclave is not told of one by one: they read again.
+		s.changes.epoch.Add(1)
+		lvl := slog.LevelWarn
+		if pos.GetSeq() == 0 {
+			lvl = slog.LevelInfo // a new enclave: nothing cached that could be stale
+		}
+		s.log.Log(ctx, lvl, "the enclave cannot be handed the key changes it missed one by one; it drops every cached key and loads them again on their next use",
 			"enclave_position", pos.GetSeq(), "log_position", last)
 	}
 	if err := s.call(ctx, enclavev1.Method_METHOD_APPLY_KEY_CHANGES, req, &pos); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -135,7 +137,7 @@ func TestChangeLogReachesOtherParents(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, a.SyncChanges(ctx))
 	got, _, seq = encA.take()
-	assert.Equal(t, []string{keyID(1) + " gen 2", keyID(2) + " deleted", keyID(1) + " gen 2"}, got,
+	assert.Equal(t, []string{keyID(1) + " gen 2", keyID(2) + " deleted", keyID(1) + " gen 3"}, got,
 		"A's enclave gets the whole log, its own changes included (no-ops there)")
 	assert.EqualValues(t, 3, seq)
 
@@ -379,4 +381,181 @@ func FuzzDecodeChange(f *testing.F) {
 		require.Len(t, c.GetKeyId(), 36)
 		require.True(t, c.GetDeleted() != (c.GetGeneration() > 0), "%v", c)
 	})
+}
+
+// hookEnclave runs onLoad on every LoadKeys before answering it.
+type hookEnclave struct {
+	lifecycleEnclave
+	onLoad func(n int) error
+	loads  int
+}
+
+func (f *hookEnclave) Call(ctx context.Context, method uint16, req, resp proto.Message) error {
+	if enclavev1.Method(method) == enclavev1.Method_METHOD_LOAD_KEYS {
+		f.loads++
+		if err := f.onLoad(f.loads); err != nil {
+			return err
+		}
+	}
+	return f.lifecycleEnclave.Call(ctx, method, req, resp)
+}
+
+// A load races changes: it read a blob, and before the enclave took it a
+// change landed. The enclave refuses a blob older than one it knows
+// (Aborted): the load reads again. A sync that made the enclave drop every
+// cached key meanwhile (the epoch moves) makes the load read again too, and
+// a key deleted in between is dropped from the cache.
+func TestLoadRetriesAcrossChanges(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		onLoad     func(s *proxy.Service, st store.Store, n int) error
+		wantErr    codes.Code
+		wantLoads  int
+		wantEvicts int
+	}{
+		{"stale blob read again", func(_ *proxy.Service, _ store.Store, n int) error {
+			if n == 1 {
+				return status.Error(codes.Aborted, "sealed key is older than the version already loaded")
+			}
+			return nil
+		}, codes.OK, 2, 0},
+		{"always stale", func(*proxy.Service, store.Store, int) error {
+			return status.Error(codes.Aborted, "sealed key is older than the version already loaded")
+		}, codes.Aborted, 3, 0},
+		{"cache dropped during the load", func(s *proxy.Service, _ store.Store, n int) error {
+			if n == 1 {
+				proxy.BumpChangeEpoch(s)
+			}
+			return nil
+		}, codes.OK, 2, 0},
+		{"deleted during the load", func(s *proxy.Service, st store.Store, n int) error {
+			if n == 1 {
+				proxy.BumpChangeEpoch(s)
+				require.NoError(t, st.Delete(ctx, "keys/"+keyID(1)))
+			}
+			return nil
+		}, codes.NotFound, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := sharedStore(t)
+			putKeys(t, st, keyID(1))
+			enc := &hookEnclave{lifecycleEnclave: lifecycleEnclave{t: t}}
+			s := proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.DiscardHandler)})
+			enc.onLoad = func(n int) error { return tc.onLoad(s, st, n) }
+			err := proxy.Load(s, ctx, keyID(1))[0]
+			assert.Equal(t, tc.wantErr, status.Code(err), "%v", err)
+			if tc.wantErr == codes.Aborted {
+				assert.Equal(t, "the key changed while it was being loaded; retry", status.Convert(err).Message())
+			}
+			assert.Equal(t, tc.wantLoads, enc.loads)
+			evicts := 0
+			for _, c := range enc.calls {
+				if c == "evict "+keyID(1)+" deleted=false" {
+					evicts++
+				}
+			}
+			assert.Equal(t, tc.wantEvicts, evicts)
+		})
+	}
+}
+
+// A parent that has never read the change log (restarted while its enclave
+// kept running, and the store's List failing from the start) goes stale
+// like one that lost it later: signing is refused after FreezeMaxStale
+// rather than going on with whatever the enclave cached.
+func TestChangeLogNeverReadGoesStale(t *testing.T) {
+	ctx := context.Background()
+	st := &failingStore{Store: sharedStore(t)}
+	st.set(true)
+	enc := &changeEnclave{lifecycleEnclave: lifecycleEnclave{t: t}}
+	s := proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.DiscardHandler), FreezeMaxStale: time.Nanosecond})
+	for range 5 {
+		require.Error(t, s.SyncChanges(ctx))
+	}
+	_, known := s.SigningFrozen()
+	assert.False(t, known, "the log was never read: signing must not be reported as safe")
+	err := signErr(s)
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "key changes made through other parents could not be read")
+}
+
+// A writer whose idea of the log's end fell behind into its pruned part
+// (more than keep entries appended between two of its syncs, or a
+// partition) does not claim a pruned number, which put-if-absent would
+// grant and every reader has passed: it lists from there first.
+func TestChangeLogStaleHintDoesNotWriteBelowPruned(t *testing.T) {
+	ctx := context.Background()
+	st := sharedStore(t)
+	putKeys(t, st, keyID(1), keyID(2))
+	w, _ := newChangeService(t, st)
+	a, _ := newChangeService(t, st)
+	r, encR := newChangeService(t, st)
+	proxy.SetChangeLimits(a, 5, 4, 256)
+
+	_, err := w.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: keyID(2)}) // entry 1; W's next is 2
+	require.NoError(t, err)
+	for range 11 { // entries 2..12 through A; 8 prunes 1..3, 12 prunes 4..7
+		_, err := a.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		names := changeNames(t, st)
+		return len(names) > 0 && names[0] == "changes/00000000000000000008"
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.SyncChanges(ctx))
+	_, _, seq := encR.take()
+	require.EqualValues(t, 12, seq)
+
+	_, err = w.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: keyID(2)})
+	require.NoError(t, err)
+	require.NoError(t, r.SyncChanges(ctx))
+	got, evictAll, _ := encR.take()
+	assert.True(t, len(got) > 0 || evictAll > 0,
+		"W's change reaches R, not written under a pruned number: %v", changeNames(t, st))
+}
+
+// An entry numbered math.MaxUint64 (anything that can write to the bucket
+// can add one; the store is not trusted) is not nitrosigner's: readers do
+// not jump to it, and writers do not wrap around after it, which would
+// blind every parent while every sync succeeds.
+func TestChangeLogIgnoresHugeSequenceNumbers(t *testing.T) {
+	ctx := context.Background()
+	st := sharedStore(t)
+	putKeys(t, st, keyID(1))
+	_, err := st.Put(ctx, "changes/18446744073709551615",
+		mustMarshal(t, &enclavev1.KeyChange{KeyId: keyID(9), Generation: 2}), store.Cond{IfAbsent: true})
+	require.NoError(t, err)
+	require.Equal(t, "changes/18446744073709551615", "changes/"+strconv.FormatUint(math.MaxUint64, 10))
+	a, _ := newChangeService(t, st)
+	b, encB := newChangeService(t, st)
+	require.NoError(t, b.SyncChanges(ctx))
+	encB.take()
+
+	_, err = a.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+	require.NoError(t, err)
+	require.NoError(t, b.SyncChanges(ctx))
+	got, evictAll, _ := encB.take()
+	assert.True(t, len(got) > 0 || evictAll > 0, "A's disable never reaches B; log: %v", changeNames(t, st))
+}
+
+// A call that changes nothing (disable of a disabled key, as an idempotent
+// script or reconciler sends) appends nothing: enough of them between two
+// polls would otherwise make every other enclave drop its whole cache.
+func TestChangeLogNoOpCallsAppendNothing(t *testing.T) {
+	ctx := context.Background()
+	st := sharedStore(t)
+	putKeys(t, st, keyID(1))
+	a, encA := newChangeService(t, st)
+	encA.unchanged = true
+	b, encB := newChangeService(t, st)
+	proxy.SetChangeLimits(b, 10000, 100, 3)
+	for range 4 {
+		_, err := a.DisableKey(ctx, &signerv1.DisableKeyRequest{KeyId: keyID(1)})
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.SyncChanges(ctx))
+	_, evictAll, _ := encB.take()
+	assert.Empty(t, changeNames(t, st), "no-op calls append no entries")
+	assert.Zero(t, evictAll, "no-op calls do not drop other enclaves' caches")
 }

@@ -1,5 +1,7 @@
 package proxy
 
+import "context"
+
 // CheckRequestSize and CheckDecodedSize expose the size checks to tests.
 var (
 	CheckRequestSize = checkRequestSize
@@ -14,3 +16,10 @@ func SetChangeLimits(s *Service, keep, pruneEvery, catchUp uint64) {
 	defer s.changes.mu.Unlock()
 	s.changes.lim = changeLimits{keep: keep, pruneEvery: pruneEvery, catchUp: catchUp}
 }
+
+// Load runs the service's key load (store read, LoadKeys, retries).
+func Load(s *Service, ctx context.Context, ids ...string) []error { return s.load(ctx, ids) }
+
+// BumpChangeEpoch does what a sync that made the enclave drop every cached
+// key does to loads running meanwhile.
+func BumpChangeEpoch(s *Service) { s.changes.epoch.Add(1) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -204,9 +205,6 @@ func isNotLoaded(err error) bool {
 	return ok && st.Code() == codes.FailedPrecondition && st.Message() == enclavev1.KeyNotLoaded
 }
 
-// load hands the enclave the blobs of the given keys. It returns one
-// status error (or nil) per id. When the enclave lacks AWS credentials
-// (it restarted), they are pushed and the load is tried once more.
 // loadOne loads one key. Concurrent first uses of one key (a hot key after
 // an enclave restart) share one store read and one LoadKeys call.
 func (s *Service) loadOne(ctx context.Context, id string) error {
@@ -225,14 +223,59 @@ func (s *Service) loadOne(ctx context.Context, id string) error {
 	}
 }
 
+// load hands the enclave the blobs of the given keys. It returns one
+// status error (or nil) per id. When the enclave lacks AWS credentials
+// (it restarted), they are pushed and the load is tried once more.
+//
+// A load reads blobs and then hands them over, so a change can land in
+// between. A change the enclave is told of one by one raises its floor:
+// the older blob is refused (Aborted) and read again here. One it is not
+// (a sync that made it drop every cached key, changes.go) is caught by the
+// change log's epoch: a load that saw it move reads its keys again, and a
+// key gone from the store meanwhile is dropped from the cache.
 func (s *Service) load(ctx context.Context, ids []string) []error {
-	errs := s.loadOnce(ctx, ids)
-	for _, err := range errs {
-		if s.needsCredentials(ctx, err) {
-			return s.loadOnce(ctx, ids)
+	var errs []error
+	for attempt := range loadAttempts {
+		epoch := s.changes.epoch.Load()
+		errs = s.loadOnce(ctx, ids)
+		for _, err := range errs {
+			if s.needsCredentials(ctx, err) {
+				errs = s.loadOnce(ctx, ids)
+				break
+			}
+		}
+		if attempt > 0 {
+			s.evictGone(ctx, ids, errs)
+		}
+		if s.changes.epoch.Load() == epoch && !slices.ContainsFunc(errs, isStale) {
+			return errs
+		}
+	}
+	for i, err := range errs {
+		if isStale(err) {
+			errs[i] = status.Error(codes.Aborted, "the key changed while it was being loaded; retry")
 		}
 	}
 	return errs
+}
+
+// loadAttempts bounds the reads of one load that keeps meeting changes.
+const loadAttempts = 3
+
+// isStale reports whether the enclave refused a blob as older than one it
+// has seen.
+func isStale(err error) bool { return status.Code(err) == codes.Aborted }
+
+// evictGone drops from the enclave's cache the keys a repeated load found
+// gone from the store: the first attempt may have loaded them.
+func (s *Service) evictGone(ctx context.Context, ids []string, errs []error) {
+	for i, err := range errs {
+		if status.Code(err) == codes.NotFound {
+			if eerr := s.call(ctx, enclavev1.Method_METHOD_EVICT_KEY, &enclavev1.EvictKeyRequest{KeyId: ids[i]}, &enclavev1.EvictKeyResponse{}); eerr != nil {
+				s.log.WarnContext(ctx, "dropping a key deleted during its load failed", "key_id", ids[i], "err", eerr)
+			}
+		}
+	}
 }
 
 func (s *Service) loadOnce(ctx context.Context, ids []string) []error {
@@ -496,7 +539,8 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 		// The enclave hands back the current blob when there is nothing to
 		// change (a repeated disable): no write, but the load below still
 		// brings this enclave's cache up to the stored state.
-		if len(kek) > 0 || !bytes.Equal(sk, cur.GetSealedKey()) {
+		changed := len(kek) > 0 || !bytes.Equal(sk, cur.GetSealedKey())
+		if changed {
 			_, err = s.store.Put(ctx, keyName(id), sk, store.Cond{IfMatch: etag})
 			if errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 				if attempt < casRetries {
@@ -524,9 +568,10 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 				return nil, status.Errorf(codes.Unavailable, "the new key state is stored, but the enclave could not be updated (%s); retry", status.Convert(eerr).Message())
 			}
 		}
-		// Also when nothing changed: a retry after a failed record writes
-		// it.
-		if err := s.noteChange(ctx, &enclavev1.KeyChange{KeyId: id, Generation: key.GetSealing().GetGeneration()}); err != nil {
+		// A call that changed nothing appends nothing (idempotent scripts
+		// must not flood the log), unless it retries one whose append
+		// failed.
+		if err := s.noteChange(ctx, changed, &enclavev1.KeyChange{KeyId: id, Generation: key.GetSealing().GetGeneration()}); err != nil {
 			return nil, err
 		}
 		return key, nil
@@ -534,13 +579,18 @@ func (s *Service) reseal(ctx context.Context, id string, op func(cur *enclavev1.
 }
 
 // noteChange appends a change made through this parent to the change log,
-// for the enclaves of other parents sharing the store. Its failure is the
-// client's error: those enclaves may act on the old state until they
-// reload the key, and a retry of the call records it.
-func (s *Service) noteChange(ctx context.Context, c *enclavev1.KeyChange) error {
+// for the enclaves of other parents sharing the store; a call that changed
+// nothing (changed false) appends only when it retries one whose append
+// failed. A failure is the client's error: those enclaves may act on the
+// old state until they reload the key, and a retry of the call appends it.
+func (s *Service) noteChange(ctx context.Context, changed bool, c *enclavev1.KeyChange) error {
+	if !s.changes.takeUnrecorded(c.GetKeyId()) && !changed {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	if err := s.recordChange(ctx, c); err != nil {
+		s.changes.markUnrecorded(c.GetKeyId())
 		s.log.ErrorContext(ctx, "a key change could not be appended to the key store's change log; other parents' enclaves may act on the key's old state",
 			"key_id", c.GetKeyId(), "err", err)
 		return status.Error(codes.Unavailable, "the change is stored and in force on this instance, but it could not be recorded for other instances sharing the key store (see the parent's log), which may act on the old state until they reload the key; retry the call")
@@ -627,9 +677,9 @@ func (s *Service) DeleteKey(ctx context.Context, r *signerv1.DeleteKeyRequest) (
 		s.log.ErrorContext(ctx, "key blob deleted but the enclave did not evict it", "key_id", r.GetKeyId(), "err", err)
 		return nil, status.Errorf(codes.Unavailable, "key blob deleted, but the enclave could not be told to drop the key: %v", status.Convert(err).Message())
 	}
-	// Also when the blob was already gone: a retry after a failed record
-	// writes it.
-	if err := s.noteChange(ctx, &enclavev1.KeyChange{KeyId: r.GetKeyId(), Deleted: true}); err != nil {
+	// When the blob was already gone, only a retry after a failed append
+	// appends.
+	if err := s.noteChange(ctx, derr == nil, &enclavev1.KeyChange{KeyId: r.GetKeyId(), Deleted: true}); err != nil {
 		return nil, err
 	}
 	if derr != nil {

@@ -38,6 +38,16 @@ func sealedKey(t *testing.T, id string, gen uint64) []byte {
 	return b
 }
 
+// genOf reads the generation from a blob sealedKey made.
+func genOf(t *testing.T, blob []byte) uint64 {
+	t.Helper()
+	var k sealedv1.SealedKey
+	require.NoError(t, proto.Unmarshal(blob, &k))
+	var h sealedv1.SealedKeyHeader
+	require.NoError(t, proto.Unmarshal(k.GetHeader(), &h))
+	return h.GetGeneration()
+}
+
 // lifecycleEnclave answers the key-lifecycle methods of the enclave API.
 type lifecycleEnclave struct {
 	t         *testing.T
@@ -71,8 +81,9 @@ func (f *lifecycleEnclave) Call(_ context.Context, method uint16, req, resp prot
 		in := req.(*enclavev1.SetKeyStateRequest)
 		f.record("state " + in.GetKeyId())
 		out := resp.(*enclavev1.SetKeyStateResponse)
-		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState(), Sealing: &signerv1.Sealing{KekId: testKEK, Generation: 2}}
-		out.SealedKey = sealedKey(f.t, in.GetKeyId(), 2)
+		gen := genOf(f.t, in.GetCurrent().GetSealedKey()) + 1
+		out.Key = &signerv1.Key{KeyId: in.GetKeyId(), State: in.GetState(), Sealing: &signerv1.Sealing{KekId: testKEK, Generation: gen}}
+		out.SealedKey = sealedKey(f.t, in.GetKeyId(), gen)
 		if f.unchanged {
 			out.SealedKey = in.GetCurrent().GetSealedKey()
 		}

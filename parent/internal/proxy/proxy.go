@@ -123,6 +123,9 @@ func New(cfg Config) *Service {
 		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
 	s.changes.lim = changeLimits{keep: changeKeep, pruneEvery: changePruneEvery, catchUp: changeCatchUp}
+	// A parent whose store cannot list the log from the start goes stale
+	// like one that lost it later.
+	s.changes.read = time.Now()
 	if !cfg.FreezeFromStore {
 		s.freeze.Store(&signerv1.FreezeState{})
 	}

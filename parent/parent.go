@@ -299,6 +299,7 @@ func Run(ctx context.Context, cfg Config) error {
 		FreezeFromStore: true,
 		FreezeMaxStale:  3 * cfg.FreezePoll,
 	})
+	defer svc.Close()
 	push := func(ctx context.Context) error {
 		var err error
 		if pusher != nil {

@@ -200,7 +200,7 @@ func (s *Service) recordChange(ctx context.Context, c *enclavev1.KeyChange) erro
 		}
 		s.changes.mu.Unlock()
 		if start {
-			go s.pruneChanges()
+			s.bg.Go(s.pruneChanges)
 		}
 		return nil
 	}
@@ -210,7 +210,7 @@ func (s *Service) recordChange(ctx context.Context, c *enclavev1.KeyChange) erro
 // pruneChanges deletes the entries below the latest prune mark, until no
 // newer mark is left; one runs at a time.
 func (s *Service) pruneChanges() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+	ctx, cancel := context.WithTimeout(s.bgCtx, 10*s.timeout)
 	defer cancel()
 	for {
 		s.changes.mu.Lock()
@@ -237,60 +237,67 @@ func (s *Service) pruneChanges() {
 // deleteChangesBelow deletes the log's entries numbered below below. Names
 // that are not entries are left alone.
 func (s *Service) deleteChangesBelow(ctx context.Context, below uint64) error {
-	after := ""
-	for {
-		names, err := s.store.List(ctx, changesPrefix, after, 1000)
-		if err != nil {
-			return fmt.Errorf("list %s: %w", changesPrefix, err)
+	return s.walkChanges(ctx, 0, func(name string, seq uint64, ok bool) (bool, error) {
+		if !ok {
+			return true, nil
 		}
-		for _, name := range names {
-			seq, ok := parseChangeName(name)
-			if ok && seq >= below {
-				return nil
-			}
-			if ok {
-				if err := s.store.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-			}
+		if seq >= below {
+			return false, nil
 		}
-		if len(names) < 1000 {
-			return nil
+		if err := s.store.Delete(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return false, err
 		}
-		after = names[len(names)-1]
-	}
+		return true, nil
+	})
 }
 
 // lastChange returns the number of the log's last entry, after (the number
 // given) if none follows it.
 func (s *Service) lastChange(ctx context.Context, after uint64) (uint64, error) {
-	last, from := after, ""
-	if after > 0 {
-		from = changeName(after)
-	}
+	last := after
+	err := s.walkChanges(ctx, after, func(_ string, seq uint64, ok bool) (bool, error) {
+		if ok {
+			last = max(last, seq)
+		}
+		return true, nil
+	})
+	return last, err
+}
+
+// walkChanges calls fn, in order, for every name in the log after entry
+// number after, with its number if it is an entry (ok), until fn answers
+// false or fails.
+func (s *Service) walkChanges(ctx context.Context, after uint64, fn func(name string, seq uint64, ok bool) (bool, error)) error {
+	const page = 1000
+	from := changeFrom(after)
 	for {
-		names, err := s.store.List(ctx, changesPrefix, from, 1000)
+		names, err := s.listChanges(ctx, from, page)
 		if err != nil {
-			return 0, fmt.Errorf("list %s: %w", changesPrefix, err)
+			return err
 		}
 		for _, n := range names {
-			if seq, ok := parseChangeName(n); ok {
-				last = max(last, seq)
+			seq, ok := parseChangeName(n)
+			if more, err := fn(n, seq, ok); !more || err != nil {
+				return err
 			}
 		}
-		if len(names) < 1000 {
-			return last, nil
+		if len(names) < page {
+			return nil
 		}
 		from = names[len(names)-1]
 	}
 }
 
-// listChanges lists up to limit entry names after entry number after.
-func (s *Service) listChanges(ctx context.Context, after uint64, limit int) ([]string, error) {
-	from := ""
-	if after > 0 {
-		from = changeName(after)
+// changeFrom is the List start for the names after entry number after.
+func changeFrom(after uint64) string {
+	if after == 0 {
+		return ""
 	}
+	return changeName(after)
+}
+
+// listChanges lists up to limit names of the log after from.
+func (s *Service) listChanges(ctx context.Context, from string, limit int) ([]string, error) {
 	names, err := s.store.List(ctx, changesPrefix, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", changesPrefix, err)
@@ -321,7 +328,7 @@ func (s *Service) SyncChanges(ctx context.Context) error {
 			s.log.WarnContext(ctx, "the key change log can be read from the key store again")
 		}
 	case errors.As(err, &serr):
-		if s.freezeMaxStale > 0 && !s.changes.read.IsZero() && time.Since(s.changes.read) > s.freezeMaxStale &&
+		if s.freezeMaxStale > 0 && time.Since(s.changes.read) > s.freezeMaxStale &&
 			!s.changesStale.Swap(true) {
 			s.log.ErrorContext(ctx, "the key change log could not be read from the key store for too long; signing is refused until it can",
 				"last_read", s.changes.read, "err", err)
@@ -338,7 +345,7 @@ func (s *Service) syncChangesLocked(ctx context.Context) error {
 	s.changes.mu.Lock()
 	catchUp := s.changes.lim.catchUp
 	s.changes.mu.Unlock()
-	names, err := s.listChanges(ctx, pos.GetSeq(), int(catchUp)+1)
+	names, err := s.listChanges(ctx, changeFrom(pos.GetSeq()), int(catchUp)+1)
 	if err != nil {
 		return errChangesStore{err}
 	}

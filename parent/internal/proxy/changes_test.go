@@ -82,7 +82,9 @@ func (f *changeEnclave) restart() {
 func newChangeService(t *testing.T, st store.Store) (*proxy.Service, *changeEnclave) {
 	t.Helper()
 	enc := &changeEnclave{lifecycleEnclave: lifecycleEnclave{t: t, refuse: map[string]bool{}}}
-	return proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.DiscardHandler)}), enc
+	s := proxy.New(proxy.Config{Enclave: enc, Store: st, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(s.Close) // a prune must not outlive the store's directory
+	return s, enc
 }
 
 func sharedStore(t *testing.T) store.Store {

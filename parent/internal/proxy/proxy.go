@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,6 +106,11 @@ type Service struct {
 	// freezeMaxStale.
 	changes      changeLog
 	changesStale atomic.Bool
+	// bg runs background work (pruning the change log) under bgCtx, which
+	// Close cancels.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 var _ signerv1.SignerServiceServer = (*Service)(nil)
@@ -122,6 +128,7 @@ func New(cfg Config) *Service {
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
 		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.changes.lim = changeLimits{keep: changeKeep, pruneEvery: changePruneEvery, catchUp: changeCatchUp}
 	// A parent whose store cannot list the log from the start goes stale
 	// like one that lost it later.
@@ -130,6 +137,12 @@ func New(cfg Config) *Service {
 		s.freeze.Store(&signerv1.FreezeState{})
 	}
 	return s
+}
+
+// Close stops the service's background work and waits for it.
+func (s *Service) Close() {
+	s.bgCancel()
+	s.bg.Wait()
 }
 
 // bounded gives a key-management or freeze call the parent's own deadline

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -102,10 +101,10 @@ type changeLog struct {
 	// syncMu serializes syncs and guards read, when the log was last
 	// listed.
 	syncMu sync.Mutex
-	read   time.Time
+	read   readClock
 	// mu guards next, where the next append tries first (0: unknown);
 	// pruneBelow, below which entries are to go, and pruned, below which
-	// they went; pruning, set while a prune runs.
+	// they went; pruning, set while a prune runs; unrecorded.
 	mu                 sync.Mutex
 	next               uint64
 	pruneBelow, pruned uint64
@@ -117,7 +116,6 @@ type changeLog struct {
 	// unrecorded holds keys whose change could not be appended, so that a
 	// retry that changes nothing still appends it. Bounded by
 	// maxUnrecorded.
-	umu        sync.Mutex
 	unrecorded map[string]struct{}
 }
 
@@ -126,8 +124,8 @@ type changeLog struct {
 const maxUnrecorded = 4096
 
 func (c *changeLog) markUnrecorded(id string) {
-	c.umu.Lock()
-	defer c.umu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.unrecorded == nil {
 		c.unrecorded = make(map[string]struct{})
 	}
@@ -143,8 +141,8 @@ func (c *changeLog) markUnrecorded(id string) {
 // takeUnrecorded reports whether id's change still has to be appended, and
 // forgets it (a failed append marks it again).
 func (c *changeLog) takeUnrecorded(id string) bool {
-	c.umu.Lock()
-	defer c.umu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	_, ok := c.unrecorded[id]
 	delete(c.unrecorded, id)
 	return ok
@@ -323,15 +321,13 @@ func (s *Service) SyncChanges(ctx context.Context) error {
 	var serr errChangesStore
 	switch {
 	case err == nil:
-		s.changes.read = time.Now()
-		if s.changesStale.Swap(false) {
+		if s.changes.read.succeeded() {
 			s.log.WarnContext(ctx, "the key change log can be read from the key store again")
 		}
 	case errors.As(err, &serr):
-		if s.freezeMaxStale > 0 && time.Since(s.changes.read) > s.freezeMaxStale &&
-			!s.changesStale.Swap(true) {
+		if s.changes.read.failed(s.freezeMaxStale) {
 			s.log.ErrorContext(ctx, "the key change log could not be read from the key store for too long; signing is refused until it can",
-				"last_read", s.changes.read, "err", err)
+				"last_read", s.changes.read.last, "err", err)
 		}
 	}
 	return err

@@ -49,9 +49,9 @@ func (s *Service) frozenErr() error {
 		return errFreezeUnknown
 	case f.GetFrozen():
 		return enclavev1.FrozenError(f)
-	case s.freezeStale.Load():
+	case s.freezeRead.stale.Load():
 		return errFreezeStale
-	case s.changesStale.Load():
+	case s.changes.read.stale.Load():
 		return errChangesStale
 	}
 	return nil
@@ -62,7 +62,7 @@ func (s *Service) frozenErr() error {
 // lately, as is the key change log).
 func (s *Service) SigningFrozen() (frozen, known bool) {
 	f := s.freeze.Load()
-	return f.GetFrozen(), f != nil && (f.GetFrozen() || !s.freezeStale.Load() && !s.changesStale.Load())
+	return f.GetFrozen(), f != nil && (f.GetFrozen() || !s.freezeRead.stale.Load() && !s.changes.read.stale.Load())
 }
 
 // lockFreeze takes the freeze lock, or gives up when ctx ends.
@@ -130,8 +130,7 @@ func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*s
 		return nil, status.Error(codes.Unavailable, "the key store could not be written (see the parent's log); signing stays frozen; retry")
 	}
 	s.freezePending = nil
-	s.freezeRead = time.Now()
-	s.freezeStale.Store(false)
+	s.freezeRead.succeeded()
 	s.applyFreeze(ctx, st, "unfreeze")
 	return &signerv1.UnfreezeResponse{State: proto.CloneOf(st)}, nil
 }
@@ -165,16 +164,14 @@ func (s *Service) SyncFreeze(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		if s.freezeMaxStale > 0 && !s.freezeRead.IsZero() && time.Since(s.freezeRead) > s.freezeMaxStale &&
-			!s.freezeStale.Swap(true) {
+		if s.freezeRead.failed(s.freezeMaxStale) {
 			s.log.ErrorContext(ctx, "the freeze state could not be read from the key store for too long; signing is refused until it can",
-				"last_read", s.freezeRead, "err", err)
+				"last_read", s.freezeRead.last, "err", err)
 		}
 		return err
 	}
 	s.freezePending = nil
-	s.freezeRead = time.Now()
-	if s.freezeStale.Swap(false) {
+	if s.freezeRead.succeeded() {
 		s.log.WarnContext(ctx, "the freeze state can be read from the key store again")
 	}
 	if cur := s.freeze.Load(); cur == nil || !proto.Equal(cur, st) {

@@ -89,23 +89,21 @@ type Service struct {
 	onCreds func(ctx context.Context) error
 	// freeze is the signing switch (nil: not read from the store yet).
 	freeze atomic.Pointer[signerv1.FreezeState]
-	// freezeStale is set while the store has not been read for longer
-	// than freezeMaxStale: the state is then unknown again.
-	freezeStale    atomic.Bool
+	// freezeMaxStale is how long reads of the freeze state and of the
+	// change log may fail before signing is refused.
 	freezeMaxStale time.Duration
 	// freezeLock (a one-slot semaphore, so that waiting honours contexts)
 	// orders changes of the freeze state and guards the fields below.
 	freezeLock chan struct{}
-	// freezeRead is when the store's state was last read.
-	freezeRead time.Time
+	// freezeRead is when the store's state was last read; stale while
+	// reads failed for longer than freezeMaxStale (the state is then
+	// unknown again).
+	freezeRead readClock
 	// freezePending is a freeze applied here whose store write failed;
 	// every sync retries it, and no stored "not frozen" undoes it.
 	freezePending *signerv1.FreezeState
-	// changes is this parent's view of the key change log (changes.go);
-	// changesStale is set while it has not been read for longer than
-	// freezeMaxStale.
-	changes      changeLog
-	changesStale atomic.Bool
+	// changes is this parent's view of the key change log (changes.go).
+	changes changeLog
 	// bg runs background work (pruning the change log) under bgCtx, which
 	// Close cancels.
 	bg       sync.WaitGroup
@@ -132,11 +130,34 @@ func New(cfg Config) *Service {
 	s.changes.lim = changeLimits{keep: changeKeep, pruneEvery: changePruneEvery, catchUp: changeCatchUp}
 	// A parent whose store cannot list the log from the start goes stale
 	// like one that lost it later.
-	s.changes.read = time.Now()
+	s.changes.read.start()
 	if !cfg.FreezeFromStore {
 		s.freeze.Store(&signerv1.FreezeState{})
 	}
 	return s
+}
+
+// readClock tracks when something was last read from the store, and turns
+// stale when reads keep failing for longer than a limit. Its user
+// serializes the calls; stale may be read at any time.
+type readClock struct {
+	last  time.Time // zero: never read, which the clock does not judge
+	stale atomic.Bool
+}
+
+// start counts the time until the first read as time without one.
+func (c *readClock) start() { c.last = time.Now() }
+
+// succeeded notes a read, and reports whether the clock was stale.
+func (c *readClock) succeeded() (wasStale bool) {
+	c.last = time.Now()
+	return c.stale.Swap(false)
+}
+
+// failed notes a failed read, and reports whether it made the clock stale:
+// the last read is older than max (max 0: never).
+func (c *readClock) failed(max time.Duration) (nowStale bool) {
+	return max > 0 && !c.last.IsZero() && time.Since(c.last) > max && !c.stale.Swap(true)
 }
 
 // Close stops the service's background work and waits for it.

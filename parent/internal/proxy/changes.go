@@ -98,6 +98,10 @@ func decodeChange(b []byte) (*enclavev1.KeyChange, error) {
 
 // changeLog is a Service's view of the log.
 type changeLog struct {
+	// appending (a one-slot semaphore, so that waiting honours contexts)
+	// serializes this parent's appends: they would only race each other
+	// for the same numbers.
+	appending chan struct{}
 	// syncMu serializes syncs and guards read, when the log was last
 	// listed.
 	syncMu sync.Mutex
@@ -161,6 +165,12 @@ func (s *Service) recordChange(ctx context.Context, c *enclavev1.KeyChange) erro
 	b, err := proto.Marshal(c)
 	if err != nil {
 		return err
+	}
+	select {
+	case s.changes.appending <- struct{}{}:
+		defer func() { <-s.changes.appending }()
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for this parent's other appends: %w", ctx.Err())
 	}
 	// Where this parent last saw the log end is only a hint: the log may
 	// have moved on by more than it keeps, and a number it pruned must not

@@ -127,6 +127,7 @@ func New(cfg Config) *Service {
 		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.changes.appending = make(chan struct{}, 1)
 	s.changes.lim = changeLimits{keep: changeKeep, pruneEvery: changePruneEvery, catchUp: changeCatchUp}
 	// A parent whose store cannot list the log from the start goes stale
 	// like one that lost it later.

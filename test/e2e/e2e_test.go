@@ -81,7 +81,11 @@ func startParent(t testing.TB, cfg parent.Config) (stop func()) {
 	t.Helper()
 	listening := make(chan struct{})
 	cfg.OnListen = func(_ net.Addr) { close(listening) }
-	cfg.HealthInterval = 100 * time.Millisecond
+	// Short, so that health follows the enclave quickly; not so short that
+	// a race-built test binary on a loaded 2-core machine leaves a ping
+	// unanswered for a whole interval, which resets the link (and failed
+	// a CreateKey in CI at 100 ms).
+	cfg.HealthInterval = time.Second
 	if cfg.Logger == nil {
 		cfg.Logger = testLog(t)
 	}

@@ -90,12 +90,18 @@ func recid(v int, chainID int) byte {
 	}
 }
 
-func TestSecp256k1Vectors(t *testing.T) {
-	s, _ := sign.Lookup(signerv1.Algorithm_ALGORITHM_SECP256K1)
-	type vec struct {
-		name, key, digest, r, sHex string
-		v                          byte
-	}
+// secpVector is a published secp256k1 signature: key, digest and the
+// expected r, s and recovery id.
+type secpVector struct {
+	name, key, digest, r, sHex string
+	v                          byte
+}
+
+// secp256k1Vectors reads the standard vectors from testdata (EIP-155,
+// EIP-712, EIP-191).
+func secp256k1Vectors(t *testing.T) []secpVector {
+	t.Helper()
+	type vec = secpVector
 	var vecs []vec
 
 	var e155 struct {
@@ -135,8 +141,12 @@ func TestSecp256k1Vectors(t *testing.T) {
 			hex.EncodeToString(sig[:32]), hex.EncodeToString(sig[32:64]), recid(int(sig[64]), 0)})
 	}
 	require.Len(t, vecs, 6)
+	return vecs
+}
 
-	for _, v := range vecs {
+func TestSecp256k1Vectors(t *testing.T) {
+	s, _ := sign.Lookup(signerv1.Algorithm_ALGORITHM_SECP256K1)
+	for _, v := range secp256k1Vectors(t) {
 		t.Run(v.name, func(t *testing.T) {
 			priv := unhex(t, v.key)
 			digest := unhex(t, v.digest)

@@ -105,6 +105,9 @@ type Config struct {
 	// shares CPUs with the parent and its clients, as the simulator does on
 	// one host; in a Nitro Enclave the vCPUs are the enclave's own.
 	YieldCPU bool
+	// NoBatching turns off the combining of concurrent digest signatures
+	// into batches (server.Config.NoBatching); for measurements.
+	NoBatching bool
 }
 
 // inlineSignSize is the largest Sign request handled on the link's reader:
@@ -249,6 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 		KMSPublicKey: id.kmsSPKI,
 		Version:      cfg.Version,
 		Logger:       cfg.Logger,
+		NoBatching:   cfg.NoBatching,
 	})
 	if err != nil {
 		return err

@@ -414,6 +414,12 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Message{Message: []byte("m")}})
 	require.NoError(t, err)
+	// A secp256k1 digest goes through the enclave's batching: a lone call
+	// is a batch of one.
+	k1, err := c.CreateKey(ctx(t), &signerv1.CreateKeyRequest{Algorithm: signerv1.Algorithm_ALGORITHM_SECP256K1})
+	require.NoError(t, err)
+	_, err = c.Sign(ctx(t), &signerv1.SignRequest{KeyId: k1.GetKey().GetKeyId(), Payload: &signerv1.SignRequest_Digest{Digest: make([]byte, 32)}})
+	require.NoError(t, err)
 	_, err = c.GetKey(ctx(t), &signerv1.GetKeyRequest{KeyId: "key_0123456789abcdef0123456789abcdef"})
 	require.Equal(t, codes.NotFound, status.Code(err))
 
@@ -429,11 +435,13 @@ func TestMetrics(t *testing.T) {
 	text := string(body)
 
 	for _, want := range []string{
-		`nitrosigner_grpc_requests_total{code="OK",method="/nitrosigner.v1.SignerService/Sign"} 1`,
+		`nitrosigner_grpc_requests_total{code="OK",method="/nitrosigner.v1.SignerService/Sign"} 2`,
 		`nitrosigner_grpc_requests_total{code="NotFound",method="/nitrosigner.v1.SignerService/GetKey"} 1`,
-		`nitrosigner_grpc_request_duration_seconds_count{method="/nitrosigner.v1.SignerService/CreateKey"} 1`,
+		`nitrosigner_grpc_request_duration_seconds_count{method="/nitrosigner.v1.SignerService/CreateKey"} 2`,
 		"nitrosigner_enclave_up 1",
-		"nitrosigner_enclave_keys 1",
+		"nitrosigner_enclave_keys 2",
+		"nitrosigner_enclave_batched_signatures_total 1",
+		"nitrosigner_enclave_sign_batches_total 1",
 		"nitrosigner_enclave_kms_calls_total 1",
 		"nitrosigner_enclave_keks 1",
 		`nitrosigner_enclave_cpu_seconds_total{mode="user"}`,

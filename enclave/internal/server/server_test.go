@@ -43,6 +43,12 @@ func newServer(t testing.TB) (*server.Server, *fakeAttester) {
 // newServerLog is newServer with the server's logs sent to log.
 func newServerLog(t testing.TB, log *slog.Logger) (*server.Server, *fakeAttester) {
 	t.Helper()
+	return newServerWith(t, func(c *server.Config) { c.Logger = log })
+}
+
+// newServerWith is newServer with its config changed by edit.
+func newServerWith(t testing.TB, edit func(*server.Config)) (*server.Server, *fakeAttester) {
+	t.Helper()
 	att := &fakeAttester{}
 	kms := keyringtest.New(testARN, otherARN)
 	kr, err := keyring.New(keyring.Config{KMS: kms, KMSKeys: []string{testARN}, Logger: quiet})
@@ -50,7 +56,7 @@ func newServerLog(t testing.TB, log *slog.Logger) (*server.Server, *fakeAttester
 	t.Cleanup(func() { _ = kr.Close() })
 	idPub, idKey, err := ed25519.GenerateKey(nil)
 	require.NoError(t, err)
-	s, err := server.New(server.Config{
+	cfg := server.Config{
 		Keyring:      kr,
 		Credentials:  kms,
 		Attester:     att,
@@ -58,8 +64,10 @@ func newServerLog(t testing.TB, log *slog.Logger) (*server.Server, *fakeAttester
 		IdentityKey:  idKey,
 		KMSPublicKey: []byte("spki"),
 		Version:      "test",
-		Logger:       log,
-	})
+		Logger:       quiet,
+	}
+	edit(&cfg)
+	s, err := server.New(cfg)
 	require.NoError(t, err)
 	return s, att
 }

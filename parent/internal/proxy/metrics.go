@@ -100,6 +100,9 @@ type EnclaveCollector struct {
 	gor  *prometheus.Desc
 	kms  *prometheus.Desc
 	keks *prometheus.Desc
+	// batched and batches: digest signatures made through the enclave's
+	// batching of concurrent calls, and the batches they were made in.
+	batched, batches *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*EnclaveCollector)(nil)
@@ -119,12 +122,14 @@ func NewEnclaveCollector(svc *Service, timeout time.Duration) *EnclaveCollector 
 		gor:     d("goroutines", "Goroutines in the enclave."),
 		kms:     d("kms_calls_total", "KMS calls (GenerateDataKey, Decrypt) the enclave's keyring has made since it started."),
 		keks:    d("keks", "KEKs unwrapped in the enclave."),
+		batched: d("batched_signatures_total", "Digest signatures the enclave made through its batching of concurrent Sign calls (a lone call is a batch of one)."),
+		batches: d("sign_batches_total", "Batches those signatures were made in; batched_signatures_total / sign_batches_total is the mean batch size."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *EnclaveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.cpu, c.keys, c.heap, c.gor, c.kms, c.keks} {
+	for _, d := range []*prometheus.Desc{c.up, c.cpu, c.keys, c.heap, c.gor, c.kms, c.keks, c.batched, c.batches} {
 		ch <- d
 	}
 }
@@ -160,4 +165,6 @@ func (c *EnclaveCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.gor, prometheus.GaugeValue, float64(st.GetGoroutines()))
 	ch <- prometheus.MustNewConstMetric(c.kms, prometheus.CounterValue, float64(st.GetKmsCalls()))
 	ch <- prometheus.MustNewConstMetric(c.keks, prometheus.GaugeValue, float64(st.GetKeks()))
+	ch <- prometheus.MustNewConstMetric(c.batched, prometheus.CounterValue, float64(st.GetBatchedSignatures()))
+	ch <- prometheus.MustNewConstMetric(c.batches, prometheus.CounterValue, float64(st.GetSignBatches()))
 }

@@ -1871,9 +1871,14 @@ type GetStatsResponse struct {
 	// KMS calls made by the keyring (GenerateDataKey, Decrypt) since start.
 	KmsCalls uint64 `protobuf:"varint,7,opt,name=kms_calls,json=kmsCalls,proto3" json:"kms_calls,omitempty"`
 	// KEKs currently unwrapped in the enclave.
-	Keks          uint64 `protobuf:"varint,8,opt,name=keks,proto3" json:"keks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Keks uint64 `protobuf:"varint,8,opt,name=keks,proto3" json:"keks,omitempty"`
+	// Digest signatures made through the batching of concurrent Sign calls
+	// since start, and the batches they were made in (their ratio is the mean
+	// batch size; a lone call is a batch of one).
+	BatchedSignatures uint64 `protobuf:"varint,9,opt,name=batched_signatures,json=batchedSignatures,proto3" json:"batched_signatures,omitempty"`
+	SignBatches       uint64 `protobuf:"varint,10,opt,name=sign_batches,json=signBatches,proto3" json:"sign_batches,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1958,6 +1963,20 @@ func (x *GetStatsResponse) GetKmsCalls() uint64 {
 func (x *GetStatsResponse) GetKeks() uint64 {
 	if x != nil {
 		return x.Keks
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetBatchedSignatures() uint64 {
+	if x != nil {
+		return x.BatchedSignatures
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetSignBatches() uint64 {
+	if x != nil {
+		return x.SignBatches
 	}
 	return 0
 }
@@ -2063,7 +2082,7 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"\\\n" +
 	"\x16GetAttestationResponse\x12B\n" +
 	"\bresponse\x18\x01 \x01(\v2&.nitrosigner.v1.GetAttestationResponseR\bresponse\"\x11\n" +
-	"\x0fGetStatsRequest\"\x84\x02\n" +
+	"\x0fGetStatsRequest\"\xd6\x02\n" +
 	"\x10GetStatsResponse\x12&\n" +
 	"\x0fuser_cpu_micros\x18\x01 \x01(\x04R\ruserCpuMicros\x12*\n" +
 	"\x11system_cpu_micros\x18\x02 \x01(\x04R\x0fsystemCpuMicros\x12\x12\n" +
@@ -2075,7 +2094,10 @@ const file_nitrosigner_enclave_v1_enclave_proto_rawDesc = "" +
 	"goroutines\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tkms_calls\x18\a \x01(\x04R\bkmsCalls\x12\x12\n" +
-	"\x04keks\x18\b \x01(\x04R\x04keks*\x94\x03\n" +
+	"\x04keks\x18\b \x01(\x04R\x04keks\x12-\n" +
+	"\x12batched_signatures\x18\t \x01(\x04R\x11batchedSignatures\x12!\n" +
+	"\fsign_batches\x18\n" +
+	" \x01(\x04R\vsignBatches*\x94\x03\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_PING\x10\x01\x12\x15\n" +

@@ -162,7 +162,7 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 		return result{}, err
 	}
 	ok0, canceled0, failed0 := signOutcomes(s0)
-	p0, e0, err := s0.cpu()
+	c0, err := s0.counters()
 	if err != nil {
 		return result{}, err
 	}
@@ -177,7 +177,7 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 		return result{}, err
 	}
 	ok1, canceled1, failed1 := signOutcomes(s1)
-	p1, e1, err := s1.cpu()
+	c1, err := s1.counters()
 	if err != nil {
 		return result{}, err
 	}
@@ -191,15 +191,15 @@ func h2loadPhase(st *stack, bin, keyID string, streams int, d time.Duration) (re
 	slices.Sort(lat)
 	// h2load runs for d exactly; its process also spends a few ms
 	// starting, which elapsed includes.
-	return result{
-		calls:      len(lat),
-		signs:      len(lat),
-		rate:       float64(len(lat)) / min(elapsed, d).Seconds(),
-		p50:        lat.pct(50),
-		p99:        lat.pct(99),
-		parentCPU:  p1 - p0,
-		enclaveCPU: e1 - e0,
-		loadCPU:    loadCPU,
-		idle:       m1.idleSince(m0),
-	}, nil
+	r := result{
+		calls:   len(lat),
+		signs:   len(lat),
+		rate:    float64(len(lat)) / min(elapsed, d).Seconds(),
+		p50:     lat.pct(50),
+		p99:     lat.pct(99),
+		loadCPU: loadCPU,
+		idle:    m1.idleSince(m0),
+	}
+	r.measured(c0, c1)
+	return r, nil
 }

@@ -69,6 +69,31 @@ func (rb *rawBench) measure(benchtime time.Duration) (rawFigures, error) {
 	return parseRaw(out)
 }
 
+var batchedLine = regexp.MustCompile(`BenchmarkSignDigestsSecp256k1/16(?:-\d+)?\s+\d+\s+[0-9.]+ ns/op\s+([0-9.]+) cpu-ns/sig`)
+
+// batched measures batched signing in process: 16 digests per batch, one
+// goroutine, CPU per signature (BenchmarkSignDigestsSecp256k1/16). It is
+// what the enclave's batching approaches under load.
+func (rb *rawBench) batched(benchtime time.Duration) (float64, error) {
+	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", "^BenchmarkSignDigestsSecp256k1$/^16$",
+		"-test.cpu", "1", "-test.benchtime", benchtime.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("batched benchmark: %v\n%s", err, out)
+	}
+	return parseBatched(out)
+}
+
+// parseBatched reads the CPU per signature from the output of
+// BenchmarkSignDigestsSecp256k1/16.
+func parseBatched(out []byte) (float64, error) {
+	m := batchedLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("batched benchmark: %w in\n%s", errNoResult, out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
 // parseRaw reads the raw figures from the benchmarks' output.
 func parseRaw(out []byte) (rawFigures, error) {
 	m1, m2 := parallelLine.FindSubmatch(out), singleLine.FindSubmatch(out)

@@ -57,3 +57,23 @@ func TestRawMean(t *testing.T) {
 	assert.Equal(t, 80e3, m.cpu)
 	assert.Equal(t, 50e3, m.single)
 }
+
+func TestParseBatched(t *testing.T) {
+	// The line `-test.cpu 1` prints (no -N suffix), and the same with one.
+	for _, out := range []string{
+		"BenchmarkSignDigestsSecp256k1/16         \t    1383\t    897858 ns/op\t     53469 cpu-ns/sig\t   15928 B/op\t     268 allocs/op\n",
+		"BenchmarkSignDigestsSecp256k1/16-2 1383 897858 ns/op 53469 cpu-ns/sig\n",
+	} {
+		v, err := parseBatched([]byte(out))
+		require.NoError(t, err)
+		assert.InDelta(t, 53469, v, 0.1)
+	}
+	for _, out := range []string{
+		"BenchmarkSignDigestsSecp256k1/8 1 1 ns/op 53469 cpu-ns/sig\n",
+		"BenchmarkSignDigestsSecp256k1/16 1383 897858 ns/op\n",
+		"FAIL\n",
+	} {
+		_, err := parseBatched([]byte(out))
+		assert.Error(t, err, out)
+	}
+}

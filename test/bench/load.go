@@ -39,6 +39,23 @@ type result struct {
 	parentCPU, enclaveCPU float64 // ns, the whole phase
 	loadCPU               float64 // this process: the load generator
 	idle                  float64 // share of the machine's CPU time left idle during the phase
+	batched, batches      float64 // the enclave's batching counters' increase
+}
+
+// meanBatch is the mean size of the enclave's digest-signing batches in
+// the phase, or "-" when it made none.
+func (r result) meanBatch() string {
+	if r.batches == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(r.batched/r.batches, 'f', 1, 64)
+}
+
+// measured fills in r's service figures from the counters before and
+// after its phase.
+func (r *result) measured(c0, c1 counters) {
+	r.parentCPU, r.enclaveCPU = c1.parentCPU-c0.parentCPU, c1.enclaveCPU-c0.enclaveCPU
+	r.batched, r.batches = c1.batched-c0.batched, c1.batches-c0.batches
 }
 
 // cpuTimes is the machine's CPU time from /proc/stat, in clock ticks.
@@ -100,29 +117,29 @@ func load(ctx context.Context, st *stack, conns []*grpc.ClientConn, clients, per
 	if _, err := drive(ctx, conns, clients, time.Second, f); err != nil {
 		return result{}, err
 	}
-	p0, e0, err1 := st.cpu()
+	c0, err1 := st.counters()
 	l0, m0 := selfCPU(), machineCPU()
 	start := time.Now()
 	lat, err := drive(ctx, conns, clients, d, f)
 	elapsed := time.Since(start)
 	l1, m1 := selfCPU(), machineCPU()
-	p1, e1, err2 := st.cpu()
+	c1, err2 := st.counters()
 	if err := errors.Join(err, err1, err2); err != nil {
 		return result{}, err
 	}
 	slices.Sort(lat)
 	signs := len(lat) * perCall
-	return result{
-		calls:      len(lat),
-		signs:      signs,
-		rate:       float64(signs) / elapsed.Seconds(),
-		p50:        lat.pct(50),
-		p99:        lat.pct(99),
-		parentCPU:  p1 - p0,
-		enclaveCPU: e1 - e0,
-		loadCPU:    l1 - l0,
-		idle:       m1.idleSince(m0),
-	}, nil
+	r := result{
+		calls:   len(lat),
+		signs:   signs,
+		rate:    float64(signs) / elapsed.Seconds(),
+		p50:     lat.pct(50),
+		p99:     lat.pct(99),
+		loadCPU: l1 - l0,
+		idle:    m1.idleSince(m0),
+	}
+	r.measured(c0, c1)
+	return r, nil
 }
 
 // drive runs clients loops of f for d and returns every call's latency.

@@ -379,23 +379,32 @@ func (st *stack) enclaveFigures() (enclaveFigures, error) {
 	return f, nil
 }
 
-// cpu returns the CPU time, in nanoseconds, that the parent and the
-// enclave report for themselves.
-func (st *stack) cpu() (parent, enclave float64, err error) {
-	s, err := st.scrape()
-	if err != nil {
-		return 0, 0, err
-	}
-	return s.cpu()
+// counters are the service's own figures a phase is measured by.
+type counters struct {
+	parentCPU, enclaveCPU float64 // ns
+	// batched and batches count the enclave's digest signatures made
+	// through its batching of concurrent calls, and their batches.
+	batched, batches float64
 }
 
-// cpu returns the CPU time, in nanoseconds, that the parent and the
-// enclave report in this scrape.
-func (s series) cpu() (parent, enclave float64, err error) {
+// counters scrapes the parent's metrics for the service's counters.
+func (st *stack) counters() (counters, error) {
+	s, err := st.scrape()
+	if err != nil {
+		return counters{}, err
+	}
+	return s.counters()
+}
+
+// counters reads the CPU time, in nanoseconds, that the parent and the
+// enclave report in this scrape, and the enclave's batching counters.
+func (s series) counters() (counters, error) {
 	parent, gotP := s.sum("process_cpu_seconds_total")
 	enclave, gotE := s.sum("nitrosigner_enclave_cpu_seconds_total")
 	if !gotP || !gotE {
-		return 0, 0, fmt.Errorf("metrics: no CPU figures (parent %v, enclave %v)", gotP, gotE)
+		return counters{}, fmt.Errorf("metrics: no CPU figures (parent %v, enclave %v)", gotP, gotE)
 	}
-	return parent * 1e9, enclave * 1e9, nil
+	batched, _ := s.sum("nitrosigner_enclave_batched_signatures_total")
+	batches, _ := s.sum("nitrosigner_enclave_sign_batches_total")
+	return counters{parentCPU: parent * 1e9, enclaveCPU: enclave * 1e9, batched: batched, batches: batches}, nil
 }

@@ -446,6 +446,17 @@ func invalidText(m protoreflect.Message, prefix string) string {
 	return bad
 }
 
+// pastDeadline reports whether ctx's deadline has passed. It reads the
+// clock rather than only ctx.Err: the parent's reset for the same deadline
+// can arrive before ctx's own timer has fired.
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
 // keepRequestID is a client interceptor: a failed call's error carries the
 // x-request-id the parent answered with, so that a user can quote it. A
 // call that ran out of the command's own time says so: gRPC may report it
@@ -456,7 +467,7 @@ func keepRequestID(ctx context.Context, method string, req, reply any, cc *grpc.
 	if err == nil {
 		return nil
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && status.Code(err) == codes.DeadlineExceeded {
+	if status.Code(err) == codes.DeadlineExceeded && pastDeadline(ctx) {
 		err = status.Error(codes.DeadlineExceeded, "no answer within the time allowed (--timeout)")
 	}
 	for _, md := range []metadata.MD{header, trailer} {

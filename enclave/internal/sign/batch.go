@@ -1,8 +1,6 @@
 package sign
 
 import (
-	"fmt"
-
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
@@ -78,18 +76,11 @@ func signDigestBatch(jobs []DigestJob) {
 	for i := range jobs {
 		j := &jobs[i]
 		j.Sig, j.Err = nil, nil
-		if len(j.Digest) != DigestSize {
-			j.Err = fmt.Errorf("%w: digest is %d bytes, want %d", ErrInvalidPayload, len(j.Digest), DigestSize)
-			continue
-		}
-		if len(j.Priv) != secp256k1.PrivKeyBytesLen {
-			j.Err = fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(j.Priv), secp256k1.PrivKeyBytesLen)
+		if j.Err = checkDigest(j.Digest); j.Err != nil {
 			continue
 		}
 		it := &store[len(items)]
-		if overflow := it.d.SetByteSlice(j.Priv); overflow || it.d.IsZero() {
-			it.d.Zero()
-			j.Err = fmt.Errorf("%w: secp256k1 scalar out of range", ErrInvalidKey)
+		if j.Err = secpScalar(j.Priv, &it.d); j.Err != nil {
 			continue
 		}
 		items = items[:len(items)+1]

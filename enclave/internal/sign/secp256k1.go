@@ -42,15 +42,33 @@ func (Secp256k1) Generate() (priv, pub []byte, err error) {
 }
 
 func secpKey(priv []byte) (*secp256k1.PrivateKey, error) {
-	if len(priv) != secp256k1.PrivKeyBytesLen {
-		return nil, fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(priv), secp256k1.PrivKeyBytesLen)
-	}
 	var s secp256k1.ModNScalar
 	defer s.Zero() // NewPrivateKey copies it
-	if overflow := s.SetByteSlice(priv); overflow || s.IsZero() {
-		return nil, fmt.Errorf("%w: secp256k1 scalar out of range", ErrInvalidKey)
+	if err := secpScalar(priv, &s); err != nil {
+		return nil, err
 	}
 	return secp256k1.NewPrivateKey(&s), nil
+}
+
+// secpScalar decodes a private key encoding into s, which it leaves zero
+// on error.
+func secpScalar(priv []byte, s *secp256k1.ModNScalar) error {
+	if len(priv) != secp256k1.PrivKeyBytesLen {
+		return fmt.Errorf("%w: secp256k1 key is %d bytes, want %d", ErrInvalidKey, len(priv), secp256k1.PrivKeyBytesLen)
+	}
+	if overflow := s.SetByteSlice(priv); overflow || s.IsZero() {
+		s.Zero()
+		return fmt.Errorf("%w: secp256k1 scalar out of range", ErrInvalidKey)
+	}
+	return nil
+}
+
+// checkDigest refuses a digest that is not DigestSize bytes.
+func checkDigest(digest []byte) error {
+	if len(digest) != DigestSize {
+		return fmt.Errorf("%w: digest is %d bytes, want %d", ErrInvalidPayload, len(digest), DigestSize)
+	}
+	return nil
 }
 
 // PublicKey implements [Scheme].
@@ -65,8 +83,8 @@ func (Secp256k1) PublicKey(priv []byte) ([]byte, error) {
 
 // SignDigest implements [Scheme]. The digest must be exactly 32 bytes.
 func (Secp256k1) SignDigest(priv, digest []byte) ([]byte, error) {
-	if len(digest) != DigestSize {
-		return nil, fmt.Errorf("%w: digest is %d bytes, want %d", ErrInvalidPayload, len(digest), DigestSize)
+	if err := checkDigest(digest); err != nil {
+		return nil, err
 	}
 	k, err := secpKey(priv)
 	if err != nil {

@@ -105,8 +105,8 @@ type Config struct {
 	// shares CPUs with the parent and its clients, as the simulator does on
 	// one host; in a Nitro Enclave the vCPUs are the enclave's own.
 	YieldCPU bool
-	// NoBatching turns off the combining of concurrent digest signatures
-	// into batches (server.Config.NoBatching); for measurements.
+	// NoBatching turns off the combining of concurrent secp256k1 ECDSA
+	// signatures into batches (server.Config.NoBatching); for measurements.
 	NoBatching bool
 }
 

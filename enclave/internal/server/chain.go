@@ -30,8 +30,9 @@ type job struct {
 	sign func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error)
 }
 
-// chainSigner is a chain package's signing function.
-type chainSigner func(priv, pub []byte) (*signerv1.SignResponse, error)
+// chainSigner is a chain package's signing function; ds is the key's
+// scheme, through the enclave's combiner where it batches.
+type chainSigner func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error)
 
 // chainJob checks a chain payload's size and returns the job that signs it:
 // the key must be of the chain's algorithm, then the chain package decodes,
@@ -54,24 +55,24 @@ func chainJob(r *signerv1.SignRequest) (job, error) {
 				return job{}, invalid("eth_transaction.fields", "must encode to at most %d bytes, got %d", maxEthFieldsSize, n)
 			}
 		}
-		return onChain("eth_transaction", "Ethereum", k1, func(priv, pub []byte) (*signerv1.SignResponse, error) {
-			return eth.SignTransaction(priv, pub, tx)
+		return onChain("eth_transaction", "Ethereum", k1, func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
+			return eth.SignTransaction(ds, priv, pub, tx)
 		}), nil
 	case *signerv1.SignRequest_EthPersonalMessage:
 		msg := p.EthPersonalMessage
 		if err := checkSize("eth_personal_message", len(msg), eth.MaxMessageSize); err != nil {
 			return job{}, err
 		}
-		return onChain("eth_personal_message", "Ethereum", k1, func(priv, pub []byte) (*signerv1.SignResponse, error) {
-			return eth.SignPersonalMessage(priv, pub, msg)
+		return onChain("eth_personal_message", "Ethereum", k1, func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
+			return eth.SignPersonalMessage(ds, priv, pub, msg)
 		}), nil
 	case *signerv1.SignRequest_EthTypedDataJson:
 		td := p.EthTypedDataJson
 		if err := checkSize("eth_typed_data_json", len(td), eth.MaxTypedDataSize); err != nil {
 			return job{}, err
 		}
-		return onChain("eth_typed_data_json", "Ethereum", k1, func(priv, pub []byte) (*signerv1.SignResponse, error) {
-			return eth.SignTypedData(priv, pub, td)
+		return onChain("eth_typed_data_json", "Ethereum", k1, func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
+			return eth.SignTypedData(ds, priv, pub, td)
 		}), nil
 	case *signerv1.SignRequest_BitcoinSighash:
 		sh := p.BitcoinSighash
@@ -81,23 +82,23 @@ func chainJob(r *signerv1.SignRequest) (job, error) {
 		if n := len(sh.GetTaprootMerkleRoot()); n > 32 {
 			return job{}, invalid("bitcoin_sighash.taproot_merkle_root", "must be empty or 32 bytes, got %d", n)
 		}
-		return onChain("bitcoin_sighash", "Bitcoin", k1, func(priv, pub []byte) (*signerv1.SignResponse, error) {
-			return btc.SignSighash(priv, pub, sh)
+		return onChain("bitcoin_sighash", "Bitcoin", k1, func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
+			return btc.SignSighash(ds, priv, pub, sh)
 		}), nil
 	case *signerv1.SignRequest_BitcoinPsbt:
 		pkt := p.BitcoinPsbt
 		if err := checkSize("bitcoin_psbt.psbt", len(pkt.GetPsbt()), btc.MaxPSBTSize); err != nil {
 			return job{}, err
 		}
-		return onChain("bitcoin_psbt", "Bitcoin", k1, func(priv, pub []byte) (*signerv1.SignResponse, error) {
-			return btc.SignPSBT(priv, pub, pkt)
+		return onChain("bitcoin_psbt", "Bitcoin", k1, func(ds sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
+			return btc.SignPSBT(ds, priv, pub, pkt)
 		}), nil
 	case *signerv1.SignRequest_SolanaMessage:
 		msg := p.SolanaMessage
 		if err := checkSize("solana_message", len(msg), sol.MaxTransactionSize); err != nil {
 			return job{}, err
 		}
-		return onChain("solana_message", "Solana", ed, func(priv, pub []byte) (*signerv1.SignResponse, error) {
+		return onChain("solana_message", "Solana", ed, func(_ sign.DigestSigner, priv, pub []byte) (*signerv1.SignResponse, error) {
 			return sol.SignMessage(priv, pub, msg)
 		}), nil
 	}
@@ -127,7 +128,7 @@ func onChain(field, chain string, alg signerv1.Algorithm, fn chainSigner) job {
 		if sc.Algorithm() != alg {
 			return nil, invalid(field, "%s keys cannot sign %s payloads; use %s key", sc.Name(), chain, want)
 		}
-		return fn(priv, pub)
+		return fn(sc, priv, pub)
 	}}
 }
 

@@ -474,14 +474,20 @@ func TestChainMalformed(t *testing.T) {
 		contains string
 	}{
 		{"truncated rlp", chainReq(k1.GetKeyId(), rlpTx(truncated)),
-			direct(func() (*signerv1.SignResponse, error) { return eth.SignTransaction(k1Priv, k1Pub, rlpTx(truncated)) }),
+			direct(func() (*signerv1.SignResponse, error) {
+				return eth.SignTransaction(sign.Secp256k1{}, k1Priv, k1Pub, rlpTx(truncated))
+			}),
 			"eth_transaction.unsigned_rlp: "},
 		{"bad nonce", chainReq(k1.GetKeyId(), fieldsTx(badFields)),
-			direct(func() (*signerv1.SignResponse, error) { return eth.SignTransaction(k1Priv, k1Pub, fieldsTx(badFields)) }),
+			direct(func() (*signerv1.SignResponse, error) {
+				return eth.SignTransaction(sign.Secp256k1{}, k1Priv, k1Pub, fieldsTx(badFields))
+			}),
 			"eth_transaction.fields.nonce: must not be negative"},
 		{"no transaction", chainReq(k1.GetKeyId(), &signerv1.EthTransaction{}), "eth_transaction: one of unsigned_rlp or fields is required", ""},
 		{"type cycle", chainReq(k1.GetKeyId(), typedData(typeCycle)),
-			direct(func() (*signerv1.SignResponse, error) { return eth.SignTypedData(k1Priv, k1Pub, typeCycle) }),
+			direct(func() (*signerv1.SignResponse, error) {
+				return eth.SignTypedData(sign.Secp256k1{}, k1Priv, k1Pub, typeCycle)
+			}),
 			"type cycle: A -> B -> A"},
 		{"psbt without utxo", chainReq(k1.GetKeyId(), &signerv1.BitcoinPsbt{Psbt: serializePSBT(t, noUTXO), Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_REGTEST}),
 			"bitcoin_psbt: input 0: missing witness_utxo (UTXO data required to sign)", ""},

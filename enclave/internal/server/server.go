@@ -105,8 +105,9 @@ type Config struct {
 	Version string
 	// Logger receives operator logs; default slog.Default().
 	Logger *slog.Logger
-	// NoBatching turns off the combining of concurrent digest signatures
-	// into batches (see [sign.Combiner]); for measurements.
+	// NoBatching turns off the combining of concurrent secp256k1 ECDSA
+	// signatures (raw digests, Ethereum payloads, Bitcoin ECDSA) into
+	// batches (see [sign.Combiner]); for measurements.
 	NoBatching bool
 }
 
@@ -356,9 +357,6 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 			return nil, invalid("digest", "must be %d bytes, got %d", sign.DigestSize, len(p.Digest))
 		}
 		j = job{field: "digest", sign: func(sc sign.Scheme, priv, _ []byte) (*signerv1.SignResponse, error) {
-			if b, ok := s.batched[sc.Algorithm()]; ok {
-				sc = b
-			}
 			sig, err := sc.SignDigest(priv, p.Digest)
 			if errors.Is(err, sign.ErrUnsupported) {
 				return nil, invalid("digest", "%s keys do not sign digests; send the message field", sc.Name())
@@ -387,6 +385,9 @@ func (s *Server) sign(ctx context.Context, r *signerv1.SignRequest) (*signerv1.S
 	}
 	var resp *signerv1.SignResponse
 	alg, err := s.cfg.Keyring.Use(ctx, r.GetKeyId(), j.pub, func(sc sign.Scheme, priv, pub []byte) (err error) {
+		if b, ok := s.batched[sc.Algorithm()]; ok {
+			sc = b // digests, Ethereum payloads and Bitcoin ECDSA join batches
+		}
 		resp, err = j.sign(sc, priv, pub)
 		return err
 	})

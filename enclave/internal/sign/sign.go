@@ -53,6 +53,14 @@ type Scheme interface {
 	UnpackPublic(p *Packed) ([]byte, error)
 }
 
+// DigestSigner signs 32-byte digests. Every [Scheme] is one, and so is a
+// scheme whose calls go through a [Combiner] (see [Combined]). Chain
+// packages sign through it, so that their signatures join the enclave's
+// batches under load.
+type DigestSigner interface {
+	SignDigest(priv, digest []byte) ([]byte, error)
+}
+
 // Packed is a key pair in 65 bytes: the 32-byte secret (scalar or seed) and
 // the public key in its shortest form (SEC1 compressed for ECDSA keys, 32
 // bytes for Ed25519). It has no pointers, so a large array of them costs

@@ -20,6 +20,12 @@
 // material (taproot-tweaked keys) is zeroized after use; the caller owns and
 // zeroizes the key bytes it passes in.
 //
+// ECDSA signatures are made through the [sign.DigestSigner] the caller
+// passes: the secp256k1 scheme of package sign, or the enclave's combined
+// one, which signs concurrent calls in batches. Either gives the RFC 6979,
+// low-S signature that btcd's ecdsa.Sign gives, byte for byte. Schnorr
+// signatures (BIP-340 nonces with fresh auxiliary randomness) are made here.
+//
 // # Addresses
 //
 // A key has one P2WPKH address (BIP-84 style: witness v0 over

@@ -56,7 +56,7 @@ func FuzzSignPSBT(f *testing.F) {
 	}
 	a := newTestKey(f, "key a")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		resp, err := btc.SignPSBT(a.priv, a.pub, &signerv1.BitcoinPsbt{Psbt: data, Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
+		resp, err := btc.SignPSBT(sign.Secp256k1{}, a.priv, a.pub, &signerv1.BitcoinPsbt{Psbt: data, Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
 		if err != nil {
 			require.ErrorIs(t, err, sign.ErrInvalidPayload)
 			require.NotErrorIs(t, err, btc.ErrDecoderFault)
@@ -100,7 +100,7 @@ func BenchmarkSignPSBT(b *testing.B) {
 	req := &signerv1.BitcoinPsbt{Psbt: raw, Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := btc.SignPSBT(a.priv, a.pub, req); err != nil {
+		if _, err := btc.SignPSBT(sign.Secp256k1{}, a.priv, a.pub, req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func BenchmarkSignSighash(b *testing.B) {
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := btc.SignSighash(a.priv, a.pub, tt.req); err != nil {
+				if _, err := btc.SignSighash(sign.Secp256k1{}, a.priv, a.pub, tt.req); err != nil {
 					b.Fatal(err)
 				}
 			}

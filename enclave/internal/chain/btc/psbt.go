@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -72,7 +73,7 @@ type inputPlan struct {
 // outputs have an address for the first five only. Outputs always carry
 // their script. An input's sighash_type is the type signed with, or for
 // inputs not signed the PSBT's field (0 when absent).
-func SignPSBT(priv, pub []byte, req *signerv1.BitcoinPsbt) (*signerv1.SignResponse, error) {
+func SignPSBT(ds sign.DigestSigner, priv, pub []byte, req *signerv1.BitcoinPsbt) (*signerv1.SignResponse, error) {
 	if req == nil {
 		return nil, invalid("bitcoin_psbt: request is empty")
 	}
@@ -121,7 +122,7 @@ func SignPSBT(priv, pub []byte, req *signerv1.BitcoinPsbt) (*signerv1.SignRespon
 			if err != nil {
 				return nil, fmt.Errorf("bitcoin_psbt: input %d: bip-143 sighash: %w", i, err)
 			}
-			sig, err := signECDSA(key, k.pub, h, p.hashType)
+			sig, err := signECDSA(ds, priv, k.pub, h, p.hashType)
 			if err != nil {
 				return nil, err
 			}

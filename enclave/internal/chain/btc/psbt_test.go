@@ -31,7 +31,7 @@ const (
 )
 
 func signPSBT(k testKey, b []byte, net signerv1.BitcoinNetwork) (*signerv1.SignResponse, error) {
-	return btc.SignPSBT(k.priv, k.pub, &signerv1.BitcoinPsbt{Psbt: b, Network: net})
+	return btc.SignPSBT(sign.Secp256k1{}, k.priv, k.pub, &signerv1.BitcoinPsbt{Psbt: b, Network: net})
 }
 
 // TestSignPSBTEndToEnd builds PSBTs with one P2WPKH and one P2TR input of the
@@ -391,12 +391,12 @@ func TestSignPSBTBadRequest(t *testing.T) {
 	pkt, _ := buildPSBT(t, []spend{{script: a.p2wpkh, amount: 50_000}}, []*wire.TxOut{wire.NewTxOut(40_000, a.p2tr)})
 	raw := serialize(t, pkt)
 
-	_, err := btc.SignPSBT(a.priv, a.pub, nil)
+	_, err := btc.SignPSBT(sign.Secp256k1{}, a.priv, a.pub, nil)
 	require.ErrorIs(t, err, sign.ErrInvalidPayload)
-	_, err = btc.SignPSBT(b.priv, a.pub, &signerv1.BitcoinPsbt{Psbt: raw, Network: mainnet})
+	_, err = btc.SignPSBT(sign.Secp256k1{}, b.priv, a.pub, &signerv1.BitcoinPsbt{Psbt: raw, Network: mainnet})
 	require.ErrorIs(t, err, sign.ErrInvalidKey)
 	assert.Equal(t, "bitcoin: private key does not match the public key", err.Error())
-	_, err = btc.SignPSBT(a.priv, a.compressed, &signerv1.BitcoinPsbt{Psbt: raw, Network: mainnet})
+	_, err = btc.SignPSBT(sign.Secp256k1{}, a.priv, a.compressed, &signerv1.BitcoinPsbt{Psbt: raw, Network: mainnet})
 	require.ErrorIs(t, err, sign.ErrInvalidKey)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -45,10 +46,20 @@ func validSchnorrType(t txscript.SigHashType) bool {
 	return ok
 }
 
-// signECDSA signs hash with RFC 6979 nonces and returns DER (low-S) followed
-// by the sighash type byte. The signature is verified before it is returned.
-func signECDSA(key *btcec.PrivateKey, pub *btcec.PublicKey, hash []byte, t txscript.SigHashType) ([]byte, error) {
-	sig := ecdsa.Sign(key, hash)
+// signECDSA signs hash with priv through ds (RFC 6979 nonces, low-S: the
+// signature ecdsa.Sign makes) and returns it DER-encoded, followed by the
+// sighash type byte. The signature is verified against pub before it is
+// returned.
+func signECDSA(ds sign.DigestSigner, priv []byte, pub *btcec.PublicKey, hash []byte, t txscript.SigHashType) ([]byte, error) {
+	compact, err := ds.SignDigest(priv, hash)
+	if err != nil {
+		return nil, fmt.Errorf("bitcoin: ecdsa sign: %w", err)
+	}
+	var r, s btcec.ModNScalar
+	if len(compact) != 65 || r.SetByteSlice(compact[:32]) || s.SetByteSlice(compact[32:64]) {
+		return nil, errors.New("bitcoin: unexpected signature shape from the secp256k1 signer")
+	}
+	sig := ecdsa.NewSignature(&r, &s)
 	if !sig.Verify(hash, pub) {
 		return nil, errors.New("bitcoin: ecdsa signature failed verification")
 	}
@@ -123,7 +134,7 @@ func freshAux() [32]byte {
 // ANYONECANPAY; Schnorr also DEFAULT (0). Schnorr nonces use fresh BIP-340
 // auxiliary randomness. Request errors wrap [sign.ErrInvalidPayload], key
 // errors [sign.ErrInvalidKey].
-func SignSighash(priv, pub []byte, req *signerv1.BitcoinSighash) (*signerv1.SignResponse, error) {
+func SignSighash(ds sign.DigestSigner, priv, pub []byte, req *signerv1.BitcoinSighash) (*signerv1.SignResponse, error) {
 	if req == nil {
 		return nil, invalid("bitcoin_sighash: request is empty")
 	}
@@ -174,7 +185,7 @@ func SignSighash(priv, pub []byte, req *signerv1.BitcoinSighash) (*signerv1.Sign
 
 	var sig []byte
 	if scheme == "ecdsa" {
-		sig, err = signECDSA(key, pk, req.GetSighash(), t)
+		sig, err = signECDSA(ds, priv, pk, req.GetSighash(), t)
 	} else {
 		sig, err = signSchnorr(key, req.GetSighash(), req.GetTaprootTweak(), root, t, freshAux())
 	}

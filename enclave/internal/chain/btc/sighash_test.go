@@ -2,7 +2,9 @@ package btc_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -21,6 +23,37 @@ const (
 	ecdsaScheme   = signerv1.BitcoinSighash_SCHEME_ECDSA
 	schnorrScheme = signerv1.BitcoinSighash_SCHEME_SCHNORR
 )
+
+// ECDSA through a sign.DigestSigner, alone or through a combiner with
+// other goroutines' calls, is byte for byte btcd's own ecdsa.Sign (RFC 6979,
+// low-S), DER-encoded.
+func TestSignSighashECDSAMatchesBtcd(t *testing.T) {
+	combined, _ := sign.Combined(sign.Secp256k1{}, 1)
+	for name, ds := range map[string]sign.DigestSigner{"scheme": sign.Secp256k1{}, "combined": combined} {
+		t.Run(name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					for i := range 6 {
+						priv, pub, err := sign.Secp256k1{}.Generate()
+						if !assert.NoError(t, err) {
+							return
+						}
+						hash := sha256.Sum256(fmt.Appendf(nil, "%d/%d", g, i))
+						r, err := btc.SignSighash(ds, priv, pub, &signerv1.BitcoinSighash{Sighash: hash[:], Scheme: ecdsaScheme, SighashType: 0x81})
+						if !assert.NoError(t, err) {
+							return
+						}
+						key, _ := btcec.PrivKeyFromBytes(priv)
+						want := append(ecdsa.Sign(key, hash[:]).Serialize(), 0x81)
+						assert.Equal(t, want, r.GetSignature())
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
 
 // TestSignSighash signs with each scheme and sighash type for keys with
 // both Y parities and checks the result with btcec against the key, or for
@@ -69,7 +102,7 @@ func TestSignSighash(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("key%d/%s", i, tt.name), func(t *testing.T) {
-				resp, err := btc.SignSighash(k.priv, k.pub, tt.req)
+				resp, err := btc.SignSighash(sign.Secp256k1{}, k.priv, k.pub, tt.req)
 				require.NoError(t, err)
 				assert.Empty(t, resp.GetKeyId())
 				assert.Empty(t, resp.GetSignedPayload())
@@ -119,7 +152,7 @@ func TestSignSighashErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := btc.SignSighash(tt.priv, tt.pub, tt.req)
+			resp, err := btc.SignSighash(sign.Secp256k1{}, tt.priv, tt.pub, tt.req)
 			require.Error(t, err)
 			assert.Nil(t, resp)
 			assert.ErrorIs(t, err, tt.wantErr)

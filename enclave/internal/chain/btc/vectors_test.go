@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/btc"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -135,7 +136,7 @@ func TestBIP143NativeP2WPKH(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bip143SigHash, hex.EncodeToString(h))
 
-	resp, err := btc.SignSighash(v.priv, v.pub, &signerv1.BitcoinSighash{
+	resp, err := btc.SignSighash(sign.Secp256k1{}, v.priv, v.pub, &signerv1.BitcoinSighash{
 		Sighash: h, Scheme: signerv1.BitcoinSighash_SCHEME_ECDSA, SighashType: 1,
 	})
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ func TestBIP143NativeP2WPKH(t *testing.T) {
 	for i := range v.utxos {
 		pkt.Inputs[i].WitnessUtxo = v.utxos[i]
 	}
-	resp, err = btc.SignPSBT(v.priv, v.pub, &signerv1.BitcoinPsbt{Psbt: serialize(t, pkt), Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
+	resp, err = btc.SignPSBT(sign.Secp256k1{}, v.priv, v.pub, &signerv1.BitcoinPsbt{Psbt: serialize(t, pkt), Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
 	require.NoError(t, err)
 	signedPkt := parse(t, resp.GetSignedPayload())
 	require.Empty(t, signedPkt.Inputs[0].PartialSigs)
@@ -280,7 +281,7 @@ func TestBIP341KeyPathVectors(t *testing.T) {
 			assert.Equal(t, in.Expected.Witness[0], hex.EncodeToString(sig))
 
 			_, pub := btcec.PrivKeyFromBytes(priv)
-			resp, err := btc.SignSighash(priv, pub.SerializeUncompressed(), &signerv1.BitcoinSighash{
+			resp, err := btc.SignSighash(sign.Secp256k1{}, priv, pub.SerializeUncompressed(), &signerv1.BitcoinSighash{
 				Sighash: h, Scheme: signerv1.BitcoinSighash_SCHEME_SCHNORR, SighashType: g.HashType,
 				TaprootTweak: true, TaprootMerkleRoot: root,
 			})
@@ -323,7 +324,7 @@ func TestBIP341VectorPSBT(t *testing.T) {
 	priv := unhex(t, in.Given.InternalPrivkey)
 	_, pub := btcec.PrivKeyFromBytes(priv)
 
-	resp, err := btc.SignPSBT(priv, pub.SerializeUncompressed(), &signerv1.BitcoinPsbt{Psbt: serialize(t, pkt), Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
+	resp, err := btc.SignPSBT(sign.Secp256k1{}, priv, pub.SerializeUncompressed(), &signerv1.BitcoinPsbt{Psbt: serialize(t, pkt), Network: signerv1.BitcoinNetwork_BITCOIN_NETWORK_MAINNET})
 	require.NoError(t, err)
 	out := parse(t, resp.GetSignedPayload())
 	sig := out.Inputs[0].TaprootKeySpendSig
@@ -403,7 +404,7 @@ func TestECDSALowS(t *testing.T) {
 	v := loadBIP143(t)
 	for i := range 8 {
 		h := bytes.Repeat([]byte{byte(i + 1)}, 32)
-		resp, err := btc.SignSighash(v.priv, v.pub, &signerv1.BitcoinSighash{Sighash: h, Scheme: signerv1.BitcoinSighash_SCHEME_ECDSA, SighashType: 1})
+		resp, err := btc.SignSighash(sign.Secp256k1{}, v.priv, v.pub, &signerv1.BitcoinSighash{Sighash: h, Scheme: signerv1.BitcoinSighash_SCHEME_ECDSA, SighashType: 1})
 		require.NoError(t, err)
 		der := resp.GetSignature()
 		require.Equal(t, byte(1), der[len(der)-1])

@@ -9,9 +9,11 @@
 //
 // Errors for malformed input wrap [sign.ErrInvalidPayload]; their text starts
 // with the request field (for example "eth_transaction.fields.chain_id: ...")
-// and names the problem. They never carry key material. Signing itself uses
-// the secp256k1 scheme of package sign; this package keeps no keys and does
-// not zeroize the caller's private key.
+// and names the problem. They never carry key material. Each Sign function
+// signs through the [sign.DigestSigner] it is given: the secp256k1 scheme of
+// package sign, or the enclave's combined one, which signs concurrent calls
+// in batches (same signatures, less CPU). This package keeps no keys and
+// does not zeroize the caller's private key.
 //
 // Besides the standard library it uses only golang.org/x/crypto/sha3
 // (Keccak-256), the decred secp256k1 package (already used by package sign,

@@ -97,7 +97,7 @@ func TestMalformedUnsignedRLP(t *testing.T) {
 	priv, pub := keyPair(t, testKey)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: tt.in}})
+			_, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: tt.in}})
 			require.ErrorIs(t, err, sign.ErrInvalidPayload)
 			assert.True(t, strings.HasPrefix(err.Error(), "eth_transaction.unsigned_rlp: "), err.Error())
 			assert.Contains(t, err.Error(), tt.want)
@@ -153,19 +153,19 @@ func TestMalformedFields(t *testing.T) {
 		}, "eth_transaction.fields.access_list: needs at least 132022 bytes encoded"},
 	}
 	priv, pub := keyPair(t, testKey)
-	_, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: base()}})
+	_, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: base()}})
 	require.NoError(t, err, "the base transaction is valid")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := base()
 			tt.mutate(f)
-			_, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: f}})
+			_, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: f}})
 			require.ErrorIs(t, err, sign.ErrInvalidPayload)
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
 
-	_, err = eth.SignTransaction(priv, pub, &signerv1.EthTransaction{})
+	_, err = eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{})
 	require.ErrorIs(t, err, sign.ErrInvalidPayload)
 	assert.EqualError(t, err, "eth_transaction: one of unsigned_rlp or fields is required")
 }
@@ -269,7 +269,7 @@ func TestMalformedTypedData(t *testing.T) {
 			tt.mutate(d)
 			b, err := json.Marshal(d)
 			require.NoError(t, err)
-			_, err = eth.SignTypedData(priv, pub, string(b))
+			_, err = eth.SignTypedData(sign.Secp256k1{}, priv, pub, string(b))
 			require.ErrorIs(t, err, sign.ErrInvalidPayload)
 			assert.True(t, strings.HasPrefix(err.Error(), "eth_typed_data_json: "), err.Error())
 			assert.Contains(t, err.Error(), tt.want)
@@ -308,7 +308,7 @@ func TestMalformedTypedDataJSON(t *testing.T) {
 	priv, pub := keyPair(t, testKey)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := eth.SignTypedData(priv, pub, tt.in)
+			_, err := eth.SignTypedData(sign.Secp256k1{}, priv, pub, tt.in)
 			require.ErrorIs(t, err, sign.ErrInvalidPayload)
 			assert.True(t, strings.HasPrefix(err.Error(), "eth_typed_data_json: "), err.Error())
 			assert.Contains(t, err.Error(), tt.want)
@@ -318,13 +318,13 @@ func TestMalformedTypedDataJSON(t *testing.T) {
 
 func TestMalformedPersonalMessage(t *testing.T) {
 	priv, pub := keyPair(t, testKey)
-	_, err := eth.SignPersonalMessage(priv, pub, nil)
+	_, err := eth.SignPersonalMessage(sign.Secp256k1{}, priv, pub, nil)
 	require.ErrorIs(t, err, sign.ErrInvalidPayload)
 	assert.EqualError(t, err, "eth_personal_message: empty message")
-	_, err = eth.SignPersonalMessage(priv, pub, make([]byte, eth.MaxMessageSize+1))
+	_, err = eth.SignPersonalMessage(sign.Secp256k1{}, priv, pub, make([]byte, eth.MaxMessageSize+1))
 	require.ErrorIs(t, err, sign.ErrInvalidPayload)
 	assert.EqualError(t, err, "eth_personal_message: is 65537 bytes, limit 65536")
-	_, err = eth.SignPersonalMessage(priv, pub, make([]byte, eth.MaxMessageSize))
+	_, err = eth.SignPersonalMessage(sign.Secp256k1{}, priv, pub, make([]byte, eth.MaxMessageSize))
 	require.NoError(t, err)
 }
 
@@ -333,10 +333,10 @@ func TestMalformedPersonalMessage(t *testing.T) {
 func TestBadKeyIsNotAPayloadError(t *testing.T) {
 	priv, pub := keyPair(t, testKey)
 	tx := &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: legacy(t, eipNonce, "01")}}
-	_, err := eth.SignTransaction(priv[:31], pub, tx)
+	_, err := eth.SignTransaction(sign.Secp256k1{}, priv[:31], pub, tx)
 	require.ErrorIs(t, err, sign.ErrInvalidKey)
 	assert.NotErrorIs(t, err, sign.ErrInvalidPayload)
-	_, err = eth.SignPersonalMessage(priv, pub[:33], []byte("hi"))
+	_, err = eth.SignPersonalMessage(sign.Secp256k1{}, priv, pub[:33], []byte("hi"))
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, sign.ErrInvalidPayload)
 }

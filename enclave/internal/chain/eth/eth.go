@@ -133,14 +133,13 @@ func parseHexBytes(s string, max int) ([]byte, error) {
 	return b, nil
 }
 
-// signDigest signs a 32-byte digest with the secp256k1 scheme and returns
-// r || s || recovery id (low-S).
-func signDigest(priv, digest []byte) ([]byte, error) {
-	s, ok := sign.Lookup(signerv1.Algorithm_ALGORITHM_SECP256K1)
-	if !ok {
-		return nil, errors.New("eth: secp256k1 scheme not registered")
+// signDigest signs a 32-byte digest with ds, a secp256k1 signer, and
+// returns r || s || recovery id (low-S).
+func signDigest(ds sign.DigestSigner, priv, digest []byte) ([]byte, error) {
+	if ds == nil {
+		return nil, errors.New("eth: no secp256k1 signer")
 	}
-	sig, err := s.SignDigest(priv, digest)
+	sig, err := ds.SignDigest(priv, digest)
 	if err != nil {
 		return nil, fmt.Errorf("eth: sign: %w", err)
 	}
@@ -151,12 +150,12 @@ func signDigest(priv, digest []byte) ([]byte, error) {
 }
 
 // signEIP191 signs a message-style digest and answers with v = 27 + id.
-func signEIP191(priv, pub, digest []byte, summary *signerv1.EthSummary) (*signerv1.SignResponse, error) {
+func signEIP191(ds sign.DigestSigner, priv, pub, digest []byte, summary *signerv1.EthSummary) (*signerv1.SignResponse, error) {
 	from, err := Address(pub)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := signDigest(priv, digest)
+	sig, err := signDigest(ds, priv, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +175,7 @@ func signEIP191(priv, pub, digest []byte, summary *signerv1.EthSummary) (*signer
 // kind "personal_message", the message length and the digest. An empty
 // message or one over [MaxMessageSize] bytes is refused with an error that
 // wraps [sign.ErrInvalidPayload]; key errors do not wrap it.
-func SignPersonalMessage(priv, pub, msg []byte) (*signerv1.SignResponse, error) {
+func SignPersonalMessage(ds sign.DigestSigner, priv, pub, msg []byte) (*signerv1.SignResponse, error) {
 	const field = "eth_personal_message"
 	switch {
 	case len(msg) == 0:
@@ -186,7 +185,7 @@ func SignPersonalMessage(priv, pub, msg []byte) (*signerv1.SignResponse, error) 
 	}
 	prefix := fmt.Sprintf("\x19Ethereum Signed Message:\n%d", len(msg))
 	digest := keccak256([]byte(prefix), msg)
-	return signEIP191(priv, pub, digest, &signerv1.EthSummary{
+	return signEIP191(ds, priv, pub, digest, &signerv1.EthSummary{
 		Kind:          "personal_message",
 		MessageLength: uint32(len(msg)),
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/eth"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -66,7 +67,7 @@ func FuzzDecodeTransaction(f *testing.F) {
 			return
 		}
 		require.Equal(t, b, again, "accepted encodings are canonical")
-		r, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: b}})
+		r, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: b}})
 		require.NoError(t, err)
 		var tx types.Transaction
 		require.NoError(t, tx.UnmarshalBinary(r.GetSignedPayload()))
@@ -132,7 +133,7 @@ func BenchmarkSignTransactionEIP1559(b *testing.B) {
 	}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := eth.SignTransaction(priv, pub, tx); err != nil {
+		if _, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, tx); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -146,7 +147,7 @@ func BenchmarkSignTransactionEIP1559RLP(b *testing.B) {
 	tx := &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: append([]byte{2}, enc...)}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := eth.SignTransaction(priv, pub, tx); err != nil {
+		if _, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, tx); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -272,7 +273,7 @@ func appendSigRS(p, sig []byte) []byte {
 // KeyId and Algorithm of the response are left empty. Errors caused by tx
 // wrap [sign.ErrInvalidPayload] and start with the offending field
 // ("eth_transaction.unsigned_rlp: ...", "eth_transaction.fields.nonce: ...").
-func SignTransaction(priv, pub []byte, tx *signerv1.EthTransaction) (*signerv1.SignResponse, error) {
+func SignTransaction(ds sign.DigestSigner, priv, pub []byte, tx *signerv1.EthTransaction) (*signerv1.SignResponse, error) {
 	var t *transaction
 	switch p := tx.GetTx().(type) {
 	case *signerv1.EthTransaction_UnsignedRlp:
@@ -293,7 +294,7 @@ func SignTransaction(priv, pub []byte, tx *signerv1.EthTransaction) (*signerv1.S
 		return nil, err
 	}
 	digest := keccak256(t.encode(nil))
-	sig, err := signDigest(priv, digest)
+	sig, err := signDigest(ds, priv, digest)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/eth"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -149,9 +150,9 @@ func TestRandomTransactionsAcceptedByGeth(t *testing.T) {
 				priv, pub := keyPair(t, hex.EncodeToString(randBytes(r, 32)))
 				rt := newRandTx(t, r, typ)
 
-				byRLP, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: rt.unsigned}})
+				byRLP, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_UnsignedRlp{UnsignedRlp: rt.unsigned}})
 				require.NoError(t, err)
-				byFields, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: rt.fields}})
+				byFields, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: rt.fields}})
 				require.NoError(t, err)
 				require.True(t, proto.Equal(byRLP, byFields), "both request forms give the same answer")
 

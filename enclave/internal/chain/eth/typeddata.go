@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 	signerv1 "github.com/nitrosigner/nitrosigner/proto/nitrosigner/v1"
 )
 
@@ -148,12 +149,12 @@ func hashTypedData(s string) ([]byte, *signerv1.EthSummary, error) {
 // double represents exactly, or decimal or 0x-hex strings (an optional
 // leading "-" for intN). Errors for bad input wrap [sign.ErrInvalidPayload]
 // and start with "eth_typed_data_json: ".
-func SignTypedData(priv, pub []byte, typedDataJSON string) (*signerv1.SignResponse, error) {
+func SignTypedData(ds sign.DigestSigner, priv, pub []byte, typedDataJSON string) (*signerv1.SignResponse, error) {
 	digest, sum, err := hashTypedData(typedDataJSON)
 	if err != nil {
 		return nil, invalid("eth_typed_data_json", "%v", err)
 	}
-	return signEIP191(priv, pub, digest, sum)
+	return signEIP191(ds, priv, pub, digest, sum)
 }
 
 // parseTypes validates the types object: struct and member names are

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nitrosigner/nitrosigner/enclave/internal/chain/eth"
+	"github.com/nitrosigner/nitrosigner/enclave/internal/sign"
 )
 
 // testKey signs typed data in tests where only the digest matters.
@@ -41,7 +42,7 @@ func gethTypedDataHash(s string) (digest []byte, err error) {
 func typedDataDigest(t testing.TB, s string) ([]byte, error) {
 	t.Helper()
 	priv, pub := keyPair(t, testKey)
-	r, err := eth.SignTypedData(priv, pub, s)
+	r, err := eth.SignTypedData(sign.Secp256k1{}, priv, pub, s)
 	if err != nil {
 		return nil, err
 	}

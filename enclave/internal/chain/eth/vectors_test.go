@@ -90,7 +90,7 @@ func TestEIP155Vector(t *testing.T) {
 	}
 	for name, tx := range forms {
 		t.Run(name, func(t *testing.T) {
-			r, err := eth.SignTransaction(priv, pub, tx)
+			r, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, tx)
 			require.NoError(t, err)
 			assert.Equal(t, v.SignedTx, "0x"+hex.EncodeToString(r.GetSignedPayload()))
 			assert.Equal(t, v.Derived.TxHash, "0x"+hex.EncodeToString(r.GetTxHash()))
@@ -156,7 +156,7 @@ func TestEIP1559Vectors(t *testing.T) {
 			To:                   v.To,
 			Value:                strconv.FormatUint(v.Value, 10),
 		}}}
-		r, err := eth.SignTransaction(priv, pub, tx)
+		r, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, tx)
 		require.NoError(t, err, i)
 		assert.Equal(t, want, r.GetSignedPayload(), "vector %d", i)
 		assert.Equal(t, "0xFE3B557E8Fb62b89F4916B721be55cEb828dBd73", ethSummary(t, r).GetFrom())
@@ -197,7 +197,7 @@ func TestPersonalSignVectors(t *testing.T) {
 		t.Run(v.Name, func(t *testing.T) {
 			priv, pub := keyPair(t, v.PrivateKey)
 			msg := unhex(t, v.MessageHex)
-			r, err := eth.SignPersonalMessage(priv, pub, msg)
+			r, err := eth.SignPersonalMessage(sign.Secp256k1{}, priv, pub, msg)
 			require.NoError(t, err)
 			want := unhex(t, v.Signature)
 			assert.Equal(t, want, r.GetSignature())
@@ -227,7 +227,7 @@ func TestTypedDataMailVector(t *testing.T) {
 	var v mailExample
 	readJSON(t, "eip712_mail_example.json", &v)
 	priv, pub := keyPair(t, v.PrivateKey)
-	r, err := eth.SignTypedData(priv, pub, string(v.TypedData))
+	r, err := eth.SignTypedData(sign.Secp256k1{}, priv, pub, string(v.TypedData))
 	require.NoError(t, err)
 	assert.Equal(t, unhex(t, v.SignatureRSV), r.GetSignature())
 	assert.Equal(t, v.V, r.GetEthSignature().GetV())
@@ -269,7 +269,7 @@ func TestSelectorAndCreation(t *testing.T) {
 			StorageKeys: []string{"0x" + strings.Repeat("00", 31) + "01"},
 		}},
 	}
-	r, err := eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
+	r, err := eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
 	require.NoError(t, err)
 	s := ethSummary(t, r)
 	assert.Equal(t, "137", s.GetChainId())
@@ -279,7 +279,7 @@ func TestSelectorAndCreation(t *testing.T) {
 	assert.Equal(t, "0", s.GetValue())
 
 	fields.To, fields.AccessList = "", nil
-	r, err = eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
+	r, err = eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
 	require.NoError(t, err)
 	assert.Empty(t, ethSummary(t, r).GetTo())
 
@@ -287,7 +287,7 @@ func TestSelectorAndCreation(t *testing.T) {
 	// v = chainId*2 + 35 + parity = 2^64 - 39 + parity.
 	fields.Type = 0
 	fields.ChainId = new(big.Int).SetUint64((1<<64-1)/2 - 36).String()
-	r, err = eth.SignTransaction(priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
+	r, err = eth.SignTransaction(sign.Secp256k1{}, priv, pub, &signerv1.EthTransaction{Tx: &signerv1.EthTransaction_Fields{Fields: fields}})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1<<64-1)-38+uint64(r.GetSignature()[64]), r.GetEthSignature().GetV())
 }

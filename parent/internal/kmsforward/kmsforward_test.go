@@ -260,13 +260,15 @@ func TestIdleTimeout(t *testing.T) {
 // alive although the other is silent for longer than IdleTimeout.
 func TestIdleOneWay(t *testing.T) {
 	checkLeaks(t)
-	const idle, chunks = 200 * time.Millisecond, 30
+	// 2.5 idle periods in all, a byte every idle/20: a stall of the
+	// machine shorter than 475 ms cannot look like an idle connection.
+	const idle, chunks = 500 * time.Millisecond, 50
 	target := tcpServer(t, func(c net.Conn) {
-		for range chunks { // 3 idle periods in all, a byte every idle/10
+		for range chunks {
 			if _, err := c.Write([]byte{'x'}); err != nil {
 				return
 			}
-			time.Sleep(idle / 10)
+			time.Sleep(idle / 20)
 		}
 	})
 	cfg, logs := config(t, target)

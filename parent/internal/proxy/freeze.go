@@ -77,46 +77,88 @@ func (s *Service) lockFreeze(ctx context.Context) error {
 
 func (s *Service) unlockFreeze() { <-s.freezeLock }
 
-// Freeze implements signerv1.SignerServiceServer.
+// Freeze implements signerv1.SignerServiceServer. It fails closed: this
+// parent stops signing at once, before it waits for the freeze lock, the
+// store or the enclave, since the store may be what the incident is about.
+// The store write follows under the lock.
 func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signerv1.FreezeResponse, error) {
 	if err := limits.CheckFreezeReason(r.GetReason()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "reason: %v", err)
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
+	s.freezeNow(ctx, r.GetReason())
 	if err := s.lockFreeze(ctx); err != nil {
-		return nil, errFreezeBusy
+		s.log.ErrorContext(ctx, "freeze: another change of the freeze state is waiting on the key store; this parent is frozen and writes the freeze at the next poll")
+		return nil, errFrozenBusy
 	}
 	defer s.unlockFreeze()
+	was := s.freeze.Load()
 	// A service already frozen (here, or by another parent) keeps its
 	// first reason and time.
-	cur, rerr := s.readFreeze(ctx)
-	if rerr != nil || !cur.GetFrozen() {
-		cur = s.freeze.Load()
+	stored, rerr := s.readFreeze(ctx)
+	st := was
+	switch {
+	case rerr == nil && stored.GetFrozen():
+		st = stored
+	case !was.GetFrozen():
+		// An Unfreeze took the lock after freezeNow: this freeze is the
+		// later one.
+		st = newFreeze(r.GetReason())
 	}
-	st := cur
-	if !st.GetFrozen() {
-		st = &signerv1.FreezeState{Frozen: true, Reason: r.GetReason(), ChangedAtUnixMs: time.Now().UnixMilli()}
-	}
-	// Fail closed: this parent stops signing before anything can fail.
-	s.applyFreeze(ctx, st, "freeze")
+	pending := s.freezePending.Load()
+	s.setFreeze(ctx, was, st, "freeze")
 	if rerr == nil {
 		rerr = s.writeFreeze(ctx, st)
 	}
 	if rerr != nil {
 		// Kept until a sync writes it: the store's old "not frozen" must
 		// not undo it.
-		s.freezePending = st
+		s.freezePending.Store(st)
 		s.log.ErrorContext(ctx, "freeze: the key store could not be written; this parent stays frozen and retries every poll", "err", rerr)
 		return nil, status.Error(codes.Unavailable,
 			"signing is frozen on this parent, but the key store could not be written (see the parent's log), so other parents and a restart do not see it yet; this parent retries the write every poll; retry to be sure")
 	}
-	s.freezePending = nil
+	s.freezePending.CompareAndSwap(pending, nil)
 	return &signerv1.FreezeResponse{State: proto.CloneOf(st)}, nil
 }
 
+// newFreeze is a frozen state with reason, changed now.
+func newFreeze(reason string) *signerv1.FreezeState {
+	return &signerv1.FreezeState{Frozen: true, Reason: reason, ChangedAtUnixMs: time.Now().UnixMilli()}
+}
+
+// freezeNow stops signing on this parent at once, without the freeze lock,
+// and tells the enclave. A parent already frozen keeps its state, as a
+// fresh copy: an unfreeze that read the state before cannot replace it
+// (see setFreeze). The state is pending (a sync writes it to the store)
+// before it is in force, until a holder of the lock has written it.
+func (s *Service) freezeNow(ctx context.Context, reason string) {
+	for {
+		was := s.freeze.Load()
+		st := newFreeze(reason)
+		if was.GetFrozen() {
+			st = proto.CloneOf(was)
+		}
+		s.freezePending.Store(st)
+		if s.freeze.CompareAndSwap(was, st) {
+			if !was.GetFrozen() {
+				s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", "freeze")
+			}
+			s.tellEnclave(ctx)
+			return
+		}
+	}
+}
+
+// errFrozenBusy answers a Freeze that froze this parent but could not
+// take the freeze lock, to write the store, before its deadline.
+var errFrozenBusy = status.Error(codes.Unavailable,
+	"signing is frozen on this parent, but another change of the freeze state is waiting on the key store, so other parents and a restart do not see this freeze yet; this parent writes it at the next poll; retry to be sure")
+
 // Unfreeze implements signerv1.SignerServiceServer. The store is written
-// first: if that fails, signing stays frozen.
+// first: if that fails, signing stays frozen. A Freeze that arrives
+// meanwhile wins.
 func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*signerv1.UnfreezeResponse, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -124,14 +166,18 @@ func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*s
 		return nil, errFreezeBusy
 	}
 	defer s.unlockFreeze()
+	was, pending := s.freeze.Load(), s.freezePending.Load()
 	st := &signerv1.FreezeState{ChangedAtUnixMs: time.Now().UnixMilli()}
 	if err := s.writeFreeze(ctx, st); err != nil {
 		s.log.ErrorContext(ctx, "unfreeze: the key store could not be written; signing stays frozen", "err", err)
 		return nil, status.Error(codes.Unavailable, "the key store could not be written (see the parent's log); signing stays frozen; retry")
 	}
-	s.freezePending = nil
 	s.freezeRead.succeeded()
-	s.applyFreeze(ctx, st, "unfreeze")
+	if !s.setFreeze(ctx, was, st, "unfreeze") {
+		// The freeze is pending: the next sync writes it back.
+		return nil, status.Error(codes.Aborted, "a freeze arrived while unfreezing; signing stays frozen")
+	}
+	s.freezePending.CompareAndSwap(pending, nil)
 	return &signerv1.UnfreezeResponse{State: proto.CloneOf(st)}, nil
 }
 
@@ -149,18 +195,23 @@ func (s *Service) GetFreezeState(context.Context, *signerv1.GetFreezeStateReques
 // differs from this parent's. The parent calls it at start and every poll
 // interval; until it first succeeds, signing is refused (Unavailable), and
 // so it is again while reads fail for longer than FreezeMaxStale. A freeze
-// whose store write failed is written first, and is never undone by the
-// store's older "not frozen".
+// not yet in the store (its write failed, or its Freeze could not take the
+// lock) is written first, and is never undone by the store's older "not
+// frozen".
 func (s *Service) SyncFreeze(ctx context.Context) error {
 	if err := s.lockFreeze(ctx); err != nil {
 		return err
 	}
 	defer s.unlockFreeze()
+	// Loaded before the store is read: a freeze after these loads is
+	// pending and stays in force (setFreeze).
+	was, pending := s.freeze.Load(), s.freezePending.Load()
 	st, err := s.readFreeze(ctx)
-	if err == nil && s.freezePending != nil && !st.GetFrozen() {
-		if err = s.writeFreeze(ctx, s.freezePending); err == nil {
+	wrote := false
+	if err == nil && pending != nil && !st.GetFrozen() {
+		if err = s.writeFreeze(ctx, pending); err == nil {
 			s.log.WarnContext(ctx, "freeze written to the key store after an earlier failure")
-			st = s.freezePending
+			st, wrote = pending, true
 		}
 	}
 	if err != nil {
@@ -170,12 +221,12 @@ func (s *Service) SyncFreeze(ctx context.Context) error {
 		}
 		return err
 	}
-	s.freezePending = nil
+	s.freezePending.CompareAndSwap(pending, nil)
 	if s.freezeRead.succeeded() {
 		s.log.WarnContext(ctx, "the freeze state can be read from the key store again")
 	}
-	if cur := s.freeze.Load(); cur == nil || !proto.Equal(cur, st) {
-		s.applyFreeze(ctx, st, "store")
+	if wrote || was == nil || !proto.Equal(was, st) {
+		s.setFreeze(ctx, was, st, "store")
 	}
 	return nil
 }
@@ -189,10 +240,11 @@ func (s *Service) PushFreeze(ctx context.Context) error {
 		return err
 	}
 	defer s.unlockFreeze()
-	return s.pushFreezeLocked(ctx)
+	return s.pushFreeze(ctx)
 }
 
-func (s *Service) pushFreezeLocked(ctx context.Context) error {
+// pushFreeze tells the enclave the state in force now.
+func (s *Service) pushFreeze(ctx context.Context) error {
 	f := s.freeze.Load()
 	if f == nil {
 		return nil
@@ -200,18 +252,32 @@ func (s *Service) pushFreezeLocked(ctx context.Context) error {
 	return s.call(ctx, enclavev1.Method_METHOD_SET_FREEZE, &enclavev1.SetFreezeRequest{State: f}, &enclavev1.SetFreezeResponse{})
 }
 
-// applyFreeze makes st this parent's state and tells the enclave; the
-// caller holds the freeze lock. An enclave that cannot be told now is told
-// when it connects again; until then this parent's own check holds.
-func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, from string) {
-	was := s.freeze.Swap(st)
+// setFreeze makes st this parent's state and tells the enclave; the caller
+// holds the freeze lock and decided on st when the state was was. A frozen
+// st always replaces the state in force. An unfrozen one replaces only
+// was: a Freeze since then (freezeNow does not wait for the lock) stands,
+// and setFreeze reports false.
+func (s *Service) setFreeze(ctx context.Context, was, st *signerv1.FreezeState, from string) bool {
+	if st.GetFrozen() {
+		was = s.freeze.Swap(st)
+	} else if !s.freeze.CompareAndSwap(was, st) {
+		return false
+	}
 	switch {
 	case st.GetFrozen() && !was.GetFrozen():
 		s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", from)
 	case !st.GetFrozen() && was.GetFrozen():
 		s.log.WarnContext(ctx, "signing unfrozen", "from", from)
 	}
-	if err := s.pushFreezeLocked(ctx); err != nil {
+	s.tellEnclave(ctx)
+	return true
+}
+
+// tellEnclave pushes the state in force to the enclave. An enclave that
+// cannot be told now is told when it connects again; until then this
+// parent's own check holds.
+func (s *Service) tellEnclave(ctx context.Context) {
+	if err := s.pushFreeze(ctx); err != nil {
 		// An unreachable enclave is told when it connects (and the health
 		// watcher already says it is down); anything else is worth a line.
 		lvl := slog.LevelWarn
@@ -219,7 +285,7 @@ func (s *Service) applyFreeze(ctx context.Context, st *signerv1.FreezeState, fro
 			lvl = slog.LevelDebug
 		}
 		s.log.Log(ctx, lvl, "telling the enclave the freeze state failed; it is told again when it reconnects",
-			"frozen", st.GetFrozen(), "err", err)
+			"frozen", s.freeze.Load().GetFrozen(), "err", err)
 	}
 }
 

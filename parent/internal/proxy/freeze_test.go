@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -254,4 +255,144 @@ func TestFreezeRecordMalformed(t *testing.T) {
 	err = signErr(s)
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
 	assert.NotContains(t, status.Convert(err).Message(), "\x00")
+}
+
+// hangingStore holds every Get and Put while its gate is closed, and says
+// when one is held.
+type hangingStore struct {
+	store.Store
+	mu   sync.Mutex
+	gate chan struct{} // nil: open
+	held chan string
+}
+
+func (g *hangingStore) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate = make(chan struct{})
+}
+
+func (g *hangingStore) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.gate)
+	g.gate = nil
+}
+
+func (g *hangingStore) wait(ctx context.Context, op string) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	g.held <- op
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *hangingStore) Get(ctx context.Context, name string) ([]byte, string, error) {
+	if err := g.wait(ctx, "get"); err != nil {
+		return nil, "", err
+	}
+	return g.Store.Get(ctx, name)
+}
+
+func (g *hangingStore) Put(ctx context.Context, name string, data []byte, cond store.Cond) (string, error) {
+	if err := g.wait(ctx, "put"); err != nil {
+		return "", err
+	}
+	return g.Store.Put(ctx, name, data, cond)
+}
+
+// A Freeze stops signing at once even while another change of the freeze
+// state waits on a store that stopped answering, and the freeze reaches
+// the store once it answers again.
+func TestFreezeWhileStoreHangs(t *testing.T) {
+	dir, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	st := &hangingStore{Store: dir, held: make(chan string, 8)}
+	s, enc := newFreezeService(t, st, false)
+
+	// A poll takes the freeze lock and hangs on the store.
+	st.close()
+	polled := make(chan error, 1)
+	go func() { polled <- s.SyncFreeze(context.Background()) }()
+	require.Equal(t, "get", <-st.held)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "store outage"})
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "signing is frozen on this parent")
+	assert.Less(t, time.Since(start), 5*time.Second)
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	assert.Equal(t, "store outage", enc.last().GetReason(), "the enclave is told at once")
+
+	// The store answers again: the poll that read "not frozen" before the
+	// freeze does not undo it, and the next poll writes it.
+	st.open()
+	require.NoError(t, <-polled)
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	require.NoError(t, s.SyncFreeze(context.Background()))
+	assert.Equal(t, "store outage", storedFreeze(t, dir).GetReason())
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	assert.True(t, enc.last().GetFrozen())
+
+	// Later polls keep it; an Unfreeze ends it.
+	require.NoError(t, s.SyncFreeze(context.Background()))
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	_, err = s.Unfreeze(context.Background(), &signerv1.UnfreezeRequest{})
+	require.NoError(t, err)
+	require.NoError(t, s.SyncFreeze(context.Background()))
+	require.NoError(t, signErr(s))
+}
+
+// A Freeze that arrives while an Unfreeze writes the store wins: the
+// Unfreeze answers Aborted and signing stays frozen.
+func TestFreezeDuringUnfreeze(t *testing.T) {
+	dir, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	st := &hangingStore{Store: dir, held: make(chan string, 8)}
+	s, enc := newFreezeService(t, st, false)
+	ctx := context.Background()
+	_, err = s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "first"})
+	require.NoError(t, err)
+	told := func() int {
+		enc.mu.Lock()
+		defer enc.mu.Unlock()
+		return len(enc.states)
+	}
+
+	st.close()
+	unfrozen := make(chan error, 1)
+	go func() {
+		_, err := s.Unfreeze(ctx, &signerv1.UnfreezeRequest{})
+		unfrozen <- err
+	}()
+	require.Equal(t, "put", <-st.held)
+	before := told()
+	froze := make(chan error, 1)
+	go func() {
+		_, err := s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "second"})
+		froze <- err
+	}()
+	// Once the Freeze has told the enclave, it has frozen this parent (it
+	// was already) and waits for the lock; let the Unfreeze's write
+	// through, then the Freeze's.
+	require.Eventually(t, func() bool { return told() > before }, 10*time.Second, time.Millisecond)
+	st.open()
+	err = <-unfrozen
+	require.Equal(t, codes.Aborted, status.Code(err), "%v", err)
+	assert.Contains(t, status.Convert(err).Message(), "signing stays frozen")
+	require.NoError(t, <-froze)
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	assert.True(t, storedFreeze(t, dir).GetFrozen())
+	require.NoError(t, s.SyncFreeze(ctx))
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
 }

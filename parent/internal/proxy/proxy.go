@@ -93,15 +93,19 @@ type Service struct {
 	// change log may fail before signing is refused.
 	freezeMaxStale time.Duration
 	// freezeLock (a one-slot semaphore, so that waiting honours contexts)
-	// orders changes of the freeze state and guards the fields below.
+	// orders changes of the freeze state and guards freezeRead. Only
+	// Freeze's first step (freezeNow) changes the state without it, and
+	// only to frozen.
 	freezeLock chan struct{}
 	// freezeRead is when the store's state was last read; stale while
 	// reads failed for longer than freezeMaxStale (the state is then
 	// unknown again).
 	freezeRead readClock
-	// freezePending is a freeze applied here whose store write failed;
-	// every sync retries it, and no stored "not frozen" undoes it.
-	freezePending *signerv1.FreezeState
+	// freezePending is a freeze in force here that the store may not
+	// hold yet (its write failed, or its Freeze could not take the lock);
+	// every sync writes it, and no stored "not frozen" undoes it. Freeze
+	// sets it without the lock, before the state it names is in force.
+	freezePending atomic.Pointer[signerv1.FreezeState]
 	// changes is this parent's view of the key change log (changes.go).
 	changes changeLog
 	// bg runs background work (pruning the change log) under bgCtx, which

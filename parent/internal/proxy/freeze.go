@@ -80,7 +80,7 @@ func (s *Service) unlockFreeze() { <-s.freezeLock }
 // Freeze implements signerv1.SignerServiceServer. It fails closed: this
 // parent stops signing at once, before it waits for the freeze lock, the
 // store or the enclave, since the store may be what the incident is about.
-// The store write follows under the lock.
+// The store write follows under the lock, then the enclave is told.
 func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signerv1.FreezeResponse, error) {
 	if err := limits.CheckFreezeReason(r.GetReason()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "reason: %v", err)
@@ -89,7 +89,7 @@ func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signe
 	defer cancel()
 	s.freezeNow(ctx, r.GetReason())
 	if err := s.lockFreeze(ctx); err != nil {
-		s.log.ErrorContext(ctx, "freeze: another change of the freeze state is waiting on the key store; this parent is frozen and writes the freeze at the next poll")
+		s.log.ErrorContext(ctx, "freeze: another change of the freeze state is in progress; this parent is frozen and writes the freeze at the next poll")
 		return nil, errFrozenBusy
 	}
 	defer s.unlockFreeze()
@@ -107,10 +107,13 @@ func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signe
 		st = newFreeze(r.GetReason())
 	}
 	pending := s.freezePending.Load()
-	s.setFreeze(ctx, was, st, "freeze")
 	if rerr == nil {
 		rerr = s.writeFreeze(ctx, st)
 	}
+	// In force already (freezeNow); this makes the stored reason the one
+	// in force and tells the enclave, after the store write, so that an
+	// enclave that does not answer cannot hold the write up.
+	s.setFreeze(ctx, was, st, "freeze")
 	if rerr != nil {
 		// Kept until a sync writes it: the store's old "not frozen" must
 		// not undo it.
@@ -128,11 +131,12 @@ func newFreeze(reason string) *signerv1.FreezeState {
 	return &signerv1.FreezeState{Frozen: true, Reason: reason, ChangedAtUnixMs: time.Now().UnixMilli()}
 }
 
-// freezeNow stops signing on this parent at once, without the freeze lock,
-// and tells the enclave. A parent already frozen keeps its state, as a
-// fresh copy: an unfreeze that read the state before cannot replace it
-// (see setFreeze). The state is pending (a sync writes it to the store)
-// before it is in force, until a holder of the lock has written it.
+// freezeNow stops signing on this parent at once, without the freeze lock.
+// A parent already frozen keeps its state, as a fresh copy: an unfreeze
+// that read the state before cannot replace it (see setFreeze). The state
+// is pending before it is in force, until a holder of the lock has
+// written it to the store and told the enclave: Freeze itself, or, when it
+// cannot take the lock in time, the next poll or Unfreeze.
 func (s *Service) freezeNow(ctx context.Context, reason string) {
 	for {
 		was := s.freeze.Load()
@@ -145,7 +149,6 @@ func (s *Service) freezeNow(ctx context.Context, reason string) {
 			if !was.GetFrozen() {
 				s.log.WarnContext(ctx, "signing frozen", "reason", st.GetReason(), "from", "freeze")
 			}
-			s.tellEnclave(ctx)
 			return
 		}
 	}
@@ -154,11 +157,23 @@ func (s *Service) freezeNow(ctx context.Context, reason string) {
 // errFrozenBusy answers a Freeze that froze this parent but could not
 // take the freeze lock, to write the store, before its deadline.
 var errFrozenBusy = status.Error(codes.Unavailable,
-	"signing is frozen on this parent, but another change of the freeze state is waiting on the key store, so other parents and a restart do not see this freeze yet; this parent writes it at the next poll; retry to be sure")
+	"signing is frozen on this parent, but another change of the freeze state is in progress (waiting on the key store or the enclave), so other parents and a restart do not see this freeze yet; this parent writes it at the next poll; retry to be sure")
+
+// errFreezeNotStored and errFreezeCrossed answer an Unfreeze that a Freeze
+// won over.
+var (
+	errFreezeNotStored = status.Error(codes.Aborted,
+		"a freeze made on this parent had not reached the key store yet; it is written now and signing stays frozen; call Unfreeze again if it is still wanted")
+	errFreezeCrossed = status.Error(codes.Aborted,
+		"a freeze arrived while unfreezing; signing stays frozen; call Unfreeze again if it is still wanted")
+)
 
 // Unfreeze implements signerv1.SignerServiceServer. The store is written
-// first: if that fails, signing stays frozen. A Freeze that arrives
-// meanwhile wins.
+// first: if that fails, signing stays frozen. A Freeze wins over an
+// Unfreeze it crosses: one that answered while this call waited for the
+// lock (its freeze is not in the store yet), and one that arrives while the
+// store is written. Both leave signing frozen, written to the store, and
+// answer Aborted.
 func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*signerv1.UnfreezeResponse, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
@@ -167,6 +182,21 @@ func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*s
 	}
 	defer s.unlockFreeze()
 	was, pending := s.freeze.Load(), s.freezePending.Load()
+	if pending != nil {
+		stored, err := s.readFreeze(ctx)
+		if err == nil && !stored.GetFrozen() {
+			if err = s.writeFreeze(ctx, pending); err == nil {
+				s.freezePending.CompareAndSwap(pending, nil)
+				s.tellEnclave(ctx)
+				return nil, errFreezeNotStored
+			}
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "unfreeze: the key store could not be read or written; signing stays frozen", "err", err)
+			return nil, status.Error(codes.Unavailable, "the key store could not be read or written (see the parent's log); signing stays frozen; retry")
+		}
+		// The store holds a freeze: the one to end.
+	}
 	st := &signerv1.FreezeState{ChangedAtUnixMs: time.Now().UnixMilli()}
 	if err := s.writeFreeze(ctx, st); err != nil {
 		s.log.ErrorContext(ctx, "unfreeze: the key store could not be written; signing stays frozen", "err", err)
@@ -174,8 +204,13 @@ func (s *Service) Unfreeze(ctx context.Context, _ *signerv1.UnfreezeRequest) (*s
 	}
 	s.freezeRead.succeeded()
 	if !s.setFreeze(ctx, was, st, "unfreeze") {
-		// The freeze is pending: the next sync writes it back.
-		return nil, status.Error(codes.Aborted, "a freeze arrived while unfreezing; signing stays frozen")
+		// A Freeze came in: put it back in the store now rather than at
+		// the next poll, so that other parents do not follow this write.
+		if p := s.freezePending.Load(); p != nil && s.writeFreeze(ctx, p) == nil {
+			s.freezePending.CompareAndSwap(p, nil)
+		}
+		s.tellEnclave(ctx)
+		return nil, errFreezeCrossed
 	}
 	s.freezePending.CompareAndSwap(pending, nil)
 	return &signerv1.UnfreezeResponse{State: proto.CloneOf(st)}, nil
@@ -273,10 +308,16 @@ func (s *Service) setFreeze(ctx context.Context, was, st *signerv1.FreezeState, 
 	return true
 }
 
+// freezePushTimeout bounds telling the enclave a freeze change, so that an
+// enclave that does not answer cannot hold up the caller.
+const freezePushTimeout = 2 * time.Second
+
 // tellEnclave pushes the state in force to the enclave. An enclave that
 // cannot be told now is told when it connects again; until then this
 // parent's own check holds.
 func (s *Service) tellEnclave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, freezePushTimeout)
+	defer cancel()
 	if err := s.pushFreeze(ctx); err != nil {
 		// An unreachable enclave is told when it connects (and the health
 		// watcher already says it is down); anything else is worth a line.

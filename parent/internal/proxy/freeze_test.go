@@ -310,10 +310,17 @@ func (g *hangingStore) Put(ctx context.Context, name string, data []byte, cond s
 }
 
 // A Freeze stops signing at once even while another change of the freeze
-// state waits on a store that stopped answering, and the freeze reaches
-// the store once it answers again.
+// state waits on a store that stopped answering. The poll that read "not
+// frozen" before it does not undo it, nor does an Unfreeze that was waiting
+// for the lock, and the freeze reaches the store once it answers again.
 func TestFreezeWhileStoreHangs(t *testing.T) {
 	dir, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	// An unfreeze stored earlier: the poll below reads a state that
+	// differs from this parent's, so it does try to apply it.
+	b, err := proto.Marshal(&signerv1.FreezeState{ChangedAtUnixMs: 1})
+	require.NoError(t, err)
+	_, err = dir.Put(context.Background(), proxy.FreezeName, b, store.Cond{})
 	require.NoError(t, err)
 	st := &hangingStore{Store: dir, held: make(chan string, 8)}
 	s, enc := newFreezeService(t, st, false)
@@ -326,35 +333,39 @@ func TestFreezeWhileStoreHangs(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err = s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "store outage"})
 	require.Equal(t, codes.Unavailable, status.Code(err))
 	assert.Contains(t, status.Convert(err).Message(), "signing is frozen on this parent")
-	assert.Less(t, time.Since(start), 5*time.Second)
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
-	assert.Equal(t, "store outage", enc.last().GetReason(), "the enclave is told at once")
 
-	// The store answers again: the poll that read "not frozen" before the
-	// freeze does not undo it, and the next poll writes it.
+	// An Unfreeze waits for the lock; the store answers again.
+	unfrozen := make(chan error, 1)
+	go func() {
+		_, err := s.Unfreeze(context.Background(), &signerv1.UnfreezeRequest{})
+		unfrozen <- err
+	}()
 	st.open()
 	require.NoError(t, <-polled)
+	err = <-unfrozen
+	require.Equal(t, codes.Aborted, status.Code(err), "%v", err)
+	assert.Contains(t, status.Convert(err).Message(), "had not reached the key store")
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
-	require.NoError(t, s.SyncFreeze(context.Background()))
 	assert.Equal(t, "store outage", storedFreeze(t, dir).GetReason())
-	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
-	assert.True(t, enc.last().GetFrozen())
+	assert.Equal(t, "store outage", enc.last().GetReason(), "the enclave is told")
 
-	// Later polls keep it; an Unfreeze ends it.
+	// Later polls keep it; an Unfreeze now ends it.
 	require.NoError(t, s.SyncFreeze(context.Background()))
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
 	_, err = s.Unfreeze(context.Background(), &signerv1.UnfreezeRequest{})
 	require.NoError(t, err)
 	require.NoError(t, s.SyncFreeze(context.Background()))
 	require.NoError(t, signErr(s))
+	assert.False(t, enc.last().GetFrozen())
 }
 
 // A Freeze that arrives while an Unfreeze writes the store wins: the
-// Unfreeze answers Aborted and signing stays frozen.
+// Unfreeze answers Aborted, signing stays frozen, and the store holds the
+// freeze again.
 func TestFreezeDuringUnfreeze(t *testing.T) {
 	dir, err := store.NewDir(t.TempDir())
 	require.NoError(t, err)
@@ -363,11 +374,6 @@ func TestFreezeDuringUnfreeze(t *testing.T) {
 	ctx := context.Background()
 	_, err = s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "first"})
 	require.NoError(t, err)
-	told := func() int {
-		enc.mu.Lock()
-		defer enc.mu.Unlock()
-		return len(enc.states)
-	}
 
 	st.close()
 	unfrozen := make(chan error, 1)
@@ -376,23 +382,17 @@ func TestFreezeDuringUnfreeze(t *testing.T) {
 		unfrozen <- err
 	}()
 	require.Equal(t, "put", <-st.held)
-	before := told()
-	froze := make(chan error, 1)
-	go func() {
-		_, err := s.Freeze(ctx, &signerv1.FreezeRequest{Reason: "second"})
-		froze <- err
-	}()
-	// Once the Freeze has told the enclave, it has frozen this parent (it
-	// was already) and waits for the lock; let the Unfreeze's write
-	// through, then the Freeze's.
-	require.Eventually(t, func() bool { return told() > before }, 10*time.Second, time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = s.Freeze(short, &signerv1.FreezeRequest{Reason: "second"})
+	require.Equal(t, codes.Unavailable, status.Code(err), "the Unfreeze holds the lock")
 	st.open()
 	err = <-unfrozen
 	require.Equal(t, codes.Aborted, status.Code(err), "%v", err)
-	assert.Contains(t, status.Convert(err).Message(), "signing stays frozen")
-	require.NoError(t, <-froze)
+	assert.Contains(t, status.Convert(err).Message(), "arrived while unfreezing")
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
-	assert.True(t, storedFreeze(t, dir).GetFrozen())
+	assert.Equal(t, "first", storedFreeze(t, dir).GetReason(), "the first reason stays")
+	assert.True(t, enc.last().GetFrozen())
 	require.NoError(t, s.SyncFreeze(ctx))
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
 }

@@ -101,9 +101,11 @@ type Config struct {
 	// MaxKeys bounds the cache of opened keys; zero means the default.
 	MaxKeys int
 	// YieldCPU makes the link's workers yield their thread's CPU after
-	// each request (link.ServerConfig.YieldCPU). Set it where the enclave
-	// shares CPUs with the parent and its clients, as the simulator does on
-	// one host; in a Nitro Enclave the vCPUs are the enclave's own.
+	// each request (link.ServerConfig.YieldCPU), and a batch of signatures
+	// yield it between its signatures (server.Config.Pause). Set it where
+	// the enclave shares CPUs with the parent and its clients, as the
+	// simulator does on one host; in a Nitro Enclave the vCPUs are the
+	// enclave's own.
 	YieldCPU bool
 	// NoBatching turns off the combining of concurrent secp256k1 ECDSA
 	// signatures into batches (server.Config.NoBatching); for measurements.
@@ -243,6 +245,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer kr.Close()
 
+	var pause func()
+	if cfg.YieldCPU {
+		// A batch of signatures holds its thread for a signature's time
+		// per job; the parent and clients get their turn between jobs.
+		pause = link.YieldCPU
+	}
 	srv, err := server.New(server.Config{
 		Keyring:      kr,
 		Credentials:  kc,
@@ -253,6 +261,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Version:      cfg.Version,
 		Logger:       cfg.Logger,
 		NoBatching:   cfg.NoBatching,
+		Pause:        pause,
 	})
 	if err != nil {
 		return err

@@ -492,3 +492,9 @@ func addrString(a net.Addr) string {
 	}
 	return a.String()
 }
+
+// YieldCPU gives the calling thread's CPU to another runnable thread, if
+// its CPU has one waiting (sched_yield on Linux; nothing elsewhere), as
+// [ServerConfig].YieldCPU does after each request. For handlers that run
+// long steps and share their CPUs with the processes that send requests.
+func YieldCPU() { yieldCPU() }

@@ -70,7 +70,7 @@ func run(args []string, stderr io.Writer) int {
 	kekMaxKeys := fs.Int("kek-max-keys", 0, "start a new KEK after this many keys (default 100000)")
 	kekMaxAge := fs.Duration("kek-max-age", 0, "start a new KEK after this age (default 720h)")
 	maxKeys := fs.Int("max-keys", 0, "bound of the cache of opened keys (default 4194304)")
-	yieldMode := fs.String("yield-cpu", "auto", `"on": after each request, a worker yields its CPU to other processes (for CPUs shared with the parent and clients); "off"; "auto": on with --nsm=sim, off with --nsm=device`)
+	yieldMode := fs.String("yield-cpu", "auto", `"on": after each request, and between the signatures of a batch, the enclave yields its CPU to other processes (for CPUs shared with the parent and clients); "off"; "auto": on with --nsm=sim, off with --nsm=device`)
 	batching := fs.Bool("batch-signing", true, "sign concurrent secp256k1 ECDSA requests (digests, Ethereum payloads, Bitcoin ECDSA) in batches (about a third less CPU per signature under load; a lone request is signed at once); false is for measurements")
 	measurements := fs.Bool("sim-measurements", false, "simulator builds only: print the PCRs a simulated enclave running this binary reports (nitro-cli JSON) and exit")
 	if err := fs.Parse(args); err != nil {

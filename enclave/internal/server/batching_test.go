@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -26,11 +27,16 @@ import (
 
 // Concurrent digest Sign calls and a SignBatch, with and without the
 // batching of concurrent signatures: every signature recovers to its key,
-// and GetStats counts the signatures that went through batching.
+// and GetStats counts the signatures that went through batching. The
+// configured pause runs between the signatures of each batch.
 func TestSignBatching(t *testing.T) {
 	for _, off := range []bool{false, true} {
 		t.Run(fmt.Sprint("NoBatching=", off), func(t *testing.T) {
-			s, _ := newServerWith(t, func(c *server.Config) { c.NoBatching = off })
+			var pauses atomic.Int64
+			s, _ := newServerWith(t, func(c *server.Config) {
+				c.NoBatching = off
+				c.Pause = func() { pauses.Add(1) }
+			})
 			keys := []*signerv1.Key{
 				createKey(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1),
 				createKey(t, s, signerv1.Algorithm_ALGORITHM_SECP256K1),
@@ -99,11 +105,14 @@ func TestSignBatching(t *testing.T) {
 			if off {
 				assert.Zero(t, st.GetBatchedSignatures())
 				assert.Zero(t, st.GetSignBatches())
+				assert.Zero(t, pauses.Load())
 				return
 			}
 			assert.EqualValues(t, callers*each+20, st.GetBatchedSignatures())
 			assert.NotZero(t, st.GetSignBatches())
 			assert.LessOrEqual(t, st.GetSignBatches(), st.GetBatchedSignatures())
+			// One pause between each two signatures of a batch.
+			assert.EqualValues(t, st.GetBatchedSignatures()-st.GetSignBatches(), pauses.Load())
 		})
 	}
 }

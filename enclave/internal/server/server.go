@@ -109,6 +109,10 @@ type Config struct {
 	// signatures (raw digests, Ethereum payloads, Bitcoin ECDSA) into
 	// batches (see [sign.Combiner]); for measurements.
 	NoBatching bool
+	// Pause, if not nil, runs between the signatures of a batch (see
+	// [sign.NewCombiner]): a yield of the CPU where the enclave shares
+	// its CPUs with the parent and the clients.
+	Pause func()
 }
 
 // Server handles enclave API calls. It is safe for concurrent use.
@@ -157,7 +161,7 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.NoBatching {
 		for _, alg := range []signerv1.Algorithm{signerv1.Algorithm_ALGORITHM_SECP256K1} {
 			if sc, ok := sign.Lookup(alg); ok {
-				b, c := sign.Combined(sc, runtime.GOMAXPROCS(0))
+				b, c := sign.Combined(sc, runtime.GOMAXPROCS(0), cfg.Pause)
 				if c != nil {
 					srv.batched[alg] = b
 					srv.combiners = append(srv.combiners, c)

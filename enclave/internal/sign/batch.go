@@ -15,8 +15,12 @@ type DigestJob struct {
 // BatchSigner is implemented by schemes that sign several digests for less
 // CPU than signing each on its own. SignDigests fills in every job's Sig or
 // Err; each job's result is exactly what SignDigest gives for it.
+//
+// pause, if not nil, is called between the jobs' expensive steps (for
+// secp256k1, after each nonce point), so that a signer that shares its
+// CPUs with other processes can give them a turn during a long batch.
 type BatchSigner interface {
-	SignDigests(jobs []DigestJob)
+	SignDigests(jobs []DigestJob, pause func())
 }
 
 // MaxDigestBatch is the most jobs Secp256k1.SignDigests works on at once;
@@ -31,15 +35,22 @@ const MaxDigestBatch = 32
 // one inversion and 3(n-1) multiplications, so a batch pays for those
 // inversions once. Everything else is the same steps as SignDigest, with
 // the same RFC 6979 nonces, so the signatures are the same bytes.
-func (s Secp256k1) SignDigests(jobs []DigestJob) {
+//
+// pause is called between two valid jobs' nonce points (RFC 6979 and k·G,
+// about three quarters of a signature's work), and between pieces of
+// MaxDigestBatch jobs; never before the first or after the last.
+func (s Secp256k1) SignDigests(jobs []DigestJob, pause func()) {
 	for len(jobs) > 0 {
 		n := min(len(jobs), MaxDigestBatch)
 		if n == 1 {
 			jobs[0].Sig, jobs[0].Err = s.SignDigest(jobs[0].Priv, jobs[0].Digest)
 		} else {
-			signDigestBatch(jobs[:n])
+			signDigestBatch(jobs[:n], pause)
 		}
 		jobs = jobs[n:]
+		if len(jobs) > 0 && pause != nil {
+			pause()
+		}
 	}
 }
 
@@ -61,8 +72,9 @@ func (b *batchItem) zero() {
 	b.job = nil
 }
 
-// signDigestBatch signs 2..MaxDigestBatch jobs.
-func signDigestBatch(jobs []DigestJob) {
+// signDigestBatch signs 2..MaxDigestBatch jobs, calling pause (if not nil)
+// between the nonce points.
+func signDigestBatch(jobs []DigestJob, pause func()) {
 	var store [MaxDigestBatch]batchItem
 	items := store[:0]
 	defer func() {
@@ -82,6 +94,9 @@ func signDigestBatch(jobs []DigestJob) {
 		it := &store[len(items)]
 		if j.Err = secpScalar(j.Priv, &it.d); j.Err != nil {
 			continue
+		}
+		if len(items) > 0 && pause != nil {
+			pause()
 		}
 		items = items[:len(items)+1]
 		it.job = j

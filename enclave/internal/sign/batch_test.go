@@ -34,7 +34,7 @@ func TestSignDigestsVectors(t *testing.T) {
 	for i, v := range vecs {
 		jobs[i] = sign.DigestJob{Priv: unhex(t, v.key), Digest: unhex(t, v.digest)}
 	}
-	s.(sign.BatchSigner).SignDigests(jobs)
+	s.(sign.BatchSigner).SignDigests(jobs, nil)
 	for i, v := range vecs {
 		require.NoError(t, jobs[i].Err, v.name)
 		sig := jobs[i].Sig
@@ -47,7 +47,7 @@ func TestSignDigestsVectors(t *testing.T) {
 
 // Every batch size, across the MaxDigestBatch boundary, gives for every job
 // exactly what SignDigest gives for it alone, with bad jobs in the middle
-// failing on their own.
+// failing on their own, and pauses between the valid jobs' nonce points.
 func TestSignDigestsMatchesSignDigest(t *testing.T) {
 	s := secp256k1Scheme(t)
 	bs := s.(sign.BatchSigner)
@@ -85,7 +85,23 @@ func TestSignDigestsMatchesSignDigest(t *testing.T) {
 				// Results from an earlier use of the slice are replaced.
 				jobs[i].Sig, jobs[i].Err = []byte("stale"), fmt.Errorf("stale")
 			}
-			bs.SignDigests(jobs)
+			pauses := 0
+			bs.SignDigests(jobs, func() { pauses++ })
+			// A pause between two valid jobs of a piece and between pieces.
+			wantPauses := 0
+			for off := 0; off < n; off += sign.MaxDigestBatch {
+				if off > 0 {
+					wantPauses++
+				}
+				valid := 0
+				for i := off; i < min(off+sign.MaxDigestBatch, n); i++ {
+					if _, ok := bad[i]; !ok {
+						valid++
+					}
+				}
+				wantPauses += max(valid-1, 0)
+			}
+			assert.Equal(t, wantPauses, pauses, "pauses")
 			for i, j := range jobs {
 				if want, ok := bad[i]; ok {
 					require.ErrorIs(t, j.Err, want, "job %d", i)
@@ -108,7 +124,7 @@ func TestSignDigestsRepeatedJob(t *testing.T) {
 	require.NoError(t, err)
 	d := make([]byte, 32)
 	jobs := []sign.DigestJob{{Priv: priv, Digest: d}, {Priv: priv, Digest: d}, {Priv: priv, Digest: d}}
-	s.(sign.BatchSigner).SignDigests(jobs)
+	s.(sign.BatchSigner).SignDigests(jobs, nil)
 	want, err := s.SignDigest(priv, d)
 	require.NoError(t, err)
 	for _, j := range jobs {
@@ -132,7 +148,7 @@ func BenchmarkSignDigestsSecp256k1(b *testing.B) {
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			b.ReportAllocs()
 			for b.Loop() {
-				s.(sign.BatchSigner).SignDigests(jobs)
+				s.(sign.BatchSigner).SignDigests(jobs, nil)
 			}
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 			cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()

@@ -22,6 +22,7 @@ import (
 type Combiner struct {
 	bs      BatchSigner
 	leaders int
+	pause   func()
 
 	mu     sync.Mutex
 	active int       // batches being signed
@@ -40,9 +41,13 @@ type waiter struct {
 var waiters = sync.Pool{New: func() any { return &waiter{wake: make(chan bool, 1)} }}
 
 // NewCombiner returns a Combiner over bs that signs up to leaders batches
-// at once (at least one); the CPU count is the natural value.
-func NewCombiner(bs BatchSigner, leaders int) *Combiner {
-	return &Combiner{bs: bs, leaders: max(1, leaders)}
+// at once (at least one); the CPU count is the natural value. pause, if not
+// nil, is passed to bs.SignDigests: it runs between the signatures of a
+// batch. Where the signer shares its CPUs with the processes that bring it
+// requests, a pause that yields the CPU (sched_yield) lets them run during
+// a long batch instead of after it.
+func NewCombiner(bs BatchSigner, leaders int, pause func()) *Combiner {
+	return &Combiner{bs: bs, leaders: max(1, leaders), pause: pause}
 }
 
 // SignDigest signs digest with priv, as part of a batch when other calls
@@ -104,7 +109,7 @@ func (c *Combiner) lead(w *waiter) {
 	for i, x := range ws {
 		jobs[i] = x.job
 	}
-	c.bs.SignDigests(jobs[:len(ws)])
+	c.bs.SignDigests(jobs[:len(ws)], c.pause)
 	c.batches.Add(1)
 	c.signed.Add(uint64(len(ws)))
 	for i, x := range ws {
@@ -148,13 +153,13 @@ func (s combined) SignDigest(priv, digest []byte) ([]byte, error) {
 }
 
 // Combined returns s with its SignDigest going through a new Combiner of
-// leaders batches, and that Combiner, when s is a [BatchSigner]; otherwise
-// s itself and nil.
-func Combined(s Scheme, leaders int) (Scheme, *Combiner) {
+// leaders batches and pause (see [NewCombiner]), and that Combiner, when s
+// is a [BatchSigner]; otherwise s itself and nil.
+func Combined(s Scheme, leaders int, pause func()) (Scheme, *Combiner) {
 	bs, ok := s.(BatchSigner)
 	if !ok {
 		return s, nil
 	}
-	c := NewCombiner(bs, leaders)
+	c := NewCombiner(bs, leaders, pause)
 	return combined{Scheme: s, c: c}, c
 }

@@ -25,7 +25,10 @@ type fakeBatcher struct {
 	in, max atomic.Int32
 }
 
-func (f *fakeBatcher) SignDigests(jobs []sign.DigestJob) {
+func (f *fakeBatcher) SignDigests(jobs []sign.DigestJob, pause func()) {
+	if pause != nil {
+		pause()
+	}
 	n := f.in.Add(1)
 	for {
 		m := f.max.Load()
@@ -55,7 +58,7 @@ func (f *fakeBatcher) SignDigests(jobs []sign.DigestJob) {
 // A lone call is signed at once, alone.
 func TestCombinerLoneCall(t *testing.T) {
 	f := &fakeBatcher{}
-	c := sign.NewCombiner(f, 2)
+	c := sign.NewCombiner(f, 2, nil)
 	sig, err := c.SignDigest([]byte("k"), []byte("d"))
 	require.NoError(t, err)
 	assert.Equal(t, "dk", string(sig))
@@ -66,10 +69,11 @@ func TestCombinerLoneCall(t *testing.T) {
 
 // Calls that find every batch slot busy queue up and go in the next batch
 // together, each getting its own result, and no more batches run at once
-// than configured.
+// than configured; every batch is given the combiner's pause.
 func TestCombinerBatchesQueuedCalls(t *testing.T) {
 	f := &fakeBatcher{hold: make(chan struct{}), entered: make(chan int, 100)}
-	c := sign.NewCombiner(f, 1)
+	var pauses atomic.Int32
+	c := sign.NewCombiner(f, 1, func() { pauses.Add(1) })
 	type res struct {
 		i   int
 		sig []byte
@@ -105,13 +109,14 @@ func TestCombinerBatchesQueuedCalls(t *testing.T) {
 	batches, calls := c.Stats()
 	assert.EqualValues(t, 3, batches)
 	assert.EqualValues(t, queued+1, calls)
+	assert.EqualValues(t, 3, pauses.Load(), "every batch gets the combiner's pause")
 }
 
 // Many concurrent callers of the real scheme get exactly the signatures
 // SignDigest gives.
 func TestCombinerSecp256k1Concurrent(t *testing.T) {
 	s := secp256k1Scheme(t)
-	cs, c := sign.Combined(s, 2)
+	cs, c := sign.Combined(s, 2, nil)
 	require.NotNil(t, c)
 	_, isBatch := cs.(sign.BatchSigner)
 	assert.False(t, isBatch)
@@ -158,7 +163,7 @@ func TestCombinedLeavesOtherSchemes(t *testing.T) {
 	for _, name := range []string{"ed25519", "p256"} {
 		s, ok := sign.ByName(name)
 		require.True(t, ok, name)
-		cs, c := sign.Combined(s, 2)
+		cs, c := sign.Combined(s, 2, nil)
 		assert.Equal(t, s, cs, name)
 		assert.Nil(t, c, name)
 	}

@@ -28,7 +28,7 @@ const (
 // other goroutines' calls, is byte for byte btcd's own ecdsa.Sign (RFC 6979,
 // low-S), DER-encoded.
 func TestSignSighashECDSAMatchesBtcd(t *testing.T) {
-	combined, _ := sign.Combined(sign.Secp256k1{}, 1)
+	combined, _ := sign.Combined(sign.Secp256k1{}, 1, nil)
 	for name, ds := range map[string]sign.DigestSigner{"scheme": sign.Secp256k1{}, "combined": combined} {
 		t.Run(name, func(t *testing.T) {
 			var wg sync.WaitGroup

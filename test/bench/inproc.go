@@ -84,6 +84,31 @@ func (rb *rawBench) batched(benchtime time.Duration) (float64, error) {
 	return parseBatched(out)
 }
 
+var afterIdleLine = regexp.MustCompile(`BenchmarkSignDigestAfterIdle(?:-\d+)?\s+\d+\s+[0-9.]+ ns/op\s+([0-9.]+) p50-ns/sign`)
+
+// afterIdle measures, in process, the median time of one signature made
+// right after a short sleep (BenchmarkSignDigestAfterIdle): what a lone
+// request's signature meets on a machine whose idle CPUs halt.
+func (rb *rawBench) afterIdle(benchtime time.Duration) (float64, error) {
+	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", "^BenchmarkSignDigestAfterIdle$",
+		"-test.cpu", "2", "-test.benchtime", benchtime.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("after-idle benchmark: %v\n%s", err, out)
+	}
+	return parseAfterIdle(out)
+}
+
+// parseAfterIdle reads the median signature time from the output of
+// BenchmarkSignDigestAfterIdle.
+func parseAfterIdle(out []byte) (float64, error) {
+	m := afterIdleLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("after-idle benchmark: %w in\n%s", errNoResult, out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
 // parseBatched reads the CPU per signature from the output of
 // BenchmarkSignDigestsSecp256k1/16.
 func parseBatched(out []byte) (float64, error) {

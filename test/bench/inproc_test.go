@@ -77,3 +77,16 @@ func TestParseBatched(t *testing.T) {
 		assert.Error(t, err, out)
 	}
 }
+
+func TestParseAfterIdle(t *testing.T) {
+	v, err := parseAfterIdle([]byte("BenchmarkSignDigestAfterIdle-2   \t    1033\t   1169476 ns/op\t     77753 p50-ns/sign\n"))
+	require.NoError(t, err)
+	assert.InDelta(t, 77753, v, 0.1)
+	for _, out := range []string{
+		"BenchmarkSignDigestAfterIdle-2 1033 1169476 ns/op\n", // no median: not the time of a signature
+		"--- FAIL: BenchmarkSignDigestAfterIdle\nFAIL\n",
+	} {
+		_, err := parseAfterIdle([]byte(out))
+		assert.Error(t, err, out)
+	}
+}

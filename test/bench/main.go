@@ -245,8 +245,13 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("crossing floor: %w", err)
 	}
+	idle, err := rb.afterIdle(time.Second)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("added latency at 1 client (p50 end to end − one signature alone): %.1f µs\n", added)
-	fmt.Printf("  for comparison: the client → parent gRPC hop alone (health Check p50) %.1f µs; four process crossings through a bare relay, no RPC code (crossing floor, p50 − signature) %.1f µs\n", floor/1e3, crossing/1e3)
+	fmt.Printf("  for comparison: the client → parent gRPC hop alone (health Check p50) %.1f µs; four process crossings through a bare relay, no RPC code (crossing floor, p50 − signature) %.1f µs; one signature right after a short sleep, in process, p50 %.1f µs (in a loop %.1f µs; a lone request is signed right after such a wake-up)\n",
+		floor/1e3, crossing/1e3, idle/1e3, rawFloor.single/1e3)
 	for i, name := range []string{"unary", "SignBatch"} {
 		r, raw := res[i+1], raws[i+1]
 		eff := raw.cpu / ((r.parentCPU + r.enclaveCPU) / float64(r.signs))

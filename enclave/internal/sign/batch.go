@@ -17,7 +17,7 @@ type DigestJob struct {
 // Err; each job's result is exactly what SignDigest gives for it.
 //
 // pause, if not nil, is called between the jobs' expensive steps (for
-// secp256k1, after each nonce point), so that a signer that shares its
+// secp256k1, between their nonce points), so that a signer that shares its
 // CPUs with other processes can give them a turn during a long batch.
 type BatchSigner interface {
 	SignDigests(jobs []DigestJob, pause func())

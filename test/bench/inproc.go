@@ -60,13 +60,23 @@ func (rb *rawBench) close() { os.RemoveAll(rb.dir) }
 // measure runs BenchmarkRawSignParallel and BenchmarkSignDigestSecp256k1
 // with 2 Ps for benchtime each.
 func (rb *rawBench) measure(benchtime time.Duration) (rawFigures, error) {
-	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", "^(BenchmarkRawSignParallel|BenchmarkSignDigestSecp256k1)$",
-		"-test.cpu", "2", "-test.benchtime", benchtime.String())
-	out, err := cmd.CombinedOutput()
+	out, err := rb.run("raw", "^(BenchmarkRawSignParallel|BenchmarkSignDigestSecp256k1)$", 2, benchtime)
 	if err != nil {
-		return rawFigures{}, fmt.Errorf("raw benchmark: %v\n%s", err, out)
+		return rawFigures{}, err
 	}
 	return parseRaw(out)
+}
+
+// run runs the benchmarks matching pattern with cpus Ps for benchtime and
+// returns their output; what names them in an error.
+func (rb *rawBench) run(what, pattern string, cpus int, benchtime time.Duration) ([]byte, error) {
+	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", pattern,
+		"-test.cpu", strconv.Itoa(cpus), "-test.benchtime", benchtime.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s benchmark: %v\n%s", what, err, out)
+	}
+	return out, nil
 }
 
 var batchedLine = regexp.MustCompile(`BenchmarkSignDigestsSecp256k1/16(?:-\d+)?\s+\d+\s+[0-9.]+ ns/op\s+([0-9.]+) cpu-ns/sig`)
@@ -75,11 +85,9 @@ var batchedLine = regexp.MustCompile(`BenchmarkSignDigestsSecp256k1/16(?:-\d+)?\
 // goroutine, CPU per signature (BenchmarkSignDigestsSecp256k1/16). It is
 // what the enclave's batching approaches under load.
 func (rb *rawBench) batched(benchtime time.Duration) (float64, error) {
-	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", "^BenchmarkSignDigestsSecp256k1$/^16$",
-		"-test.cpu", "1", "-test.benchtime", benchtime.String())
-	out, err := cmd.CombinedOutput()
+	out, err := rb.run("batched", "^BenchmarkSignDigestsSecp256k1$/^16$", 1, benchtime)
 	if err != nil {
-		return 0, fmt.Errorf("batched benchmark: %v\n%s", err, out)
+		return 0, err
 	}
 	return parseBatched(out)
 }
@@ -90,11 +98,9 @@ var afterIdleLine = regexp.MustCompile(`BenchmarkSignDigestAfterIdle(?:-\d+)?\s+
 // right after a short sleep (BenchmarkSignDigestAfterIdle): what a lone
 // request's signature meets on a machine whose idle CPUs halt.
 func (rb *rawBench) afterIdle(benchtime time.Duration) (float64, error) {
-	cmd := exec.Command(rb.bin, "-test.run", "^$", "-test.bench", "^BenchmarkSignDigestAfterIdle$",
-		"-test.cpu", "2", "-test.benchtime", benchtime.String())
-	out, err := cmd.CombinedOutput()
+	out, err := rb.run("after-idle", "^BenchmarkSignDigestAfterIdle$", 2, benchtime)
 	if err != nil {
-		return 0, fmt.Errorf("after-idle benchmark: %v\n%s", err, out)
+		return 0, err
 	}
 	return parseAfterIdle(out)
 }
@@ -102,19 +108,19 @@ func (rb *rawBench) afterIdle(benchtime time.Duration) (float64, error) {
 // parseAfterIdle reads the median signature time from the output of
 // BenchmarkSignDigestAfterIdle.
 func parseAfterIdle(out []byte) (float64, error) {
-	m := afterIdleLine.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("after-idle benchmark: %w in\n%s", errNoResult, out)
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	return parseMetric("after-idle", afterIdleLine, out)
 }
 
 // parseBatched reads the CPU per signature from the output of
 // BenchmarkSignDigestsSecp256k1/16.
-func parseBatched(out []byte) (float64, error) {
-	m := batchedLine.FindSubmatch(out)
+func parseBatched(out []byte) (float64, error) { return parseMetric("batched", batchedLine, out) }
+
+// parseMetric reads the one figure that line captures from a benchmark's
+// output; what names the benchmark in an error.
+func parseMetric(what string, line *regexp.Regexp, out []byte) (float64, error) {
+	m := line.FindSubmatch(out)
 	if m == nil {
-		return 0, fmt.Errorf("batched benchmark: %w in\n%s", errNoResult, out)
+		return 0, fmt.Errorf("%s benchmark: %w in\n%s", what, errNoResult, out)
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
 }

@@ -64,9 +64,9 @@ func TestGetKeyBoundedWithoutClientDeadline(t *testing.T) {
 	require.Contains(t, []codes.Code{codes.DeadlineExceeded, codes.Unavailable}, status.Code(err))
 }
 
-// A Freeze whose store read stalls holds the freeze mutex: the periodic
-// SyncFreeze (which has its own timeout) and PushFreeze on reconnect wait
-// behind it, ignoring their contexts.
+// A Freeze whose store read stalls holds the freeze lock: the periodic
+// SyncFreeze (which has its own timeout) waiting behind it must still end
+// with its context.
 func TestStalledFreezeDoesNotBlockThePoll(t *testing.T) {
 	st := &stallingStore{stall: make(chan struct{})}
 	svc := proxy.New(proxy.Config{Enclave: &freezeEnclave{}, Store: st,

@@ -90,6 +90,9 @@ func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signe
 	s.freezeNow(ctx, r.GetReason())
 	if err := s.lockFreeze(ctx); err != nil {
 		s.log.ErrorContext(ctx, "freeze: another change of the freeze state is in progress; this parent is frozen and writes the freeze at the next poll")
+		// The enclave refuses signing too from now on, not only from the
+		// next poll. ctx has ended; the push gets its own bound.
+		s.tellEnclave(context.WithoutCancel(ctx))
 		return nil, errFrozenBusy
 	}
 	defer s.unlockFreeze()
@@ -135,8 +138,9 @@ func newFreeze(reason string) *signerv1.FreezeState {
 // A parent already frozen keeps its state, as a fresh copy: an unfreeze
 // that read the state before cannot replace it (see setFreeze). The state
 // is pending before it is in force, until a holder of the lock has
-// written it to the store and told the enclave: Freeze itself, or, when it
-// cannot take the lock in time, the next poll or Unfreeze.
+// written it to the store: Freeze itself, or, when it cannot take the lock
+// in time, the next poll or Unfreeze. The enclave is told either way, by
+// Freeze.
 func (s *Service) freezeNow(ctx context.Context, reason string) {
 	for {
 		was := s.freeze.Load()
@@ -268,18 +272,23 @@ func (s *Service) SyncFreeze(ctx context.Context) error {
 
 // PushFreeze tells the enclave this parent's freeze state, if known; the
 // parent calls it on every new connection, since a restarted enclave
-// starts unfrozen. It waits for a change in progress, so that it cannot
-// overwrite a newer state with the one it read before.
-func (s *Service) PushFreeze(ctx context.Context) error {
-	if err := s.lockFreeze(ctx); err != nil {
-		return err
-	}
-	defer s.unlockFreeze()
-	return s.pushFreeze(ctx)
-}
+// starts unfrozen.
+func (s *Service) PushFreeze(ctx context.Context) error { return s.pushFreeze(ctx) }
 
-// pushFreeze tells the enclave the state in force now.
+// pushFreeze tells the enclave the state in force when it gets its turn.
+// Pushes take turns (pushLock), and every change of the state is followed
+// by a push, so the last push the enclave answers carries the latest
+// state: an older state read by a slow push cannot arrive after a newer
+// one. It does not need the freeze lock, which a change holds while it
+// waits on the store, so a Freeze can tell the enclave while that lock is
+// busy.
 func (s *Service) pushFreeze(ctx context.Context) error {
+	select {
+	case s.pushLock <- struct{}{}:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	defer func() { <-s.pushLock }()
 	f := s.freeze.Load()
 	if f == nil {
 		return nil

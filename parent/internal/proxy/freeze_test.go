@@ -337,6 +337,13 @@ func TestFreezeWhileStoreHangs(t *testing.T) {
 	require.Equal(t, codes.Unavailable, status.Code(err))
 	assert.Contains(t, status.Convert(err).Message(), "signing is frozen on this parent")
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+	require.NotNil(t, enc.last(), "the enclave is told at once, not at the next poll")
+	assert.True(t, enc.last().GetFrozen())
+	assert.Equal(t, "store outage", enc.last().GetReason())
+	// A reconnecting enclave is told too, without waiting for the lock.
+	pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer pcancel()
+	require.NoError(t, s.PushFreeze(pctx))
 
 	// An Unfreeze waits for the lock; the store answers again.
 	unfrozen := make(chan error, 1)
@@ -395,4 +402,72 @@ func TestFreezeDuringUnfreeze(t *testing.T) {
 	assert.True(t, enc.last().GetFrozen())
 	require.NoError(t, s.SyncFreeze(ctx))
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+}
+
+// gatedEnclave holds its first SetFreeze call until release is closed,
+// and records the states in the order its calls return.
+type gatedEnclave struct {
+	freezeEnclave
+	held    chan struct{} // closed when the first SetFreeze arrived
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedEnclave) Call(ctx context.Context, method uint16, req, resp proto.Message) error {
+	if enclavev1.Method(method) == enclavev1.Method_METHOD_SET_FREEZE {
+		first := false
+		g.once.Do(func() { first = true })
+		if first {
+			close(g.held)
+			<-g.release
+		}
+	}
+	return g.freezeEnclave.Call(ctx, method, req, resp)
+}
+
+// Pushes of the freeze state take turns: a Freeze made while an Unfreeze
+// is still telling a slow enclave "not frozen" reaches the enclave after
+// it, so the enclave ends frozen, as the parent is.
+func TestFreezePushesKeepTheirOrder(t *testing.T) {
+	dir, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	enc := &gatedEnclave{held: make(chan struct{}), release: make(chan struct{})}
+	s := proxy.New(proxy.Config{Enclave: enc, Store: dir, Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	// Known state: unfrozen, and the first push is the Unfreeze's.
+	require.NoError(t, s.SyncFreeze(ctx))
+	require.Nil(t, enc.last())
+
+	unfrozen := make(chan error, 1)
+	go func() {
+		_, err := s.Unfreeze(ctx, &signerv1.UnfreezeRequest{})
+		unfrozen <- err
+	}()
+	<-enc.held // the Unfreeze tells the enclave "not frozen", slowly
+
+	frozen := make(chan error, 1)
+	go func() {
+		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		defer cancel()
+		_, err := s.Freeze(short, &signerv1.FreezeRequest{Reason: "incident"})
+		frozen <- err
+	}()
+	require.Eventually(t, func() bool { f, _ := s.SigningFrozen(); return f }, 5*time.Second, time.Millisecond)
+	// The Freeze gives up on the lock and tells the enclave itself; its
+	// push would overtake the Unfreeze's here if pushes did not take turns.
+	time.Sleep(80 * time.Millisecond)
+	close(enc.release)
+
+	require.NoError(t, <-unfrozen)
+	err = <-frozen
+	require.Equal(t, codes.Unavailable, status.Code(err), "the Unfreeze held the lock: %v", err)
+	require.Len(t, enc.states, 2)
+	assert.False(t, enc.states[0].GetFrozen())
+	assert.True(t, enc.states[1].GetFrozen(), "the enclave ends frozen")
+	assert.Equal(t, "incident", enc.states[1].GetReason())
+	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
+
+	// The next poll writes the freeze to the store.
+	require.NoError(t, s.SyncFreeze(ctx))
+	assert.Equal(t, "incident", storedFreeze(t, dir).GetReason())
 }

@@ -97,6 +97,9 @@ type Service struct {
 	// Freeze's first step (freezeNow) changes the state without it, and
 	// only to frozen.
 	freezeLock chan struct{}
+	// pushLock (a one-slot semaphore) makes pushes of the freeze state to
+	// the enclave take turns (pushFreeze).
+	pushLock chan struct{}
 	// freezeRead is when the store's state was last read; stale while
 	// reads failed for longer than freezeMaxStale (the state is then
 	// unknown again).
@@ -128,7 +131,7 @@ func New(cfg Config) *Service {
 	s := &Service{
 		enclave: cfg.Enclave, store: cfg.Store, timeout: cfg.CallTimeout, log: cfg.Logger,
 		keks: kekCache{blobs: map[string][]byte{}}, onCreds: cfg.OnKMSCredentials,
-		freezeLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
+		freezeLock: make(chan struct{}, 1), pushLock: make(chan struct{}, 1), freezeMaxStale: cfg.FreezeMaxStale,
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.changes.appending = make(chan struct{}, 1)

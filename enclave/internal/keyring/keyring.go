@@ -736,8 +736,8 @@ func (r *Keyring) open(ctx context.Context, b Blobs, f *seal.Fast, pt, aadBuf []
 
 // Use runs fn with the key's scheme and private key, and with its public
 // key when withPub is set (nil otherwise: rebuilding an ECDSA public key
-// from its compressed form costs a square root, about a third of a
-// signature). The public key is checked against the private key on the
+// from its compressed form costs a square root, about a quarter of a
+// signature, when the sign package has not cached it). The public key is checked against the private key on the
 // key's first use. fn must not retain priv, which is zeroized when fn
 // returns. ctx only names the request in the keyring's log lines.
 func (r *Keyring) Use(ctx context.Context, id string, withPub bool, fn func(sc sign.Scheme, priv, pub []byte) error) (signerv1.Algorithm, error) {

@@ -24,8 +24,8 @@ const maxEthFieldsSize = 3 * eth.MaxTxSize
 // function that signs it with the key the keyring lends.
 type job struct {
 	field string
-	// pub asks the keyring for the public key too (it costs a point
-	// decompression for ECDSA keys, so raw signatures go without).
+	// pub asks the keyring for the public key too (for ECDSA keys a point
+	// decompression, unless recently cached, so raw signatures go without).
 	pub  bool
 	sign func(sc sign.Scheme, priv, pub []byte) (*signerv1.SignResponse, error)
 }

@@ -107,8 +107,17 @@ func (P256) Pack(priv, pub []byte, p *Packed) error {
 // Unpack implements [Scheme].
 func (P256) Unpack(p *Packed, dst []byte) []byte { return append(dst, p.Priv[:]...) }
 
-// UnpackPublic implements [Scheme].
+// p256Points caches rebuilt P-256 public keys (see pointCache).
+var p256Points pointCache
+
+// UnpackPublic implements [Scheme]. Recently rebuilt points come from a
+// cache.
 func (P256) UnpackPublic(p *Packed) ([]byte, error) {
+	return p256Points.get(&p.Pub, func() ([]byte, error) { return unpackP256(p) })
+}
+
+// unpackP256 rebuilds the uncompressed point (a field square root).
+func unpackP256(p *Packed) ([]byte, error) {
 	x, y := elliptic.UnmarshalCompressed(elliptic.P256(), p.Pub[:])
 	if x == nil {
 		return nil, fmt.Errorf("%w: packed public key", ErrInvalidKey)

@@ -39,8 +39,17 @@ func compressSEC1(pub []byte, size int, out *[33]byte) error {
 // Unpack implements [Scheme].
 func (Secp256k1) Unpack(p *Packed, dst []byte) []byte { return append(dst, p.Priv[:]...) }
 
-// UnpackPublic implements [Scheme]: the SEC1 uncompressed point.
+// secpPoints caches rebuilt secp256k1 public keys (see pointCache).
+var secpPoints pointCache
+
+// UnpackPublic implements [Scheme]: the SEC1 uncompressed point. Recently
+// rebuilt points come from a cache.
 func (Secp256k1) UnpackPublic(p *Packed) ([]byte, error) {
+	return secpPoints.get(&p.Pub, func() ([]byte, error) { return unpackSecp256k1(p) })
+}
+
+// unpackSecp256k1 rebuilds the uncompressed point (a field square root).
+func unpackSecp256k1(p *Packed) ([]byte, error) {
 	pk, err := secp256k1.ParsePubKey(p.Pub[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: packed public key", ErrInvalidKey)

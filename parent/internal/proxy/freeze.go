@@ -67,11 +67,24 @@ func (s *Service) SigningFrozen() (frozen, known bool) {
 
 // lockFreeze takes the freeze lock, or gives up when ctx ends.
 func (s *Service) lockFreeze(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case s.freezeLock <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// tryLockFreeze takes the freeze lock if it is free.
+func (s *Service) tryLockFreeze() bool {
+	select {
+	case s.freezeLock <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -88,12 +101,16 @@ func (s *Service) Freeze(ctx context.Context, r *signerv1.FreezeRequest) (*signe
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	s.freezeNow(ctx, r.GetReason())
-	if err := s.lockFreeze(ctx); err != nil {
-		s.log.ErrorContext(ctx, "freeze: another change of the freeze state is in progress; this parent is frozen and writes the freeze at the next poll")
-		// The enclave refuses signing too from now on, not only from the
-		// next poll. ctx has ended; the push gets its own bound.
+	if !s.tryLockFreeze() {
+		// Another change holds the lock, perhaps waiting on a slow store:
+		// the enclave is told now, not after it. The push has its own
+		// bound (freezePushTimeout), so that a client's short deadline
+		// does not cut it off.
 		s.tellEnclave(context.WithoutCancel(ctx))
-		return nil, errFrozenBusy
+		if err := s.lockFreeze(ctx); err != nil {
+			s.log.ErrorContext(ctx, "freeze: another change of the freeze state is in progress; this parent and its enclave are frozen, and the parent writes the freeze at the next poll")
+			return nil, errFrozenBusy
+		}
 	}
 	defer s.unlockFreeze()
 	was := s.freeze.Load()
@@ -139,8 +156,8 @@ func newFreeze(reason string) *signerv1.FreezeState {
 // that read the state before cannot replace it (see setFreeze). The state
 // is pending before it is in force, until a holder of the lock has
 // written it to the store: Freeze itself, or, when it cannot take the lock
-// in time, the next poll or Unfreeze. The enclave is told either way, by
-// Freeze.
+// in time, the next poll or Unfreeze. Freeze tells the enclave either way:
+// before it waits for a busy lock, or after its store write.
 func (s *Service) freezeNow(ctx context.Context, reason string) {
 	for {
 		was := s.freeze.Load()
@@ -283,6 +300,9 @@ func (s *Service) PushFreeze(ctx context.Context) error { return s.pushFreeze(ct
 // waits on the store, so a Freeze can tell the enclave while that lock is
 // busy.
 func (s *Service) pushFreeze(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
 	select {
 	case s.pushLock <- struct{}{}:
 	case <-ctx.Done():

@@ -404,6 +404,38 @@ func TestFreezeDuringUnfreeze(t *testing.T) {
 	require.Equal(t, codes.FailedPrecondition, status.Code(signErr(s)))
 }
 
+// A Freeze that finds the freeze lock held by a change waiting on the
+// store tells the enclave before it waits, and completes once the store
+// answers.
+func TestFreezeTellsEnclaveBeforeWaitingForTheLock(t *testing.T) {
+	dir, err := store.NewDir(t.TempDir())
+	require.NoError(t, err)
+	st := &hangingStore{Store: dir, held: make(chan string, 8)}
+	s, enc := newFreezeService(t, st, false)
+	st.close()
+	polled := make(chan error, 1)
+	go func() { polled <- s.SyncFreeze(context.Background()) }()
+	require.Equal(t, "get", <-st.held)
+
+	frozen := make(chan error, 1)
+	go func() {
+		_, err := s.Freeze(context.Background(), &signerv1.FreezeRequest{Reason: "incident"})
+		frozen <- err
+	}()
+	require.Eventually(t, func() bool { return enc.last().GetFrozen() }, 5*time.Second, time.Millisecond,
+		"the enclave is told while the Freeze waits for the lock")
+	select {
+	case err := <-frozen:
+		t.Fatalf("Freeze answered (%v) while the poll held the lock", err)
+	default:
+	}
+	st.open()
+	require.NoError(t, <-polled)
+	require.NoError(t, <-frozen)
+	assert.Equal(t, "incident", storedFreeze(t, dir).GetReason())
+	assert.Equal(t, "incident", enc.last().GetReason())
+}
+
 // gatedEnclave holds its first SetFreeze call until release is closed,
 // and records the states in the order its calls return.
 type gatedEnclave struct {

@@ -309,6 +309,20 @@ func (g *hangingStore) Put(ctx context.Context, name string, data []byte, cond s
 	return g.Store.Put(ctx, name, data, cond)
 }
 
+// pollHoldingTheLock returns a service over dir whose poll (SyncFreeze,
+// answering on polled) has taken the freeze lock and hangs on the store
+// until st.open.
+func pollHoldingTheLock(t *testing.T, dir store.Store) (*proxy.Service, *freezeEnclave, *hangingStore, chan error) {
+	t.Helper()
+	st := &hangingStore{Store: dir, held: make(chan string, 8)}
+	s, enc := newFreezeService(t, st, false)
+	st.close()
+	polled := make(chan error, 1)
+	go func() { polled <- s.SyncFreeze(context.Background()) }()
+	require.Equal(t, "get", <-st.held)
+	return s, enc, st, polled
+}
+
 // A Freeze stops signing at once even while another change of the freeze
 // state waits on a store that stopped answering. The poll that read "not
 // frozen" before it does not undo it, nor does an Unfreeze that was waiting
@@ -322,14 +336,7 @@ func TestFreezeWhileStoreHangs(t *testing.T) {
 	require.NoError(t, err)
 	_, err = dir.Put(context.Background(), proxy.FreezeName, b, store.Cond{})
 	require.NoError(t, err)
-	st := &hangingStore{Store: dir, held: make(chan string, 8)}
-	s, enc := newFreezeService(t, st, false)
-
-	// A poll takes the freeze lock and hangs on the store.
-	st.close()
-	polled := make(chan error, 1)
-	go func() { polled <- s.SyncFreeze(context.Background()) }()
-	require.Equal(t, "get", <-st.held)
+	s, enc, st, polled := pollHoldingTheLock(t, dir)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -410,12 +417,7 @@ func TestFreezeDuringUnfreeze(t *testing.T) {
 func TestFreezeTellsEnclaveBeforeWaitingForTheLock(t *testing.T) {
 	dir, err := store.NewDir(t.TempDir())
 	require.NoError(t, err)
-	st := &hangingStore{Store: dir, held: make(chan string, 8)}
-	s, enc := newFreezeService(t, st, false)
-	st.close()
-	polled := make(chan error, 1)
-	go func() { polled <- s.SyncFreeze(context.Background()) }()
-	require.Equal(t, "get", <-st.held)
+	s, enc, st, polled := pollHoldingTheLock(t, dir)
 
 	frozen := make(chan error, 1)
 	go func() {
